@@ -1,0 +1,19 @@
+# charlora: photos of one character -> curated dataset -> ... -> SDXL character LoRA.
+# Run the embedded demo with `snakemake --cores all`; see README.md and config/config.yaml.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/dataset.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True

@@ -1,0 +1,65 @@
+# Helpers for the rules: config validation, dataset discovery (the <id>s), the final target list
+# and the input functions that read the dedup checkpoint. Parse-time work stays cheap (a listdir),
+# because cluster jobs parse this file again on their node.
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from charlora import demo, dedup
+from charlora.config import validate_config
+from charlora.images import DatasetListing, list_dataset_images
+
+validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+
+
+wildcard_constraints:
+    id="[^/]+",
+
+
+DEMO_DIR = "results/demo"
+IS_DEMO = config["dataset"] == "demo"
+DATASET = DEMO_DIR if IS_DEMO else config["dataset"].rstrip("/")
+
+if IS_DEMO:
+    # The demo's files are outputs of rule demo_dataset, so their names come from the generator.
+    LISTING = DatasetListing(images={Path(name).stem: name for name in demo.IMAGE_FILES})
+else:
+    LISTING = list_dataset_images(Path(DATASET) / "images")
+IDS = sorted(LISTING.images)
+
+if not IDS:
+    raise ValueError(f"no photos found in {DATASET}/images (supported: .png .jpg .jpeg .webp .bmp .tif .gif)")
+
+
+def source_image(wildcards):
+    """The user's file for an <id> (any supported extension)."""
+    try:
+        return f"{DATASET}/images/{LISTING.images[wildcards.id]}"
+    except KeyError:
+        raise ValueError(f"no photo with id {wildcards.id!r} in {DATASET}/images") from None
+
+
+def all_source_images(wildcards=None):
+    return [f"{DATASET}/images/{LISTING.images[i]}" for i in IDS]
+
+
+def dedup_rows(wildcards):
+    """The rows of dedup.tsv; evaluating this makes Snakemake run the dedup checkpoint first."""
+    return dedup.read_table(checkpoints.dedup.get().output.table)
+
+
+def kept_images(wildcards):
+    ids = [row.id for row in dedup_rows(wildcards) if row.status == dedup.KEPT]
+    return expand("results/dataset/images/{id}.png", id=ids)
+
+
+def duplicate_sources(wildcards):
+    """Originals of the photos set aside as duplicates (the report shows them beside the kept one)."""
+    ids = [row.id for row in dedup_rows(wildcards) if row.status == dedup.DUPLICATE]
+    return [f"{DATASET}/images/{LISTING.images[i]}" for i in ids]
+
+
+def all_targets(wildcards):
+    return kept_images(wildcards) + ["results/dataset/report.html"]

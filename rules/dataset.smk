@@ -1,0 +1,107 @@
+# Dataset stage: demo photos (when dataset: demo) -> audit per photo -> dedup checkpoint ->
+# normalised image per kept photo -> dataset report.
+
+
+rule demo_dataset:
+    output:
+        images=expand(f"{DEMO_DIR}/images/{{name}}", name=demo.IMAGE_FILES),
+        captions=expand(f"{DEMO_DIR}/captions/{{name}}", name=demo.CAPTION_FILES),
+    log:
+        "logs/dataset/demo_dataset.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/demo_dataset.py"
+
+
+rule audit:
+    input:
+        source_image,
+    output:
+        "results/dataset/audit/{id}.json",
+    params:
+        ingest=config["ingest"],
+    log:
+        "logs/dataset/audit/{id}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/audit.py"
+
+
+checkpoint dedup:
+    input:
+        audits=expand("results/dataset/audit/{id}.json", id=IDS),
+        images=all_source_images,
+    output:
+        table="results/dataset/dedup.tsv",
+    params:
+        dedup=config["dedup"],
+        ingest=config["ingest"],
+        unlisted=LISTING.rejected,
+        strict=config["strict"],
+    log:
+        "logs/dataset/dedup.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/dedup.py"
+
+
+rule ingest:
+    input:
+        source_image,
+    output:
+        "results/dataset/images/{id}.png",
+    params:
+        ingest=config["ingest"],
+    log:
+        "logs/dataset/ingest/{id}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/ingest.py"
+
+
+rule dataset_report:
+    input:
+        table="results/dataset/dedup.tsv",
+        audits=expand("results/dataset/audit/{id}.json", id=IDS),
+        images=kept_images,
+        duplicates=duplicate_sources,
+    output:
+        html=report(
+            "results/dataset/report.html",
+            caption="report/dataset.rst",
+            category="1. Dataset",
+        ),
+        framing=report(
+            "results/dataset/framing.png",
+            caption="report/framing.rst",
+            category="1. Dataset",
+        ),
+    params:
+        targets=config["ingest"]["framing"]["targets"],
+        dataset=DATASET,
+        strict=config["strict"],
+    log:
+        "logs/dataset/report.log",
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/dataset_report.py"

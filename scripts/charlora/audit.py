@@ -1,0 +1,92 @@
+"""Audit one photo: decode it the way ingest will, measure what a curator looks at, flag problems.
+
+The audit is a measurement, not a judgement: only what makes an image unusable (it cannot be
+decoded, it is below the minimum size) rejects it. Everything else is a flag in the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from charlora import framing
+from charlora.images import ImageRejected, decode_rgb
+
+SHARPNESS_SHORT_SIDE = 512  # sharpness is measured at this scale so that it compares across sizes
+
+
+def sharpness(gray: np.ndarray) -> float:
+    """Variance of the Laplacian: high for crisp edges, low for blur or soft focus."""
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def measure(image: Image.Image) -> dict:
+    """Size, sharpness, exposure clipping and a pixel digest of an RGB image."""
+    scale = min(1.0, SHARPNESS_SHORT_SIDE / min(image.size))
+    small = image if scale == 1.0 else image.resize(
+        (round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
+    gray = np.asarray(small.convert("L"))
+    luma = np.asarray(image.convert("L"))
+    return {
+        "width": image.width,
+        "height": image.height,
+        "sharpness": round(sharpness(gray), 2),
+        "mean_luma": round(float(luma.mean()), 2),
+        "highlight_clip": round(float((luma >= 250).mean()), 5),
+        "shadow_clip": round(float((luma <= 5).mean()), 5),
+        "pixel_sha256": hashlib.sha256(image.tobytes()).hexdigest(),
+    }
+
+
+def flags_for(record: dict, settings: dict) -> list[str]:
+    """Warnings a curator should see; none of these removes the image."""
+    flags = []
+    if record["sharpness"] < settings["min_sharpness"]:
+        flags.append(f"soft or blurred (sharpness {record['sharpness']:.0f} < {settings['min_sharpness']})")
+    if record["highlight_clip"] > settings["max_highlight_clip"]:
+        flags.append(f"blown highlights ({record['highlight_clip']:.1%} of pixels clipped)")
+    if record["shadow_clip"] > settings["max_shadow_clip"]:
+        flags.append(f"crushed shadows ({record['shadow_clip']:.1%} of pixels clipped)")
+    quality = record.get("jpeg_quality")
+    if quality is not None and quality < settings["min_jpeg_quality"]:
+        flags.append(f"JPEG compression (quality about {quality} < {settings['min_jpeg_quality']})")
+    faces = record["framing"]["faces"]
+    if faces == 0:
+        flags.append("no face found: framing unknown")
+    elif faces > 1:
+        flags.append(f"{faces} faces found: is the character alone in the frame?")
+    return flags
+
+
+def audit_image(path: str | Path, image_id: str, settings: dict) -> dict:
+    """The audit record of one photo. `settings` is the config's `ingest` section."""
+    path = Path(path)
+    record = {"id": image_id, "file": path.name}
+    try:
+        decoded = decode_rgb(path, settings["max_megapixels"], settings["alpha_background"])
+    except ImageRejected as exc:
+        return {**record, "status": "rejected", "reason": str(exc)}
+    image = decoded.image
+    short = min(image.size)
+    if short < settings["min_side"]:
+        return {**record, "status": "rejected", "width": image.width, "height": image.height,
+                "reason": f"too small: {image.width}x{image.height}, shorter side {short} px "
+                          f"< ingest.min_side={settings['min_side']}"}
+    record.update(measure(image))
+    record.update({
+        "status": "ok",
+        "source_format": decoded.source_format,
+        "source_mode": decoded.source_mode,
+        "exif_transposed": decoded.exif_transposed,
+        "icc_converted": decoded.icc_converted,
+        "had_alpha": decoded.had_alpha,
+        "jpeg_quality": decoded.jpeg_quality,
+    })
+    rules = settings["framing"]
+    record["framing"] = framing.classify(image, rules["close_up_min_face"], rules["full_body_max_face"]).as_dict()
+    record["flags"] = flags_for(record, settings)
+    return record

@@ -1,0 +1,57 @@
+"""Validate the workflow config against config/schema.yaml and fill in the schema's defaults.
+
+The Snakefile calls `validate_config` before any rule is defined, so a wrong key stops the run
+before any job, with a message that names the key (`ingest.min_side: ...`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _with_defaults(validator_class):
+    """A validator that fills each missing property with its schema default (then validates it)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key_of(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "(top level)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    # a subschema may carry `errorMessage:` to say in words what jsonschema says in types
+    message = error.schema.get("errorMessage", error.message).strip()
+    if error.validator == "type" and error.validator_value == "boolean" and isinstance(error.instance, str):
+        message += " (with --config, Snakemake reads only True and False as booleans)"
+    return f"  {_key_of(error)}: {message}"
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Fill defaults into `config` in place and check it; raise ConfigError naming every bad key."""
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    validator = _with_defaults(jsonschema.Draft7Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError(
+            f"the config does not match {schema_path}:\n" + "\n".join(map(_message, errors))
+            + "\nFix these keys in config/config.yaml (or the --config values) and run again."
+        )
+    return config

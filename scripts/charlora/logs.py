@@ -1,0 +1,24 @@
+"""Per-rule logging: everything a rule script reports goes to its `log:` file and to the console."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+
+def setup(log_path: str | None, name: str = "charlora") -> logging.Logger:
+    """Send charlora's log records to `log_path` (created, truncated) and to stderr."""
+    logger = logging.getLogger("charlora")
+    logger.setLevel(logging.INFO)
+    logger.handlers.clear()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(log_path, mode="w", encoding="utf-8")
+        to_file.setFormatter(fmt)
+        logger.addHandler(to_file)
+    to_console = logging.StreamHandler(sys.stderr)
+    to_console.setFormatter(fmt)
+    logger.addHandler(to_console)
+    return logging.getLogger(name)

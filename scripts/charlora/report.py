@@ -1,0 +1,175 @@
+"""The dataset report: one self-contained HTML page (plus the framing chart as PNG).
+
+It answers what a curator asks after a run: what was kept, what was set aside and why, which
+photos were near-duplicates of which, what the audit flagged, and whether the framing mix matches
+the guide's 20-30 % close-up / 40-50 % mid shot / 20-30 % full body.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from charlora import atomic
+from charlora.dedup import DUPLICATE, KEPT, REJECTED, DedupRow
+from charlora.framing import FRAMINGS, UNKNOWN
+from charlora.images import ImageRejected, decode_rgb
+
+THUMB = 160
+LABELS = {"close_up": "close-up", "mid_shot": "mid shot", "full_body": "full body", UNKNOWN: "unknown"}
+
+
+@dataclass
+class FramingSummary:
+    counts: dict[str, int]
+    percent: dict[str, float]  # of the photos whose framing is known
+    warnings: list[str] = field(default_factory=list)
+
+
+def framing_summary(kept_audits: list[dict], targets: dict[str, list[float]]) -> FramingSummary:
+    """Count framings among kept photos and compare each share with its target band."""
+    counts = Counter(a["framing"]["label"] for a in kept_audits)
+    known = sum(counts[f] for f in FRAMINGS)
+    percent = {f: (100.0 * counts[f] / known if known else 0.0) for f in FRAMINGS}
+    summary = FramingSummary({f: counts[f] for f in (*FRAMINGS, UNKNOWN)}, percent)
+    if not known:
+        summary.warnings.append("framing: no face found in any kept photo, so the framing mix is unknown")
+        return summary
+    for f in FRAMINGS:
+        low, high = targets[f]
+        if not low <= percent[f] <= high:
+            direction = "below" if percent[f] < low else "above"
+            summary.warnings.append(
+                f"framing: {LABELS[f]} is {percent[f]:.0f}% of kept photos ({counts[f]} of {known}), "
+                f"{direction} the guide's {low:g}-{high:g}%")
+    if counts[UNKNOWN]:
+        summary.warnings.append(f"framing: {counts[UNKNOWN]} kept photo(s) without a detected face are not counted")
+    return summary
+
+
+def framing_chart(summary: FramingSummary, targets: dict[str, list[float]], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.6), dpi=100)
+    names = [LABELS[f] for f in FRAMINGS]
+    for y, f in enumerate(FRAMINGS):
+        low, high = targets[f]
+        ax.add_patch(plt.Rectangle((low, y - 0.4), high - low, 0.8, color="#b8e0b8", zorder=0))
+        inside = low <= summary.percent[f] <= high
+        ax.barh(y, summary.percent[f], height=0.5, color="#3a7d44" if inside else "#c0392b", zorder=1)
+        ax.text(summary.percent[f] + 1, y, f"{summary.percent[f]:.0f}% ({summary.counts[f]})", va="center")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of kept photos with a detected face (%); green band: guide's target")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    atomic.write_bytes(path, buffer.getvalue())
+
+
+def _thumb_uri(image: Image.Image) -> str:
+    image = image.copy()
+    image.thumbnail((THUMB, THUMB))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(uri: str, caption: str) -> str:
+    return f'<figure><img src="{uri}" alt=""><figcaption>{caption}</figcaption></figure>'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+CSS = """
+body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+figure{display:inline-block;margin:.3em;text-align:center;font-size:.8em}
+figure img{display:block;max-width:160px;max-height:160px}
+.group{border:1px solid #ccc;padding:.4em;margin:.5em 0}.warn{color:#a94400}
+"""
+
+
+@dataclass
+class ReportSummary:
+    counts: dict[str, int]
+    framing: FramingSummary
+    warnings: list[str]
+
+
+def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: dict[str, Path],
+                         images_dir: Path, targets: dict[str, list[float]], html_path: str | Path, chart_path: str | Path) -> ReportSummary:
+    """Write the HTML report and the framing chart; return the counts and the warnings shown.
+
+    `kept_images`: id -> normalised PNG of each kept photo; `images_dir`: the dataset's originals
+    (the set-aside duplicates are shown from there).
+    """
+    by_id = {a["id"]: a for a in audits}
+    kept = [by_id[r.id] for r in rows if r.status == KEPT]
+    counts = {s: sum(r.status == s for r in rows) for s in (KEPT, DUPLICATE, REJECTED)}
+    framing = framing_summary(kept, targets)
+    framing_chart(framing, targets, chart_path)
+    warnings = list(framing.warnings)
+
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>charlora dataset report</title>"
+             f"<style>{CSS}</style></head><body><h1>Dataset report</h1>",
+             f"<p>{len(rows)} files in {html.escape(str(images_dir))}: <b>{counts[KEPT]} kept</b>, "
+             f"{counts[DUPLICATE]} near-duplicates set aside, {counts[REJECTED]} rejected.</p>"]
+    parts.append("<h2>Framing</h2>")
+    chart_uri = "data:image/png;base64," + base64.b64encode(Path(chart_path).read_bytes()).decode("ascii")
+    parts.append(f'<img src="{chart_uri}" alt="framing chart">')
+    parts += [f'<p class="warn">{html.escape(w)}</p>' for w in framing.warnings]
+
+    parts.append("<h2>Rejected files</h2>")
+    rejected = [[html.escape(r.file), html.escape(r.reason)] for r in rows if r.status == REJECTED]
+    parts.append(_table(["file", "reason"], rejected) if rejected else "<p>None.</p>")
+
+    parts.append("<h2>Near-duplicate groups</h2>")
+    groups: dict[str, list[DedupRow]] = {}
+    for r in rows:
+        if r.status == DUPLICATE:
+            groups.setdefault(r.duplicate_of, []).append(r)
+    if not groups:
+        parts.append("<p>None found.</p>")
+    for kept_id, dups in sorted(groups.items()):
+        figures = [_figure(_thumb_uri(Image.open(kept_images[kept_id])),
+                           f"kept: {html.escape(by_id[kept_id]['file'])}")]
+        for d in dups:
+            try:
+                image = decode_rgb(images_dir / d.file, max_megapixels=1e9).image
+            except ImageRejected:
+                continue
+            figures.append(_figure(_thumb_uri(image), f"{html.escape(d.file)}<br>distance {d.distance}"))
+        parts.append(f'<div class="group">{"".join(figures)}</div>')
+
+    parts.append("<h2>Audit flags</h2>")
+    flagged = [[html.escape(a["file"]), "<br>".join(html.escape(f) for f in a["flags"])] for a in kept if a["flags"]]
+    parts.append(_table(["file", "flags"], flagged) if flagged else "<p>No flags on kept photos.</p>")
+
+    parts.append("<h2>Kept photos</h2>")
+    parts.append(_table(
+        ["", "file", "size", "sharpness", "framing (face height)", "JPEG quality", "source"],
+        [[f'<img src="{_thumb_uri(Image.open(kept_images[a["id"]]))}" alt="">',
+          html.escape(a["file"]), f"{a['width']}x{a['height']}", f"{a['sharpness']:.0f}",
+          f"{LABELS[a['framing']['label']]}" + (f" ({a['framing']['face_height']:.2f})" if a["framing"]["face_height"] else ""),
+          "" if a["jpeg_quality"] is None else str(a["jpeg_quality"]),
+          html.escape(f"{a['source_format']} {a['source_mode']}" + (", EXIF-rotated" if a["exif_transposed"] else ""))]
+         for a in kept]))
+    parts.append("</body></html>\n")
+    atomic.write_text(html_path, "\n".join(parts))
+    return ReportSummary(counts, framing, warnings)

@@ -1,0 +1,18 @@
+"""Rule dataset_report: the dataset report (HTML) and the framing chart (PNG)."""
+
+import json
+from pathlib import Path
+
+from charlora import dedup, logs, report
+
+log = logs.setup(snakemake.log[0])
+rows = dedup.read_table(snakemake.input.table)
+audits = [json.loads(Path(p).read_text(encoding="utf-8")) for p in snakemake.input.audits]
+kept_images = {Path(p).stem: Path(p) for p in snakemake.input.images}
+summary = report.write_dataset_report(
+    rows, audits, kept_images, Path(snakemake.params.dataset) / "images", snakemake.params.targets,
+    snakemake.output.html, snakemake.output.framing,
+)
+for warning in summary.warnings:
+    log.warning("%s", warning)
+log.info("report: %s", snakemake.output.html)

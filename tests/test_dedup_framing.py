@@ -1,0 +1,88 @@
+"""Dedup finds the near-duplicates a curator would, keeps the best, and leaves distinct shots alone;
+framing labels the demo's shots as a photographer would."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from charlora import dedup, demo, framing
+
+DEFAULT_METHOD, DEFAULT_DISTANCE = "phash", 10  # the schema's defaults
+
+
+@pytest.fixture(scope="module")
+def shots():
+    return {shot.name: demo.render(shot) for shot in demo.SHOTS}
+
+
+def reencoded(image, quality):
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def cropped(image, fraction):
+    dx, dy = round(image.width * fraction), round(image.height * fraction)
+    return image.crop((dx, dy, image.width - dx, image.height - dy))
+
+
+EDITS = {
+    "resized": lambda im: im.resize((im.width * 2 // 3, im.height * 2 // 3), Image.LANCZOS),
+    "re-encoded": lambda im: reencoded(im, 75),
+    "slightly cropped": lambda im: cropped(im, 0.02),
+    "brightened": lambda im: ImageEnhance.Brightness(im).enhance(1.12),
+}
+
+
+def audit_of(image_id, image):
+    return {"id": image_id, "file": image_id + ".png", "status": "ok", "width": image.width,
+            "height": image.height, "sharpness": 100.0}
+
+
+def test_curators_near_duplicates_are_found_and_distinct_shots_kept(shots):
+    images = dict(shots)
+    for name in ["studio_smile_closeup.png", "park_walk.jpg", "red_dress_mid.png", "sitting_full.png"]:
+        for edit, fn in EDITS.items():
+            images[f"{name} ({edit})"] = fn(shots[name])
+    hashes = dedup.hash_images(images, DEFAULT_METHOD)
+    audits = {i: audit_of(i, im) for i, im in images.items()}
+    duplicates = dedup.group_duplicates(hashes, audits, DEFAULT_METHOD, DEFAULT_DISTANCE)
+    expected = {i: i.split(" (")[0] for i in images if " (" in i}
+    # every crafted copy is a duplicate of its original (the original has more pixels or the same)
+    assert {i: kept for i, (kept, _) in duplicates.items()} == expected
+
+
+def test_best_of_group_is_kept_deterministically(shots):
+    big = shots["park_walk.jpg"]
+    small = big.resize((big.width // 2, big.height // 2))
+    images = {"b_small": small, "a_big": big, "c_same": big.copy()}
+    hashes = dedup.hash_images(images, DEFAULT_METHOD)
+    audits = {i: audit_of(i, im) for i, im in images.items()}
+    audits["c_same"]["sharpness"] = 50.0  # same size as a_big, softer
+    duplicates = dedup.group_duplicates(hashes, audits, DEFAULT_METHOD, DEFAULT_DISTANCE)
+    assert duplicates == {"b_small": ("a_big", 0), "c_same": ("a_big", 0)}
+    rows = dedup.build_table(audits, {"x.txt": "unsupported"}, duplicates)
+    assert [(r.file, r.status) for r in rows] == [
+        ("a_big.png", "kept"), ("b_small.png", "duplicate"), ("c_same.png", "duplicate"), ("x.txt", "rejected")]
+
+
+def test_table_round_trips_and_strict_message_lists_rejections(tmp_path):
+    rows = [dedup.DedupRow("a b.png", "a b", "kept"),
+            dedup.DedupRow("c.jpg", "c", "rejected", reason="truncated or corrupt image data")]
+    dedup.write_table(rows, tmp_path / "dedup.tsv")
+    assert dedup.read_table(tmp_path / "dedup.tsv") == rows
+    assert dedup.kept_ids(tmp_path / "dedup.tsv") == ["a b"]
+    assert dedup.rejection_message(rows).endswith("c.jpg: truncated or corrupt image data")
+
+
+def test_framing_of_every_demo_shot(shots):
+    labels = {name: framing.classify(image, 0.28, 0.14).label for name, image in shots.items()}
+    expected = {shot.name: shot.framing for shot in demo.SHOTS}
+    assert labels == expected  # 19 of 19: close-ups, mid shots and full-body shots
+
+
+def test_no_face_means_unknown_framing():
+    flat = Image.fromarray(np.full((512, 384, 3), 128, np.uint8))
+    assert framing.classify(flat, 0.28, 0.14).label == framing.UNKNOWN

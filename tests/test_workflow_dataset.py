@@ -1,0 +1,159 @@
+"""The dataset stage run for real: the embedded demo, a user's folder full of junk, strict mode,
+a bad config, and what reruns after the user edits the folder."""
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import badfiles
+from charlora import dedup, demo
+from workflow import jobs_run, make_workspace, snakemake, snapshot
+
+
+@pytest.fixture(scope="module")
+def demo_ws(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("demo"))
+    snakemake(ws)
+    return ws
+
+
+def rows_by_file(ws):
+    return {r.file: r for r in dedup.read_table(ws / "results/dataset/dedup.tsv")}
+
+
+def test_demo_runs_to_the_dataset_report(demo_ws):
+    rows = rows_by_file(demo_ws)
+    assert set(rows) == set(demo.IMAGE_FILES)
+    for copy, (original, _) in demo.NEAR_DUPLICATES.items():
+        assert (rows[copy].status, rows[copy].duplicate_of) == ("duplicate", original.rsplit(".", 1)[0])
+        assert int(rows[copy].distance) <= 10
+    assert rows[demo.TRUNCATED].status == "rejected" and "truncated" in rows[demo.TRUNCATED].reason
+    assert rows[demo.TOO_SMALL].status == "rejected" and "too small: 150x200" in rows[demo.TOO_SMALL].reason
+    kept = [r.id for r in rows.values() if r.status == "kept"]
+    assert sorted(kept) == sorted(s.name.rsplit(".", 1)[0] for s in demo.SHOTS)
+    for image_id in kept:
+        with Image.open(demo_ws / f"results/dataset/images/{image_id}.png") as im:
+            assert im.mode == "RGB" and im.format == "PNG"
+    with Image.open(demo_ws / "results/dataset/images/window_light_serious.png") as im:
+        assert im.size == (384, 512)  # stored sideways with EXIF orientation 6, ingested upright
+    html = (demo_ws / "results/dataset/report.html").read_text()
+    for needed in ["Near-duplicate groups", "portrait neutral (copy).png", demo.TRUNCATED, "too small", "close-up"]:
+        assert needed in html
+    assert (demo_ws / "results/dataset/framing.png").stat().st_size > 1000
+    for log in ["logs/dataset/demo_dataset.log", "logs/dataset/dedup.log", "logs/dataset/report.log",
+                "logs/dataset/audit/park_walk.log", "logs/dataset/ingest/park_walk.log"]:
+        assert (demo_ws / log).stat().st_size > 0
+
+
+def test_demo_rerun_has_nothing_to_do(demo_ws):
+    assert "Nothing to be done" in snakemake(demo_ws).stdout
+
+
+def test_snakemake_report_includes_the_dataset_report(demo_ws):
+    snakemake(demo_ws, "--report", "report.zip")
+    assert (demo_ws / "report.zip").stat().st_size > 10_000
+
+
+# --- a user's folder -----------------------------------------------------------------------------
+
+JUNK = {
+    "empty.jpg": (badfiles.zero_byte, "empty file (0 bytes)"),
+    "notes.jpg": (badfiles.text_as_image, "not an image: the file holds text"),
+    "cut off.jpg": (badfiles.truncated_jpeg, "truncated or corrupt image data"),
+    "wave.gif": (badfiles.animated_gif, "animated GIF with 3 frames"),
+    "huge.png": (badfiles.decompression_bomb_png, "declares 60000x60000 pixels"),
+}
+AWKWARD = {  # valid photos in awkward encodings: all must be kept
+    "print cmyk.jpg": badfiles.cmyk_jpeg,
+    "scan16.png": badfiles.sixteen_bit_png,
+    "cutout_la.png": badfiles.grey_alpha_png,
+    "palette.png": badfiles.palette_png,
+}
+
+
+@pytest.fixture(scope="module")
+def user_ws(tmp_path_factory, demo_ws):
+    ws = make_workspace(tmp_path_factory.mktemp("user"))
+    photos = ws / "photos" / "images"
+    photos.mkdir(parents=True)
+    for shot in demo.SHOTS:  # the demo's good photos, copied as a user would
+        shutil.copy2(demo_ws / "results/demo/images" / shot.name, photos / shot.name)
+    for name, (maker, _) in JUNK.items():
+        maker(photos / name)
+    for name, maker in AWKWARD.items():
+        maker(photos / name)
+    badfiles.exif_rotated_jpeg(photos / "teléfono.jpg", badfiles.photo(300, 400, seed=9))
+    badfiles.photo(200, 200, seed=10).save(photos / "tiny.png")
+    badfiles.photo(seed=11).save(photos / "twice.png")
+    badfiles.photo(seed=11).save(photos / "twice.jpg", quality=95)
+    (photos / "readme.txt").write_text("shoot of 2026-10-01\n")
+    before = snapshot(ws / "photos")
+    result = snakemake(ws, "--config", f"dataset={ws / 'photos'}")
+    return ws, before, result
+
+
+def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
+    ws, _, _ = user_ws
+    rows = rows_by_file(ws)
+    for name, (_, reason) in JUNK.items():
+        assert rows[name].status == "rejected" and reason in rows[name].reason, (name, rows[name])
+    assert "too small: 200x200" in rows["tiny.png"].reason
+    assert "ambiguous id 'twice'" in rows["twice.png"].reason and rows["twice.jpg"].status == "rejected"
+    assert "unsupported file type '.txt'" in rows["readme.txt"].reason
+    for name in [*AWKWARD, "teléfono.jpg", *(s.name for s in demo.SHOTS)]:
+        assert rows[name].status == "kept", rows[name]
+    with Image.open(ws / "results/dataset/images/teléfono.png") as im:
+        assert im.size == (300, 400)
+    with Image.open(ws / "results/dataset/images/scan16.png") as im:
+        assert im.mode == "RGB" and np.asarray(im).max() > 200  # 16-bit range scaled, not clipped
+    report = (ws / "results/dataset/report.html").read_text()
+    for name in JUNK:
+        assert name in report
+
+
+def test_the_users_folder_is_left_untouched(user_ws):
+    ws, before, _ = user_ws
+    assert snapshot(ws / "photos") == before
+
+
+def test_incremental_reruns(user_ws):
+    ws, _, _ = user_ws
+    args = ("--config", f"dataset={ws / 'photos'}")
+    photos = ws / "photos" / "images"
+    # touching a photo without changing it: nothing to do
+    later = time.time() + 5
+    os.utime(photos / "park_walk.jpg", (later, later))
+    assert "Nothing to be done" in snakemake(ws, "-n", *args).stdout
+    # changing one photo: only its jobs and the dataset-wide ones
+    with Image.open(photos / "park_walk.jpg") as im:
+        im.convert("RGB").rotate(2).save(photos / "park_walk.jpg", quality=95)
+    ran = jobs_run(snakemake(ws, *args).stdout)
+    assert ran == {("audit", "id=park_walk"), ("dedup", ""), ("ingest", "id=park_walk"),
+                   ("dataset_report", ""), ("all", "")}
+    # adding a photo: only the new photo's jobs and the dataset-wide ones
+    badfiles.photo(seed=12).save(photos / "new shot.png")
+    ran = jobs_run(snakemake(ws, *args).stdout)
+    assert ran == {("audit", "id=new shot"), ("dedup", ""), ("ingest", "id=new shot"),
+                   ("dataset_report", ""), ("all", "")}
+
+
+def test_strict_turns_rejections_into_a_failed_run(user_ws):
+    ws, _, _ = user_ws
+    result = snakemake(ws, "--config", f"dataset={ws / 'photos'}", "strict=True", check=False)
+    assert result.returncode != 0
+    assert "dataset file(s) rejected (strict: true" in result.stdout
+    for name, (_, reason) in JUNK.items():
+        assert f"{name}: {reason}" in result.stdout
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    (ws / "bad.yaml").write_text("ingest:\n  min_side: big\n")
+    result = snakemake(ws, "--configfile", "bad.yaml", check=False)
+    assert result.returncode != 0
+    assert "ingest.min_side: 'big' is not of type 'integer'" in result.stdout
+    assert not (ws / "results").exists()

@@ -1,0 +1,60 @@
+"""Run the real workflow in a scratch copy of the project, as a user would, and read what it did."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "profiles", "envs"]
+
+
+def make_workspace(path: Path) -> Path:
+    """A fresh checkout-like folder with the workflow and the shipped config, no results."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, path / name)
+    return path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run snakemake in `workdir`; its whole output (stdout and stderr) is in `.stdout`."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    result = subprocess.run(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-6000:]}")
+    return result
+
+
+_JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
+_WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+
+
+def jobs_run(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job Snakemake started, read from its log output."""
+    jobs, current = set(), None
+    for line in output.splitlines():
+        if match := _JOB.match(line):
+            current = [match.group(1), ""]
+            jobs.add(tuple(current))
+        elif current and (match := _WILDCARDS.match(line)):
+            jobs.discard(tuple(current))
+            current[1] = match.group(1)
+            jobs.add(tuple(current))
+        elif not line.startswith(" "):
+            current = None
+    return jobs
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file below `folder` with the SHA-256 of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
