@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/dataset.smk"
+include: "rules/masks.smk"
 
 
 rule all:

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from charlora import demo  # noqa: E402
+from charlora import demo, demo_render  # noqa: E402
 from charlora.dedup import HASH_METHODS, hasher  # noqa: E402
 
 
@@ -45,9 +45,10 @@ EDITS = {
 
 
 def main():
-    originals = {shot.name: demo.render(shot) for shot in demo.SHOTS}
+    originals = {shot.name: demo_render.render(shot) for shot in demo.SHOTS}
     print(f"{len(originals)} distinct demo photos, {len(EDITS)} edits each")
     print(f"{'method':7} {'dup max':>8} {'dup p95':>8} {'distinct min':>13} {'distinct p5':>12}  worst edit")
+    caught = {}
     for method in HASH_METHODS:
         encoder = hasher(method)
         hashes = {n: encoder.encode_image(image_array=np.asarray(im)) for n, im in originals.items()}
@@ -61,9 +62,17 @@ def main():
         d = np.array([x for x, _ in dup])
         s = np.array([x for x, *_ in distinct])
         worst = max(dup)[1]
+        for threshold in (8, 10, 12, 14):
+            row = {edit: np.mean([x <= threshold for x, e in dup if e == edit]) for edit in EDITS}
+            caught[method, threshold] = (row, int((s <= threshold).sum()), len(s))
         closest = min(distinct)
         print(f"{method:7} {d.max():8.0f} {np.percentile(d, 95):8.1f} {s.min():13.0f} {np.percentile(s, 5):12.1f}  "
               f"{worst}; closest distinct: {closest[1]} ~ {closest[2]}")
+    print("\nshare of crafted copies found at each threshold, and distinct pairs wrongly grouped")
+    print(f"{'method':7} {'d':>3} " + " ".join(f"{e[:12]:>12}" for e in EDITS) + "  false pairs")
+    for (method, threshold), (row, false_pairs, pairs) in caught.items():
+        print(f"{method:7} {threshold:3d} " + " ".join(f"{row[e]:12.0%}" for e in EDITS)
+              + f"  {false_pairs}/{pairs}")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from charlora import demo, dedup
-from charlora.config import validate_config
-from charlora.images import DatasetListing, list_dataset_images
+from charlora.config import require_file, validate_config
+from charlora.dataset import DatasetListing, list_dataset_images
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+USES_REMBG = config["masks"]["method"] == "rembg"
+if USES_REMBG:  # stop before any job when the model file is missing
+    require_file(config["masks"]["rembg"]["model"], "masks.rembg.model", "the ONNX model for masks.method: rembg")
 
 
 wildcard_constraints:
@@ -28,6 +31,10 @@ if IS_DEMO:
 else:
     LISTING = list_dataset_images(Path(DATASET) / "images")
 IDS = sorted(LISTING.images)
+if IS_DEMO:
+    USER_MASKS = {Path(name).stem for name in demo.MASK_FILES}
+else:
+    USER_MASKS = {p.stem for p in Path(DATASET, "masks").glob("*.png")}
 
 if not IDS:
     raise ValueError(f"no photos found in {DATASET}/images (supported: .png .jpg .jpeg .webp .bmp .tif .gif)")
@@ -45,6 +52,18 @@ def all_source_images(wildcards=None):
     return [f"{DATASET}/images/{LISTING.images[i]}" for i in IDS]
 
 
+def user_mask(wildcards):
+    """The user's hand-fixed mask for an <id>, when there is one (it wins over generated masks)."""
+    return [f"{DATASET}/masks/{wildcards.id}.png"] if wildcards.id in USER_MASKS else []
+
+
+def rembg_model(wildcards):
+    """The rembg model file, as an input of the jobs that use it (a new model reruns them)."""
+    if USES_REMBG and wildcards.id not in USER_MASKS:
+        return [config["masks"]["rembg"]["model"]]
+    return []
+
+
 def dedup_rows(wildcards):
     """The rows of dedup.tsv; evaluating this makes Snakemake run the dedup checkpoint first."""
     return dedup.read_table(checkpoints.dedup.get().output.table)
@@ -53,6 +72,11 @@ def dedup_rows(wildcards):
 def kept_images(wildcards):
     ids = [row.id for row in dedup_rows(wildcards) if row.status == dedup.KEPT]
     return expand("results/dataset/images/{id}.png", id=ids)
+
+
+def kept_masks(wildcards):
+    ids = [row.id for row in dedup_rows(wildcards) if row.status == dedup.KEPT]
+    return expand("results/dataset/masks/{id}.{ext}", id=ids, ext=["png", "json"])
 
 
 def duplicate_sources(wildcards):

@@ -1,11 +1,12 @@
 # Dataset stage: demo photos (when dataset: demo) -> audit per photo -> dedup checkpoint ->
-# normalised image per kept photo -> dataset report.
+# normalised image per kept photo -> dataset report (which also shows the masks of rules/masks.smk).
 
 
 rule demo_dataset:
     output:
         images=expand(f"{DEMO_DIR}/images/{{name}}", name=demo.IMAGE_FILES),
         captions=expand(f"{DEMO_DIR}/captions/{{name}}", name=demo.CAPTION_FILES),
+        masks=expand(f"{DEMO_DIR}/masks/{{name}}", name=demo.MASK_FILES),
     log:
         "logs/dataset/demo_dataset.log",
     resources:
@@ -80,6 +81,7 @@ rule dataset_report:
         table="results/dataset/dedup.tsv",
         audits=expand("results/dataset/audit/{id}.json", id=IDS),
         images=kept_images,
+        masks=kept_masks,
         duplicates=duplicate_sources,
     output:
         html=report(

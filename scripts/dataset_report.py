@@ -9,8 +9,10 @@ log = logs.setup(snakemake.log[0])
 rows = dedup.read_table(snakemake.input.table)
 audits = [json.loads(Path(p).read_text(encoding="utf-8")) for p in snakemake.input.audits]
 kept_images = {Path(p).stem: Path(p) for p in snakemake.input.images}
+kept_masks = {Path(p).stem: (Path(p), json.loads(Path(p).with_suffix(".json").read_text(encoding="utf-8")))
+              for p in snakemake.input.masks if p.endswith(".png")}
 summary = report.write_dataset_report(
-    rows, audits, kept_images, Path(snakemake.params.dataset) / "images", snakemake.params.targets,
+    rows, audits, kept_images, kept_masks, Path(snakemake.params.dataset) / "images", snakemake.params.targets,
     snakemake.output.html, snakemake.output.framing,
 )
 for warning in summary.warnings:

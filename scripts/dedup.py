@@ -30,5 +30,6 @@ for row in rows:
         log.warning("%s: %s %s", row.file, row.status, row.reason)
 message = dedup.rejection_message(rows)
 if message and snakemake.params.strict:
+    log.error("%s", message)
     raise SystemExit(message)
 dedup.write_table(rows, snakemake.output.table)

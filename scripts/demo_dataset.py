@@ -4,9 +4,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from charlora import demo, logs
+from charlora import demo, demo_render, logs
 
 log = logs.setup(snakemake.log[0])
 out_dir = Path(snakemake.output.images[0]).parent.parent
-demo.build_demo(out_dir, progress=tqdm)
+demo_render.build_demo(out_dir, progress=tqdm)
 log.info("wrote %d demo photos and %d captions to %s", len(demo.IMAGE_FILES), len(demo.CAPTION_FILES), out_dir)

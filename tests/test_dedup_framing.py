@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from charlora import dedup, demo, framing
+from charlora import dedup, demo, demo_render, framing
 
 DEFAULT_METHOD, DEFAULT_DISTANCE = "phash", 10  # the schema's defaults
 
 
 @pytest.fixture(scope="module")
 def shots():
-    return {shot.name: demo.render(shot) for shot in demo.SHOTS}
+    return {shot.name: demo_render.render(shot) for shot in demo.SHOTS}
 
 
 def reencoded(image, quality):

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 import badfiles
-from charlora.images import ImageRejected, decode_rgb, estimate_jpeg_quality, list_dataset_images
+from charlora.dataset import list_dataset_images
+from charlora.images import ImageRejected, decode_rgb, estimate_jpeg_quality
 
 
 def decode(path):

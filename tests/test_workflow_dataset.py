@@ -1,6 +1,7 @@
 """The dataset stage run for real: the embedded demo, a user's folder full of junk, strict mode,
 a bad config, and what reruns after the user edits the folder."""
 
+import json
 import os
 import shutil
 import time
@@ -41,12 +42,26 @@ def test_demo_runs_to_the_dataset_report(demo_ws):
     with Image.open(demo_ws / "results/dataset/images/window_light_serious.png") as im:
         assert im.size == (384, 512)  # stored sideways with EXIF orientation 6, ingested upright
     html = (demo_ws / "results/dataset/report.html").read_text()
-    for needed in ["Near-duplicate groups", "portrait neutral (copy).png", demo.TRUNCATED, "too small", "close-up"]:
+    for needed in ["Near-duplicate groups", "portrait neutral (copy).png", demo.TRUNCATED, "too small", "close-up",
+                   "<h2>Masks</h2>"]:
         assert needed in html
     assert (demo_ws / "results/dataset/framing.png").stat().st_size > 1000
     for log in ["logs/dataset/demo_dataset.log", "logs/dataset/dedup.log", "logs/dataset/report.log",
                 "logs/dataset/audit/park_walk.log", "logs/dataset/ingest/park_walk.log"]:
         assert (demo_ws / log).stat().st_size > 0
+
+
+def test_demo_masks_are_single_channel_at_the_photos_size(demo_ws):
+    hand_masked = {name.rsplit(".", 1)[0] for name in demo.MASK_FILES}
+    for shot in demo.SHOTS:
+        image_id = shot.name.rsplit(".", 1)[0]
+        record = json.loads((demo_ws / f"results/dataset/masks/{image_id}.json").read_text())
+        assert record["source"] == ("user" if image_id in hand_masked else "colour_key")
+        assert 0.1 < record["coverage"] < 0.9 and not record["flags"]
+        with Image.open(demo_ws / f"results/dataset/masks/{image_id}.png") as mask, \
+                Image.open(demo_ws / f"results/dataset/images/{image_id}.png") as photo:
+            assert mask.mode == "L" and mask.size == photo.size
+    assert (demo_ws / "logs/masks/park_walk.log").stat().st_size > 0
 
 
 def test_demo_rerun_has_nothing_to_do(demo_ws):
@@ -91,6 +106,9 @@ def user_ws(tmp_path_factory, demo_ws):
     badfiles.photo(seed=11).save(photos / "twice.png")
     badfiles.photo(seed=11).save(photos / "twice.jpg", quality=95)
     (photos / "readme.txt").write_text("shoot of 2026-10-01\n")
+    (ws / "photos" / "masks").mkdir()
+    shutil.copy2(demo_ws / "results/demo/masks/park_walk.png", ws / "photos/masks/park_walk.png")
+    Image.new("L", (10, 10), 255).save(ws / "photos/masks/red_dress_mid.png")  # wrong size
     before = snapshot(ws / "photos")
     result = snakemake(ws, "--config", f"dataset={ws / 'photos'}")
     return ws, before, result
@@ -113,6 +131,12 @@ def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
     report = (ws / "results/dataset/report.html").read_text()
     for name in JUNK:
         assert name in report
+    park = json.loads((ws / "results/dataset/masks/park_walk.json").read_text())
+    assert park["source"] == "user"
+    red = json.loads((ws / "results/dataset/masks/red_dress_mid.json").read_text())
+    assert red["source"] == "colour_key"
+    assert "the mask is 10x10 but its photo is 384x512" in red["flags"][0]
+    assert "the mask is 10x10" in report
 
 
 def test_the_users_folder_is_left_untouched(user_ws):
@@ -132,13 +156,18 @@ def test_incremental_reruns(user_ws):
     with Image.open(photos / "park_walk.jpg") as im:
         im.convert("RGB").rotate(2).save(photos / "park_walk.jpg", quality=95)
     ran = jobs_run(snakemake(ws, *args).stdout)
-    assert ran == {("audit", "id=park_walk"), ("dedup", ""), ("ingest", "id=park_walk"),
+    assert ran == {("audit", "id=park_walk"), ("dedup", ""), ("ingest", "id=park_walk"), ("mask", "id=park_walk"),
                    ("dataset_report", ""), ("all", "")}
     # adding a photo: only the new photo's jobs and the dataset-wide ones
     badfiles.photo(seed=12).save(photos / "new shot.png")
     ran = jobs_run(snakemake(ws, *args).stdout)
-    assert ran == {("audit", "id=new shot"), ("dedup", ""), ("ingest", "id=new shot"),
+    assert ran == {("audit", "id=new shot"), ("dedup", ""), ("ingest", "id=new shot"), ("mask", "id=new shot"),
                    ("dataset_report", ""), ("all", "")}
+    # fixing a mask by hand: only that photo's mask and the report
+    with Image.open(ws / "results/dataset/masks/studio_wave_mid.png") as generated:
+        generated.save(ws / "photos/masks/studio_wave_mid.png")
+    ran = jobs_run(snakemake(ws, *args).stdout)
+    assert ran == {("mask", "id=studio_wave_mid"), ("dataset_report", ""), ("all", "")}
 
 
 def test_strict_turns_rejections_into_a_failed_run(user_ws):
@@ -156,4 +185,13 @@ def test_bad_config_stops_before_any_job(tmp_path):
     result = snakemake(ws, "--configfile", "bad.yaml", check=False)
     assert result.returncode != 0
     assert "ingest.min_side: 'big' is not of type 'integer'" in result.stdout
+    assert not (ws / "results").exists()
+
+
+def test_missing_rembg_model_stops_before_any_job_naming_the_file(tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    (ws / "rembg.yaml").write_text("masks:\n  method: rembg\n  rembg:\n    model: models/BiRefNet.onnx\n")
+    result = snakemake(ws, "--configfile", "rembg.yaml", check=False)
+    assert result.returncode != 0
+    assert "masks.rembg.model: models/BiRefNet.onnx does not exist. Put the ONNX model" in result.stdout
     assert not (ws / "results").exists()

@@ -36,6 +36,17 @@ def _key_of(error: jsonschema.ValidationError) -> str:
     return path or "(top level)"
 
 
+def require_file(path: str | None, key: str, what: str) -> Path:
+    """A local file the config names (a model): it must exist; charlora never downloads one."""
+    if not path:
+        raise ConfigError(f"{key} is not set: give the path of {what} (charlora never downloads models)")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"{key}: {file} does not exist. Put {what} there (charlora never downloads "
+                          f"models) or change {key} in config/config.yaml")
+    return file
+
+
 def _message(error: jsonschema.ValidationError) -> str:
     # a subschema may carry `errorMessage:` to say in words what jsonschema says in types
     message = error.schema.get("errorMessage", error.message).strip()

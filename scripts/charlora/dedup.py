@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -56,8 +57,10 @@ def group_duplicates(hashes: dict[str, str], audits: dict[str, dict], method: st
     in one group even when A and C are further apart; each group keeps its best image.
     """
     encoder = hasher(method)
-    matches = encoder.find_duplicates(encoding_map=hashes, max_distance_threshold=max_distance,
-                                      scores=True, num_enc_workers=0, num_dist_workers=0)
+    with warnings.catch_warnings():  # imagededup warns that encoding workers are unused: we pass hashes
+        warnings.simplefilter("ignore", RuntimeWarning)
+        matches = encoder.find_duplicates(encoding_map=hashes, max_distance_threshold=max_distance,
+                                          scores=True, num_dist_workers=0)
     parent = {image_id: image_id for image_id in hashes}
 
     def root(a):

@@ -1,4 +1,4 @@
-"""Find the photos in a dataset folder and decode them safely to 8-bit sRGB RGB.
+"""Decode photos safely to 8-bit sRGB RGB.
 
 Everything that can go wrong with a real photo folder ends here as an `ImageRejected` with a
 reason a person can act on; callers record the reason and carry on with the other images.
@@ -7,16 +7,11 @@ reason a person can act on; callers record the reason and carry on with the othe
 from __future__ import annotations
 
 import io
-import unicodedata
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps
-
-SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-IGNORED_NAMES = {"thumbs.db", "desktop.ini"}  # plus every dot-file (.DS_Store, ._IMG_0001.jpg)
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey
 # decode_rgb checks the declared size against ingest.max_megapixels before any pixel is decoded and
@@ -26,55 +21,6 @@ Image.MAX_IMAGE_PIXELS = None
 
 class ImageRejected(Exception):
     """The file cannot be used as a training image; str(exc) says why and what to do."""
-
-
-@dataclass
-class DatasetListing:
-    """The images of a dataset folder by id (the file name's stem), and files that cannot get an id."""
-
-    images: dict[str, str] = field(default_factory=dict)  # id -> file name inside images/
-    rejected: dict[str, str] = field(default_factory=dict)  # file name -> reason
-
-
-def list_dataset_images(images_dir: str | Path) -> DatasetListing:
-    """List `images_dir` (flat, cheap: names only, nothing is opened).
-
-    The id of an image is its file name without the extension, so that `captions/<id>.txt` and
-    `masks/<id>.png` can be matched to it. Two files with one stem would share those, so both are
-    rejected until the user renames one.
-    """
-    images_dir = Path(images_dir)
-    listing = DatasetListing()
-    if not images_dir.is_dir():
-        raise FileNotFoundError(
-            f"dataset folder {images_dir} does not exist: the dataset needs an images/ folder "
-            "with the photos (set `dataset:` in config/config.yaml)"
-        )
-    by_stem: dict[str, list[str]] = defaultdict(list)
-    for entry in sorted(images_dir.iterdir()):
-        name = entry.name
-        if name.startswith(".") or name.lower() in IGNORED_NAMES:
-            continue
-        if entry.is_dir():
-            listing.rejected[name] = "is a folder: charlora reads images/ flat, move its photos up"
-        elif entry.suffix.lower() not in SUPPORTED_SUFFIXES:
-            listing.rejected[name] = (
-                f"unsupported file type {entry.suffix or '(no extension)'!r}: "
-                f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
-            )
-        else:
-            by_stem[unicodedata.normalize("NFC", entry.stem)].append(name)
-    for stem, names in by_stem.items():
-        if len(names) == 1:
-            listing.images[stem] = names[0]
-        else:
-            for name in names:
-                others = ", ".join(n for n in names if n != name)
-                listing.rejected[name] = (
-                    f"ambiguous id {stem!r}: {others} has the same name with another extension "
-                    "(captions and masks are matched by name); rename or remove one of them"
-                )
-    return listing
 
 
 @dataclass

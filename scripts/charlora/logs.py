@@ -21,4 +21,12 @@ def setup(log_path: str | None, name: str = "charlora") -> logging.Logger:
     to_console = logging.StreamHandler(sys.stderr)
     to_console.setFormatter(fmt)
     logger.addHandler(to_console)
+
+    def log_uncaught(kind, value, tb):  # a crash's traceback belongs in the rule's log too
+        if not issubclass(kind, (KeyboardInterrupt, SystemExit)):
+            logger.error("failed", exc_info=(kind, value, tb))
+        else:
+            sys.__excepthook__(kind, value, tb)
+
+    sys.excepthook = log_uncaught
     return logging.getLogger(name)

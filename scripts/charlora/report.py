@@ -86,6 +86,13 @@ def _thumb_uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def mask_overlay(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """The photo with its background tinted red: what masked training will ignore."""
+    tint = Image.new("RGB", image.size, (200, 30, 30))
+    background = Image.blend(image.convert("RGB"), tint, 0.6)
+    return Image.composite(image.convert("RGB"), background, mask.convert("L"))
+
+
 def _figure(uri: str, caption: str) -> str:
     return f'<figure><img src="{uri}" alt=""><figcaption>{caption}</figcaption></figure>'
 
@@ -113,11 +120,11 @@ class ReportSummary:
 
 
 def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: dict[str, Path],
-                         images_dir: Path, targets: dict[str, list[float]], html_path: str | Path, chart_path: str | Path) -> ReportSummary:
+                         kept_masks: dict[str, tuple[Path, dict]], images_dir: Path, targets: dict[str, list[float]], html_path: str | Path, chart_path: str | Path) -> ReportSummary:
     """Write the HTML report and the framing chart; return the counts and the warnings shown.
 
-    `kept_images`: id -> normalised PNG of each kept photo; `images_dir`: the dataset's originals
-    (the set-aside duplicates are shown from there).
+    `kept_images`: id -> normalised PNG of each kept photo; `kept_masks`: id -> (mask PNG, mask
+    record); `images_dir`: the dataset's originals (the set-aside duplicates are shown from there).
     """
     by_id = {a["id"]: a for a in audits}
     kept = [by_id[r.id] for r in rows if r.status == KEPT]
@@ -160,6 +167,19 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     parts.append("<h2>Audit flags</h2>")
     flagged = [[html.escape(a["file"]), "<br>".join(html.escape(f) for f in a["flags"])] for a in kept if a["flags"]]
     parts.append(_table(["file", "flags"], flagged) if flagged else "<p>No flags on kept photos.</p>")
+
+    parts.append("<h2>Masks</h2><p>Red: background that masked training ignores.</p>")
+    mask_figures = []
+    for image_id in sorted(kept_masks):
+        mask_path, record = kept_masks[image_id]
+        with Image.open(kept_images[image_id]) as photo, Image.open(mask_path) as mask:
+            uri = _thumb_uri(mask_overlay(photo, mask))
+        caption = f"{html.escape(image_id)}<br>{record['source']}, {record['coverage']:.0%}"
+        if record["flags"]:
+            caption += "".join(f'<br><span class="warn">{html.escape(f)}</span>' for f in record["flags"])
+            warnings.extend(f"mask of {image_id}: {f}" for f in record["flags"])
+        mask_figures.append(_figure(uri, caption))
+    parts.append("".join(mask_figures) or "<p>No masks.</p>")
 
     parts.append("<h2>Kept photos</h2>")
     parts.append(_table(

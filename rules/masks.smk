@@ -1,0 +1,23 @@
+# Masks stage: one subject mask per kept photo (the user's own when there is one).
+
+
+rule mask:
+    input:
+        image="results/dataset/images/{id}.png",
+        user_mask=user_mask,
+        model=rembg_model,
+    output:
+        mask="results/dataset/masks/{id}.png",
+        record="results/dataset/masks/{id}.json",
+    params:
+        masks=config["masks"],
+        strict=config["strict"],
+    log:
+        "logs/masks/{id}.log",
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/mask.py"

@@ -1,0 +1,215 @@
+"""Subject masks: white = the character (trained on), black = background (ignored by masked training).
+
+Where a mask comes from, in order: the user's hand-fixed `<dataset>/masks/<id>.png`; else the
+configured method: `rembg` (any ONNX model rembg can run, read from a local file, never
+downloaded), `colour_key` (studio shots on a plain background), or `none` (everything is subject).
+Generated masks are then post-processed: threshold, hole filling, dilation, feathering. The result
+is always a single-channel 8-bit PNG of the image's size.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from charlora.config import require_file
+
+USER, REMBG, COLOUR_KEY, NONE = "user", "rembg", "colour_key", "none"
+REMBG_CUSTOM_SESSIONS = ("u2net_custom", "dis_custom", "ben_custom")
+
+
+class MaskError(ValueError):
+    """A mask cannot be made or used; the message names the file and what to do."""
+
+
+@dataclass
+class PostProcess:
+    threshold: float | None  # 0..1: binarise at this level; None keeps the model's soft edges
+    fill_holes: bool
+    dilate_px: int
+    feather_px: float
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+def read_user_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """A hand-made mask as float 0..1, checked against the image's size (width, height)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode, mask_size = im.mode, im.size
+            if mode in ("1", "L"):
+                values = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            elif mode in ("I;16", "I;16B", "I"):
+                values = np.asarray(im, dtype=np.float32) / 65535.0
+            elif mode in ("LA", "RGBA", "RGB", "P"):
+                rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+                if np.abs(rgb - rgb[..., :1]).max() > 2:
+                    raise MaskError(f"{path}: the mask is in colour ({mode}); save it as a greyscale "
+                                    "PNG, white for the subject and black for the background")
+                values = rgb[..., 0].astype(np.float32) / 255.0
+            else:
+                raise MaskError(f"{path}: mask mode {mode} is not supported; save it as an 8-bit greyscale PNG")
+    except (OSError, SyntaxError) as exc:
+        raise MaskError(f"{path}: cannot read the mask ({exc})") from None
+    if mask_size != tuple(size):
+        raise MaskError(f"{path}: the mask is {mask_size[0]}x{mask_size[1]} but its photo is "
+                        f"{size[0]}x{size[1]} (upright, after EXIF rotation); masks must match the photo")
+    return values
+
+
+def backdrop_model(rgb: np.ndarray, iterations: int = 4) -> np.ndarray:
+    """The backdrop's colour at every pixel, fitted to the top of the image border.
+
+    Studio backdrops are rarely one flat colour: sweeps and lights give smooth gradients. Each
+    channel is fitted as a plane in (x, y) to a thin strip along the top edge and the upper half
+    of the side edges (the bottom edge is usually the subject: a close-up or mid shot is cut
+    there), by least squares repeated without the pixels that fit worst, so a head or arm that
+    touches the border does not pull the fit.
+    """
+    h, w = rgb.shape[:2]
+    strip = max(2, min(h, w) // 50)
+    on_border = np.zeros((h, w), bool)
+    on_border[:strip] = True
+    on_border[: h // 2, :strip], on_border[: h // 2, -strip:] = True, True
+    ys, xs = np.nonzero(on_border)
+    step = max(1, len(ys) // 20000)
+    ys, xs = ys[::step], xs[::step]
+    values = rgb[ys, xs].astype(np.float64)
+
+    def basis(y, x):
+        y, x = y / h - 0.5, x / w - 0.5
+        return np.stack([np.ones_like(y), x, y], axis=-1)
+
+    design, keep = basis(ys.astype(np.float64), xs.astype(np.float64)), np.ones(len(ys), bool)
+    for _ in range(iterations):
+        coef, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        residual = np.linalg.norm(design @ coef - values, axis=1)
+        keep = residual <= max(2.5 * np.median(residual[keep]), 6.0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    return basis(yy.astype(np.float64), xx.astype(np.float64)) @ coef
+
+
+def colour_key_mask(image: Image.Image, tolerance: float) -> np.ndarray:
+    """Subject = pixels that differ from the fitted backdrop (see `backdrop_model`).
+
+    Distance is Euclidean in RGB: within `tolerance` is backdrop, beyond 1.5 x tolerance subject,
+    a ramp between (soft edge). Only backdrop-like regions that touch the border count as
+    background, so a shirt of the backdrop's colour inside the figure stays subject.
+    """
+    rgb = np.asarray(image, dtype=np.float32)
+    distance = np.linalg.norm(rgb - backdrop_model(rgb), axis=-1)
+    subject = np.clip((distance - tolerance) / (0.5 * tolerance), 0.0, 1.0)
+    labels, _ = ndimage.label(subject < 0.5)
+    touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    connected = np.isin(labels, touching[touching > 0])
+    return np.where(connected, subject, 1.0).astype(np.float32)
+
+
+class RembgMasker:
+    """A rembg session over a local ONNX file. rembg looks for `<session>.onnx` under U2NET_HOME and
+    would download it when absent; we point U2NET_HOME at a private folder holding a link to the
+    user's file under that name, so the file is always found and nothing is fetched."""
+
+    def __init__(self, model_path: str | Path, session: str):
+        model_path = require_file(model_path, "masks.rembg.model", "the ONNX model for masks.method: rembg")
+        self._home = tempfile.TemporaryDirectory(prefix="charlora-rembg-")
+        link = Path(self._home.name) / f"{session}.onnx"
+        link.symlink_to(model_path.resolve())
+        os.environ["U2NET_HOME"] = self._home.name
+        from rembg import new_session
+
+        try:
+            if session in REMBG_CUSTOM_SESSIONS:
+                self.session = new_session(session, model_path=str(link))
+            else:
+                self.session = new_session(session)
+        except ValueError as exc:
+            raise MaskError(f"rembg cannot use session {session!r}: {exc}") from None
+        except Exception as exc:  # onnxruntime's errors for a corrupt or foreign file
+            raise MaskError(f"rembg could not load {model_path} as session {session!r}: {exc}") from None
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        from rembg import remove
+
+        mask = remove(image, session=self.session, only_mask=True)
+        return np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
+
+
+# --- post-processing ----------------------------------------------------------------------------
+
+def postprocess(alpha: np.ndarray, settings: PostProcess) -> np.ndarray:
+    """Threshold, fill holes, dilate and feather a 0..1 mask; return it as uint8 0..255."""
+    mask = alpha.astype(np.float32)
+    if settings.threshold is not None:
+        mask = (mask >= settings.threshold).astype(np.float32)
+    if settings.fill_holes:
+        filled = ndimage.binary_fill_holes(mask >= 0.5)
+        mask = np.maximum(mask, filled.astype(np.float32))
+    if settings.dilate_px > 0:
+        size = 2 * settings.dilate_px + 1
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    if settings.feather_px > 0:
+        mask = cv2.GaussianBlur(mask, (0, 0), settings.feather_px)
+    return np.clip(np.rint(mask * 255.0), 0, 255).astype(np.uint8)
+
+
+def coverage(mask: np.ndarray) -> float:
+    """Fraction of the image that is subject (mean mask value)."""
+    return float(mask.astype(np.float64).mean() / 255.0)
+
+
+# --- one image ----------------------------------------------------------------------------------
+
+def settings_from_config(masks_config: dict) -> PostProcess:
+    return PostProcess(masks_config["threshold"], masks_config["fill_holes"],
+                       masks_config["dilate_px"], masks_config["feather_px"])
+
+
+def make_mask(image_path: str | Path, user_mask: str | Path | None, masks_config: dict,
+              strict: bool = False) -> tuple[np.ndarray, dict]:
+    """The mask of one ingested photo (uint8, image size) and its record (source, coverage, flags).
+
+    A user mask that cannot be used (unreadable, wrong size, in colour) is reported in the
+    record's flags and replaced by a generated mask, or raises MaskError when `strict`.
+    """
+    with Image.open(image_path) as im:
+        image = im.convert("RGB")
+    flags = []
+    mask = None
+    if user_mask:
+        try:
+            # the user's own mask is used as drawn: no threshold, no dilation, no feathering
+            mask = np.clip(np.rint(read_user_mask(user_mask, image.size) * 255), 0, 255).astype(np.uint8)
+            source = USER
+        except MaskError as exc:
+            if strict:
+                raise
+            flags.append(f"user mask not used, generated one instead: {exc}")
+    if mask is None:
+        method = masks_config["method"]
+        if method == REMBG:
+            rembg = masks_config["rembg"]
+            alpha = RembgMasker(rembg["model"], rembg["session"])(image)
+        elif method == COLOUR_KEY:
+            alpha = colour_key_mask(image, masks_config["colour_key"]["tolerance"])
+        else:
+            alpha = np.ones((image.height, image.width), np.float32)
+        mask = postprocess(alpha, settings_from_config(masks_config)) if method != NONE else (alpha * 255).astype(np.uint8)
+        source = method
+    share = coverage(mask)
+    low, high = masks_config["coverage_range"]
+    if not low <= share <= high:
+        flags.append(f"mask covers {share:.0%} of the photo (expected {low:.0%}-{high:.0%}): check it "
+                     "and put a fixed one in the dataset's masks/ folder")
+    record = {"source": source, "coverage": round(share, 4), "flags": flags,
+              "user_mask": str(user_mask) if user_mask else None}
+    return mask, record
