@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 include: "rules/common.smk"
 include: "rules/dataset.smk"
 include: "rules/masks.smk"
+include: "rules/captions.smk"
 
 
 rule all:

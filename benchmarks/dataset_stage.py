@@ -32,6 +32,7 @@ from charlora import demo, demo_render  # noqa: E402
 from charlora.audit import audit_image  # noqa: E402
 from charlora.config import validate_config  # noqa: E402
 from charlora.images import decode_rgb  # noqa: E402
+from charlora.masks import make_mask  # noqa: E402
 from workflow import make_workspace  # noqa: E402
 
 SIDE = 1024
@@ -90,6 +91,7 @@ def main():
 
     wall = timed(smk, ws)
     audits, ingests = job_times(ws, "results/dataset/audit/"), job_times(ws, "results/dataset/images/")
+    mask_jobs = [t for t in job_times(ws, "results/dataset/masks/")]
     dedup_job = job_times(ws, "results/dataset/dedup.tsv")[0]
     report_job = job_times(ws, "results/dataset/report.html")[0]
 
@@ -103,6 +105,12 @@ def main():
     for p in sample:
         decode_rgb(p, 100).image.save(root / "x.png", compress_level=4)
     ingest_work = (time.perf_counter() - t0) / len(sample)
+    masks_config = validate_config({"masks": {"method": "colour_key"}}, REPO / "config" / "schema.yaml")["masks"]
+    kept = sorted((ws / "results/dataset/images").iterdir())[:20]
+    t0 = time.perf_counter()
+    for p in kept:
+        make_mask(p, None, masks_config)
+    mask_work = (time.perf_counter() - t0) / len(kept)
 
     dry = min(timed(smk + ["-n"], ws) for _ in range(3))
     version = min(timed([sys.executable, "-m", "snakemake", "--version"], ws) for _ in range(3))
@@ -110,10 +118,11 @@ def main():
     n = args.images
     print(f"\nend to end, {n} photos ({len(ingests)} kept), --cores 2: {wall:.1f} s ({wall / n * 1000:.0f} ms per photo)")
     print(f"  dedup checkpoint job: {dedup_job:.1f} s; report job: {report_job:.1f} s")
-    print(f"{'per-image job':14} {'job (median)':>13} {'work in-process':>16} {'overhead':>9}")
-    for name, times, work in (("audit", audits, audit_work), ("ingest", ingests, ingest_work)):
+    print(f"{'per-image job':18} {'job (median)':>13} {'work in-process':>16} {'overhead':>9}")
+    for name, times, work in (("audit", audits, audit_work), ("ingest", ingests, ingest_work),
+                              ("mask (colour key)", mask_jobs, mask_work)):
         med = statistics.median(times)
-        print(f"{name:14} {med:12.2f}s {work:15.2f}s {med - work:8.2f}s")
+        print(f"{name:18} {med:12.2f}s {work:15.2f}s {med - work:8.2f}s")
     print(f"no-op dry run: {dry:.2f} s   (snakemake --version alone: {version:.2f} s; "
           f"workflow's own share: {dry - version:.2f} s)")
 

@@ -15,6 +15,11 @@ validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 USES_REMBG = config["masks"]["method"] == "rembg"
 if USES_REMBG:  # stop before any job when the model file is missing
     require_file(config["masks"]["rembg"]["model"], "masks.rembg.model", "the ONNX model for masks.method: rembg")
+USES_WD14 = config["captions"]["tagger"] == "wd14"
+if USES_WD14:
+    TAGGER = config["captions"]["wd14"]["folder"]
+    require_file(TAGGER and f"{TAGGER}/model.onnx", "captions.wd14.folder", "a WD14 tagger's model.onnx")
+    require_file(f"{TAGGER}/selected_tags.csv", "captions.wd14.folder", "the tagger's selected_tags.csv")
 
 
 wildcard_constraints:
@@ -33,8 +38,10 @@ else:
 IDS = sorted(LISTING.images)
 if IS_DEMO:
     USER_MASKS = {Path(name).stem for name in demo.MASK_FILES}
+    USER_CAPTIONS = {Path(name).stem for name in demo.CAPTION_FILES}
 else:
     USER_MASKS = {p.stem for p in Path(DATASET, "masks").glob("*.png")}
+    USER_CAPTIONS = {p.stem for p in Path(DATASET, "captions").glob("*.txt")}
 
 if not IDS:
     raise ValueError(f"no photos found in {DATASET}/images (supported: .png .jpg .jpeg .webp .bmp .tif .gif)")
@@ -64,6 +71,16 @@ def rembg_model(wildcards):
     return []
 
 
+def tagger_files(wildcards):
+    """The tagger's model files, as inputs of the tag jobs (a new model retags)."""
+    return [f"{TAGGER}/model.onnx", f"{TAGGER}/selected_tags.csv"] if USES_WD14 else []
+
+
+def user_caption(wildcards):
+    """The user's corrected caption for an <id>, when there is one (it wins, and is never rewritten)."""
+    return [f"{DATASET}/captions/{wildcards.id}.txt"] if wildcards.id in USER_CAPTIONS else []
+
+
 def dedup_rows(wildcards):
     """The rows of dedup.tsv; evaluating this makes Snakemake run the dedup checkpoint first."""
     return dedup.read_table(checkpoints.dedup.get().output.table)
@@ -79,6 +96,11 @@ def kept_masks(wildcards):
     return expand("results/dataset/masks/{id}.{ext}", id=ids, ext=["png", "json"])
 
 
+def kept_caption_records(wildcards):
+    ids = [row.id for row in dedup_rows(wildcards) if row.status == dedup.KEPT]
+    return expand("results/dataset/captions/{id}.json", id=ids)
+
+
 def duplicate_sources(wildcards):
     """Originals of the photos set aside as duplicates (the report shows them beside the kept one)."""
     ids = [row.id for row in dedup_rows(wildcards) if row.status == dedup.DUPLICATE]
@@ -86,4 +108,4 @@ def duplicate_sources(wildcards):
 
 
 def all_targets(wildcards):
-    return kept_images(wildcards) + ["results/dataset/report.html"]
+    return kept_images(wildcards) + ["results/dataset/report.html", "results/dataset/lint.tsv"]

@@ -82,6 +82,8 @@ rule dataset_report:
         audits=expand("results/dataset/audit/{id}.json", id=IDS),
         images=kept_images,
         masks=kept_masks,
+        captions=kept_caption_records,
+        lint="results/dataset/lint.tsv",
         duplicates=duplicate_sources,
     output:
         html=report(

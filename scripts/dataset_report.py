@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from charlora import dedup, logs, report
+from charlora.captions import read_lint_table
 
 log = logs.setup(snakemake.log[0])
 rows = dedup.read_table(snakemake.input.table)
@@ -11,8 +12,10 @@ audits = [json.loads(Path(p).read_text(encoding="utf-8")) for p in snakemake.inp
 kept_images = {Path(p).stem: Path(p) for p in snakemake.input.images}
 kept_masks = {Path(p).stem: (Path(p), json.loads(Path(p).with_suffix(".json").read_text(encoding="utf-8")))
               for p in snakemake.input.masks if p.endswith(".png")}
+kept_captions = {Path(p).stem: json.loads(Path(p).read_text(encoding="utf-8")) for p in snakemake.input.captions}
+lint_rows = read_lint_table(snakemake.input.lint)
 summary = report.write_dataset_report(
-    rows, audits, kept_images, kept_masks, Path(snakemake.params.dataset) / "images", snakemake.params.targets,
+    rows, audits, kept_images, kept_masks, kept_captions, lint_rows, Path(snakemake.params.dataset) / "images", snakemake.params.targets,
     snakemake.output.html, snakemake.output.framing,
 )
 for warning in summary.warnings:

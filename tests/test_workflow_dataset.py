@@ -12,6 +12,7 @@ from PIL import Image
 
 import badfiles
 from charlora import dedup, demo
+from tiny_onnx import wd14_tagger
 from workflow import jobs_run, make_workspace, snakemake, snapshot
 
 
@@ -106,6 +107,12 @@ def user_ws(tmp_path_factory, demo_ws):
     badfiles.photo(seed=11).save(photos / "twice.png")
     badfiles.photo(seed=11).save(photos / "twice.jpg", quality=95)
     (photos / "readme.txt").write_text("shoot of 2026-10-01\n")
+    (ws / "photos" / "captions").mkdir()
+    (ws / "photos/captions/park_walk.txt").write_text("mira, walking, smiling, white t-shirt, park, full body\n")
+    (ws / "photos/captions/backlit_mid.txt").write_bytes(b"mira, backlight, \xff\xfe broken")  # not UTF-8
+    wd14_tagger(ws / "models" / "tagger")  # the user's tagger folder; the config names it
+    config = (ws / "config/config.yaml").read_text()
+    (ws / "config/config.yaml").write_text(config.replace("  tagger: none", "  tagger: wd14\n  wd14: {folder: models/tagger}"))
     (ws / "photos" / "masks").mkdir()
     shutil.copy2(demo_ws / "results/demo/masks/park_walk.png", ws / "photos/masks/park_walk.png")
     Image.new("L", (10, 10), 255).save(ws / "photos/masks/red_dress_mid.png")  # wrong size
@@ -131,6 +138,16 @@ def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
     report = (ws / "results/dataset/report.html").read_text()
     for name in JUNK:
         assert name in report
+    tags = json.loads((ws / "results/dataset/tags/studio_wave_mid.json").read_text())
+    assert tags["backend"] == "wd14" and {"1girl", "standing", "smile"} <= {t["name"] for t in tags["tags"]}
+    assert (ws / "results/dataset/captions/studio_wave_mid.txt").read_text() == "mira, standing, smiling, grey background, mid shot\n"
+    assert (ws / "results/dataset/captions/park_walk.txt").read_text() == \
+        "mira, walking, smiling, white t-shirt, park, full body\n"
+    backlit = json.loads((ws / "results/dataset/captions/backlit_mid.json").read_text())
+    assert backlit["source"] == "composed" and "backlit_mid.txt: not UTF-8 text" in backlit["flags"][0]
+    lint_rows = (ws / "results/dataset/lint.tsv").read_text().splitlines()
+    assert len(lint_rows) == 1 + sum(r.status == "kept" for r in rows.values())
+    assert "Captions and lint" in report
     park = json.loads((ws / "results/dataset/masks/park_walk.json").read_text())
     assert park["source"] == "user"
     red = json.loads((ws / "results/dataset/masks/red_dress_mid.json").read_text())
@@ -157,17 +174,29 @@ def test_incremental_reruns(user_ws):
         im.convert("RGB").rotate(2).save(photos / "park_walk.jpg", quality=95)
     ran = jobs_run(snakemake(ws, *args).stdout)
     assert ran == {("audit", "id=park_walk"), ("dedup", ""), ("ingest", "id=park_walk"), ("mask", "id=park_walk"),
+                   ("tag", "id=park_walk"), ("caption", "id=park_walk"), ("caption_lint", ""),
                    ("dataset_report", ""), ("all", "")}
     # adding a photo: only the new photo's jobs and the dataset-wide ones
     badfiles.photo(seed=12).save(photos / "new shot.png")
     ran = jobs_run(snakemake(ws, *args).stdout)
     assert ran == {("audit", "id=new shot"), ("dedup", ""), ("ingest", "id=new shot"), ("mask", "id=new shot"),
+                   ("tag", "id=new shot"), ("caption", "id=new shot"), ("caption_lint", ""),
                    ("dataset_report", ""), ("all", "")}
     # fixing a mask by hand: only that photo's mask and the report
     with Image.open(ws / "results/dataset/masks/studio_wave_mid.png") as generated:
         generated.save(ws / "photos/masks/studio_wave_mid.png")
     ran = jobs_run(snakemake(ws, *args).stdout)
     assert ran == {("mask", "id=studio_wave_mid"), ("dataset_report", ""), ("all", "")}
+    # editing one caption: that caption and what reads captions, never a mask or tags
+    (ws / "photos/captions/park_walk.txt").write_text("mira, walking, smiling, white t-shirt, park, full body, sunlight\n")
+    ran = jobs_run(snakemake(ws, *args).stdout)
+    assert ran == {("caption", "id=park_walk"), ("caption_lint", ""), ("dataset_report", ""), ("all", "")}
+    # editing the slot vocabulary: every caption is recomposed; masks and tags stay
+    vocabulary = ws / "config/caption_slots.yaml"
+    vocabulary.write_text(vocabulary.read_text().replace("  grin: smiling", "  grin: smiling\n  beam: smiling"))
+    ran = jobs_run(snakemake(ws, *args).stdout)
+    kept = [r.id for r in rows_by_file(ws).values() if r.status == "kept"]
+    assert ran == {("caption", f"id={i}") for i in kept} | {("caption_lint", ""), ("dataset_report", ""), ("all", "")}
 
 
 def test_strict_turns_rejections_into_a_failed_run(user_ws):

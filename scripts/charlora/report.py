@@ -120,11 +120,13 @@ class ReportSummary:
 
 
 def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: dict[str, Path],
-                         kept_masks: dict[str, tuple[Path, dict]], images_dir: Path, targets: dict[str, list[float]], html_path: str | Path, chart_path: str | Path) -> ReportSummary:
+                         kept_masks: dict[str, tuple[Path, dict]], kept_captions: dict[str, dict],
+                         lint_rows: list, images_dir: Path, targets: dict[str, list[float]], html_path: str | Path, chart_path: str | Path) -> ReportSummary:
     """Write the HTML report and the framing chart; return the counts and the warnings shown.
 
     `kept_images`: id -> normalised PNG of each kept photo; `kept_masks`: id -> (mask PNG, mask
-    record); `images_dir`: the dataset's originals (the set-aside duplicates are shown from there).
+    record); `kept_captions`: id -> caption record; `lint_rows`: the caption lint; `images_dir`: the
+    dataset's originals (the set-aside duplicates are shown from there).
     """
     by_id = {a["id"]: a for a in audits}
     kept = [by_id[r.id] for r in rows if r.status == KEPT]
@@ -180,6 +182,16 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
             warnings.extend(f"mask of {image_id}: {f}" for f in record["flags"])
         mask_figures.append(_figure(uri, caption))
     parts.append("".join(mask_figures) or "<p>No masks.</p>")
+
+    parts.append("<h2>Captions and lint</h2>")
+    parts.append(_table(
+        ["file", "caption", "tokens", "lint"],
+        [[html.escape(by_id[r.id]["file"]),
+          html.escape(kept_captions[r.id]["caption"]) + f" <i>({kept_captions[r.id]['source']})</i>",
+          str(r.tokens), "<br>".join(html.escape(i) for i in r.issues)] for r in lint_rows]))
+    over = [r.id for r in lint_rows if r.cut]
+    if over:
+        warnings.append(f"captions: {len(over)} caption(s) longer than the text encoders read: {', '.join(over)}")
 
     parts.append("<h2>Kept photos</h2>")
     parts.append(_table(

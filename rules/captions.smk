@@ -1,0 +1,66 @@
+# Captions stage: tags per kept photo -> structured caption per kept photo -> dataset-wide lint.
+
+
+rule tag:
+    input:
+        image="results/dataset/images/{id}.png",
+        model=tagger_files,
+    output:
+        "results/dataset/tags/{id}.json",
+    params:
+        captions=config["captions"],
+    log:
+        "logs/captions/tag/{id}.log",
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/tag.py"
+
+
+rule caption:
+    input:
+        tags="results/dataset/tags/{id}.json",
+        audit="results/dataset/audit/{id}.json",
+        vocabulary=config["captions"]["vocabulary"],
+        user_caption=user_caption,
+    output:
+        text="results/dataset/captions/{id}.txt",
+        record="results/dataset/captions/{id}.json",
+    params:
+        token=config["subject"]["token"],
+        generic=config["captions"]["generic_tags"],
+        strict=config["strict"],
+    log:
+        "logs/captions/caption/{id}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/caption.py"
+
+
+rule caption_lint:
+    input:
+        records=kept_caption_records,
+        vocabulary=config["captions"]["vocabulary"],
+    output:
+        "results/dataset/lint.tsv",
+    params:
+        token=config["subject"]["token"],
+        generic=config["captions"]["generic_tags"],
+        max_tokens=config["captions"]["max_tokens"],
+        strict=config["strict"],
+    log:
+        "logs/captions/lint.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/caption_lint.py"

@@ -1,0 +1,93 @@
+"""Auto-tagging one photo: a WD14-style ONNX tagger from a local folder, or none.
+
+A WD14 tagger folder holds `model.onnx` (input: batch x H x W x 3, BGR, float 0-255, white-padded
+square; output: one sigmoid score per tag) and `selected_tags.csv` (tag_id, name, category,
+count; category 0 = general, 4 = character, 9 = rating). charlora reads both locally, never
+downloads, and keeps general tags above `general_threshold` and character tags above
+`character_threshold`; rating tags are not captions.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from charlora.config import ConfigError, require_file
+
+CATEGORIES = {0: "general", 4: "character", 9: "rating"}
+KAOMOJI = {"^_^", "o_o", "0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3",
+           "6_9", ">_o", "@_@", "^_^;", "u_u", "x_x", "|_|", "||_||"}
+
+
+@dataclass
+class Tag:
+    name: str
+    category: str
+    score: float
+
+
+def tag_name(raw: str) -> str:
+    """WD14 writes tags with underscores ('long_hair'); captions use spaces. Kaomoji stay as they are."""
+    return raw if raw in KAOMOJI else raw.replace("_", " ")
+
+
+class WD14Tagger:
+    def __init__(self, folder: str | Path, general_threshold: float, character_threshold: float):
+        folder = Path(folder) if folder else None
+        model = require_file(folder and folder / "model.onnx", "captions.wd14.folder", "a WD14 tagger's model.onnx")
+        table = require_file(folder / "selected_tags.csv", "captions.wd14.folder", "the tagger's selected_tags.csv")
+        import onnxruntime as ort
+
+        try:
+            self.session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for corrupt or foreign files
+            raise ConfigError(f"{model}: onnxruntime cannot load this tagger model ({exc})") from None
+        self.tags = self._read_table(table)
+        shape = self.session.get_inputs()[0].shape
+        self.size = int(shape[1]) if isinstance(shape[1], int) else 448
+        outputs = self.session.get_outputs()[0].shape[-1]
+        if isinstance(outputs, int) and outputs != len(self.tags):
+            raise ConfigError(f"{model} scores {outputs} tags but {table} lists {len(self.tags)}: "
+                              "the model and the tag list do not belong together")
+        self.thresholds = {"general": general_threshold, "character": character_threshold}
+
+    @staticmethod
+    def _read_table(path: Path) -> list[tuple[str, str]]:
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+            return [(row["name"], CATEGORIES.get(int(row["category"]), "other")) for row in rows]
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not a WD14 tag list (needs name and category columns): {exc}") from None
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        side = max(image.size)
+        square = Image.new("RGB", (side, side), (255, 255, 255))
+        square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+        square = square.resize((self.size, self.size), Image.BICUBIC)
+        bgr = np.asarray(square, dtype=np.float32)[:, :, ::-1]
+        return np.ascontiguousarray(bgr[None])
+
+    def __call__(self, image: Image.Image) -> list[Tag]:
+        inputs = {self.session.get_inputs()[0].name: self.preprocess(image)}
+        scores = self.session.run(None, inputs)[0][0]
+        found = [Tag(tag_name(name), category, round(float(score), 4))
+                 for (name, category), score in zip(self.tags, scores)
+                 if category in self.thresholds and score >= self.thresholds[category]]
+        return sorted(found, key=lambda t: (-t.score, t.name))
+
+
+def tag_image(image_path: str | Path, captions_config: dict) -> dict:
+    """The tags record of one photo: backend, model and tags with scores."""
+    backend = captions_config["tagger"]
+    if backend == "none":
+        return {"backend": "none", "tags": []}
+    settings = captions_config["wd14"]
+    tagger = WD14Tagger(settings["folder"], settings["general_threshold"], settings["character_threshold"])
+    with Image.open(image_path) as im:
+        tags = tagger(im.convert("RGB"))
+    return {"backend": "wd14", "model": str(settings["folder"]), "tags": [asdict(t) for t in tags]}
