@@ -9,7 +9,6 @@ largest duplicate distance and below the smallest distinct distance.
     .venv/bin/python benchmarks/dedup_eval.py
 """
 
-import io
 import itertools
 import sys
 from pathlib import Path
@@ -18,28 +17,19 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from badfiles import cropped, reencoded  # noqa: E402
 from charlora import demo, demo_render  # noqa: E402
 from charlora.dedup import HASH_METHODS, hasher  # noqa: E402
 
 
-def jpeg(image, quality):
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
-def crop(image, fraction):
-    dx, dy = round(image.width * fraction), round(image.height * fraction)
-    return image.crop((dx, dy, image.width - dx, image.height - dy))
-
-
 EDITS = {
     "resized 60%": lambda im: im.resize((im.width * 3 // 5, im.height * 3 // 5), Image.LANCZOS),
-    "JPEG q70": lambda im: jpeg(im, 70),
-    "cropped 5%": lambda im: crop(im, 0.05),
+    "JPEG q70": lambda im: reencoded(im, 70),
+    "cropped 5%": lambda im: cropped(im, 0.05),
     "brightened 15%": lambda im: ImageEnhance.Brightness(im).enhance(1.15),
     "darkened 15%": lambda im: ImageEnhance.Brightness(im).enhance(0.85),
-    "all of these": lambda im: jpeg(ImageEnhance.Brightness(crop(im, 0.04)).enhance(1.1), 80).resize(
+    "all of these": lambda im: reencoded(ImageEnhance.Brightness(cropped(im, 0.04)).enhance(1.1), 80).resize(
         (im.width * 2 // 3, im.height * 2 // 3), Image.LANCZOS),
 }
 

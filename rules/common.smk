@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from charlora import demo, dedup
 from charlora.config import require_file, validate_config
-from charlora.dataset import DatasetListing, list_dataset_images
+from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 USES_REMBG = config["masks"]["method"] == "rembg"
@@ -33,18 +33,15 @@ DATASET = DEMO_DIR if IS_DEMO else config["dataset"].rstrip("/")
 if IS_DEMO:
     # The demo's files are outputs of rule demo_dataset, so their names come from the generator.
     LISTING = DatasetListing(images={Path(name).stem: name for name in demo.IMAGE_FILES})
-else:
-    LISTING = list_dataset_images(Path(DATASET) / "images")
-IDS = sorted(LISTING.images)
-if IS_DEMO:
     USER_MASKS = {Path(name).stem for name in demo.MASK_FILES}
     USER_CAPTIONS = {Path(name).stem for name in demo.CAPTION_FILES}
 else:
+    LISTING = list_dataset_images(Path(DATASET) / "images")
     USER_MASKS = {p.stem for p in Path(DATASET, "masks").glob("*.png")}
     USER_CAPTIONS = {p.stem for p in Path(DATASET, "captions").glob("*.txt")}
-
+IDS = sorted(LISTING.images)
 if not IDS:
-    raise ValueError(f"no photos found in {DATASET}/images (supported: .png .jpg .jpeg .webp .bmp .tif .gif)")
+    raise ValueError(f"no photos found in {DATASET}/images (supported: {' '.join(SUPPORTED_SUFFIXES)})")
 
 
 def source_image(wildcards):
@@ -86,19 +83,20 @@ def dedup_rows(wildcards):
     return dedup.read_table(checkpoints.dedup.get().output.table)
 
 
+def kept_ids(wildcards):
+    return [row.id for row in dedup_rows(wildcards) if row.status == dedup.KEPT]
+
+
 def kept_images(wildcards):
-    ids = [row.id for row in dedup_rows(wildcards) if row.status == dedup.KEPT]
-    return expand("results/dataset/images/{id}.png", id=ids)
+    return expand("results/dataset/images/{id}.png", id=kept_ids(wildcards))
 
 
 def kept_masks(wildcards):
-    ids = [row.id for row in dedup_rows(wildcards) if row.status == dedup.KEPT]
-    return expand("results/dataset/masks/{id}.{ext}", id=ids, ext=["png", "json"])
+    return expand("results/dataset/masks/{id}.{ext}", id=kept_ids(wildcards), ext=["png", "json"])
 
 
 def kept_caption_records(wildcards):
-    ids = [row.id for row in dedup_rows(wildcards) if row.status == dedup.KEPT]
-    return expand("results/dataset/captions/{id}.json", id=ids)
+    return expand("results/dataset/captions/{id}.json", id=kept_ids(wildcards))
 
 
 def duplicate_sources(wildcards):

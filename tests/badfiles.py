@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -74,3 +75,16 @@ def exif_rotated_jpeg(path: Path, upright: Image.Image) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
     upright.rotate(90, expand=True).save(path, "JPEG", quality=95, exif=exif)
+
+
+def reencoded(image: Image.Image, quality: int) -> Image.Image:
+    """The image after a round trip through JPEG at `quality` (a re-saved copy)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def cropped(image: Image.Image, fraction: float) -> Image.Image:
+    """The image with `fraction` of its width and height cut from each side."""
+    dx, dy = round(image.width * fraction), round(image.height * fraction)
+    return image.crop((dx, dy, image.width - dx, image.height - dy))

@@ -1,12 +1,11 @@
 """Dedup finds the near-duplicates a curator would, keeps the best, and leaves distinct shots alone;
 framing labels the demo's shots as a photographer would."""
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+from badfiles import cropped, reencoded
 from charlora import dedup, demo, demo_render, framing
 
 DEFAULT_METHOD, DEFAULT_DISTANCE = "phash", 10  # the schema's defaults
@@ -15,17 +14,6 @@ DEFAULT_METHOD, DEFAULT_DISTANCE = "phash", 10  # the schema's defaults
 @pytest.fixture(scope="module")
 def shots():
     return {shot.name: demo_render.render(shot) for shot in demo.SHOTS}
-
-
-def reencoded(image, quality):
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
-def cropped(image, fraction):
-    dx, dy = round(image.width * fraction), round(image.height * fraction)
-    return image.crop((dx, dy, image.width - dx, image.height - dy))
 
 
 EDITS = {
