@@ -16,6 +16,9 @@ USES_REMBG = config["masks"]["method"] == "rembg"
 if USES_REMBG:  # stop before any job when the model file is missing
     require_file(config["masks"]["rembg"]["model"], "masks.rembg.model", "the ONNX model for masks.method: rembg")
 USES_WD14 = config["captions"]["tagger"] == "wd14"
+if config["captions"]["tagger"] == "vlm":
+    VLM = config["captions"]["vlm"]["folder"]
+    require_file(VLM and f"{VLM}/config.json", "captions.vlm.folder", "a transformers model folder")
 if USES_WD14:
     TAGGER = config["captions"]["wd14"]["folder"]
     require_file(TAGGER and f"{TAGGER}/model.onnx", "captions.wd14.folder", "a WD14 tagger's model.onnx")
@@ -70,7 +73,11 @@ def rembg_model(wildcards):
 
 def tagger_files(wildcards):
     """The tagger's model files, as inputs of the tag jobs (a new model retags)."""
-    return [f"{TAGGER}/model.onnx", f"{TAGGER}/selected_tags.csv"] if USES_WD14 else []
+    if USES_WD14:
+        return [f"{TAGGER}/model.onnx", f"{TAGGER}/selected_tags.csv"]
+    if config["captions"]["tagger"] == "vlm":
+        return [f"{VLM}/config.json"]
+    return []
 
 
 def user_caption(wildcards):

@@ -97,3 +97,22 @@ def test_lint_finds_what_a_careful_tagger_would(tokens):
     assert "'Red_Dress' is written 'red dress' in 2 other caption(s)" in c
     assert any(i.startswith("photos/captions/c.txt: ") and "would be cut" in i for i in c)
     assert rows["c"].cut and rows["c"].tokens > 77
+
+
+def test_vlm_backend_loads_a_local_transformers_model_and_splits_its_answer(tmp_path, monkeypatch):
+    from tiny_vlm import WORDS, tiny_blip
+
+    folder = tiny_blip(tmp_path / "blip")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    Image.new("RGB", (64, 80), (200, 30, 40)).save(tmp_path / "red.png")
+    config = {"tagger": "vlm", "vlm": {"folder": str(folder), "prompt": "", "max_new_tokens": 12}}
+    record = tag_image(tmp_path / "red.png", config)
+    assert record["backend"] == "vlm" and record["tags"]
+    for tag in record["tags"]:
+        assert tag["score"] is None and all(word in WORDS for word in tag["name"].split())
+    assert record == tag_image(tmp_path / "red.png", config)  # greedy decoding: the same answer every time
+
+
+def test_vlm_folder_must_be_a_model(tmp_path):
+    with pytest.raises(ConfigError, match=r"captions.vlm.folder: .*config.json does not exist"):
+        tag_image(__file__, {"tagger": "vlm", "vlm": {"folder": str(tmp_path), "prompt": "", "max_new_tokens": 5}})

@@ -1,15 +1,21 @@
-"""Auto-tagging one photo: a WD14-style ONNX tagger from a local folder, or none.
+"""Auto-tagging one photo: a WD14-style ONNX tagger or a vision-language model, both from a local
+folder, or none.
 
 A WD14 tagger folder holds `model.onnx` (input: batch x H x W x 3, BGR, float 0-255, white-padded
 square; output: one sigmoid score per tag) and `selected_tags.csv` (tag_id, name, category,
 count; category 0 = general, 4 = character, 9 = rating). charlora reads both locally, never
 downloads, and keeps general tags above `general_threshold` and character tags above
 `character_threshold`; rating tags are not captions.
+
+A vision-language model folder is anything transformers loads with AutoProcessor and
+AutoModelForImageTextToText (BLIP, Florence-2, Qwen2-VL, Gemma 3, ...). It is asked `prompt` and its
+answer, split at commas, gives the tags (they carry no score). Loading is local only.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +33,7 @@ KAOMOJI = {"^_^", "o_o", "0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_
 class Tag:
     name: str
     category: str
-    score: float
+    score: float | None  # None: the backend gives no score (a vision-language model's answer)
 
 
 def tag_name(raw: str) -> str:
@@ -81,13 +87,59 @@ class WD14Tagger:
         return sorted(found, key=lambda t: (-t.score, t.name))
 
 
+class VLMTagger:
+    def __init__(self, folder: str | Path, prompt: str, max_new_tokens: int):
+        folder = Path(folder) if folder else None
+        require_file(folder and folder / "config.json", "captions.vlm.folder",
+                     "a transformers model folder (config.json, weights, processor files)")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub, whatever the folder says
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        try:
+            self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+            self.model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True).eval()
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"captions.vlm.folder: transformers cannot load {folder} ({exc})") from None
+        self.prompt, self.max_new_tokens = prompt, max_new_tokens
+
+    def _inputs(self, image: Image.Image):
+        if getattr(self.processor, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
+            text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        else:
+            text = self.prompt
+        return self.processor(images=image, text=text, return_tensors="pt")
+
+    def __call__(self, image: Image.Image) -> list[Tag]:
+        import torch
+
+        inputs = self._inputs(image)
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        prompt_ids = inputs.get("input_ids")
+        if prompt_ids is not None and out.shape[1] >= prompt_ids.shape[1] and \
+                torch.equal(out[0, :prompt_ids.shape[1]], prompt_ids[0]):
+            out = out[:, prompt_ids.shape[1]:]  # decoder-only models repeat the prompt
+        answer = self.processor.batch_decode(out, skip_special_tokens=True)[0]
+        seen, tags = set(), []
+        for phrase in answer.replace("\n", ",").split(","):
+            name = " ".join(phrase.strip(" .;:").lower().split())
+            if name and name not in seen:
+                seen.add(name)
+                tags.append(Tag(name, "general", None))
+        return tags
+
+
 def tag_image(image_path: str | Path, captions_config: dict) -> dict:
-    """The tags record of one photo: backend, model and tags with scores."""
+    """The tags record of one photo: backend, model and tags (with scores where the backend has them)."""
     backend = captions_config["tagger"]
     if backend == "none":
         return {"backend": "none", "tags": []}
-    settings = captions_config["wd14"]
-    tagger = WD14Tagger(settings["folder"], settings["general_threshold"], settings["character_threshold"])
+    settings = captions_config[backend]
+    if backend == "vlm":
+        tagger = VLMTagger(settings["folder"], settings["prompt"], settings["max_new_tokens"])
+    else:
+        tagger = WD14Tagger(settings["folder"], settings["general_threshold"], settings["character_threshold"])
     with Image.open(image_path) as im:
         tags = tagger(im.convert("RGB"))
-    return {"backend": "wd14", "model": str(settings["folder"]), "tags": [asdict(t) for t in tags]}
+    return {"backend": backend, "model": str(settings["folder"]), "tags": [asdict(t) for t in tags]}
