@@ -99,7 +99,6 @@ rule dataset_report:
     params:
         targets=config["ingest"]["framing"]["targets"],
         dataset=DATASET,
-        strict=config["strict"],
     log:
         "logs/dataset/report.log",
     resources:

@@ -89,3 +89,22 @@ def test_listing_gives_ids_and_rejects_what_cannot_have_one(tmp_path):
 def test_missing_dataset_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere/images does not exist"):
         list_dataset_images(tmp_path / "nowhere" / "images")
+
+
+def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from charlora import atomic
+
+    atomic.write_json(tmp_path / "out" / "a.json", {"b": 1, "a": 2})
+    assert (tmp_path / "out" / "a.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+    mode = stat.S_IMODE(os.stat(tmp_path / "out" / "a.json").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(tmp_path / "out" / "b.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json"]

@@ -93,6 +93,11 @@ def mask_overlay(image: Image.Image, mask: Image.Image) -> Image.Image:
     return Image.composite(image.convert("RGB"), background, mask.convert("L"))
 
 
+def _thumb_of(path: Path) -> str:
+    with Image.open(path) as image:
+        return _thumb_uri(image)
+
+
 def _figure(uri: str, caption: str) -> str:
     return f'<figure><img src="{uri}" alt=""><figcaption>{caption}</figcaption></figure>'
 
@@ -121,7 +126,8 @@ class ReportSummary:
 
 def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: dict[str, Path],
                          kept_masks: dict[str, tuple[Path, dict]], kept_captions: dict[str, dict],
-                         lint_rows: list, images_dir: Path, targets: dict[str, list[float]], html_path: str | Path, chart_path: str | Path) -> ReportSummary:
+                         lint_rows: list, images_dir: Path, targets: dict[str, list[float]],
+                         html_path: str | Path, chart_path: str | Path) -> ReportSummary:
     """Write the HTML report and the framing chart; return the counts and the warnings shown.
 
     `kept_images`: id -> normalised PNG of each kept photo; `kept_masks`: id -> (mask PNG, mask
@@ -138,7 +144,8 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>charlora dataset report</title>"
              f"<style>{CSS}</style></head><body><h1>Dataset report</h1>",
              f"<p>{len(rows)} files in {html.escape(str(images_dir))}: <b>{counts[KEPT]} kept</b>, "
-             f"{counts[DUPLICATE]} near-duplicates set aside, {counts[REJECTED]} rejected.</p>"]
+             f"{counts[DUPLICATE]} near-duplicates set aside, {counts[REJECTED]} rejected.</p>",
+             ""]  # the warnings of every section go here once they are known
     parts.append("<h2>Framing</h2>")
     chart_uri = "data:image/png;base64," + base64.b64encode(Path(chart_path).read_bytes()).decode("ascii")
     parts.append(f'<img src="{chart_uri}" alt="framing chart">')
@@ -156,7 +163,7 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     if not groups:
         parts.append("<p>None found.</p>")
     for kept_id, dups in sorted(groups.items()):
-        figures = [_figure(_thumb_uri(Image.open(kept_images[kept_id])),
+        figures = [_figure(_thumb_of(kept_images[kept_id]),
                            f"kept: {html.escape(by_id[kept_id]['file'])}")]
         for d in dups:
             try:
@@ -196,12 +203,13 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     parts.append("<h2>Kept photos</h2>")
     parts.append(_table(
         ["", "file", "size", "sharpness", "framing (face height)", "JPEG quality", "source"],
-        [[f'<img src="{_thumb_uri(Image.open(kept_images[a["id"]]))}" alt="">',
+        [[f'<img src="{_thumb_of(kept_images[a["id"]])}" alt="">',
           html.escape(a["file"]), f"{a['width']}x{a['height']}", f"{a['sharpness']:.0f}",
           f"{LABELS[a['framing']['label']]}" + (f" ({a['framing']['face_height']:.2f})" if a["framing"]["face_height"] else ""),
           "" if a["jpeg_quality"] is None else str(a["jpeg_quality"]),
           html.escape(f"{a['source_format']} {a['source_mode']}" + (", EXIF-rotated" if a["exif_transposed"] else ""))]
          for a in kept]))
+    parts[2] = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warnings)
     parts.append("</body></html>\n")
     atomic.write_text(html_path, "\n".join(parts))
     return ReportSummary(counts, framing, warnings)
