@@ -41,6 +41,9 @@ def test_tagger_files_are_checked(tmp_path):
     (folder / "selected_tags.csv").write_text("tag_id,name,category,count\n0,only_one,0,1\n")
     with pytest.raises(ConfigError, match="scores 11 tags but .* lists 1"):
         WD14Tagger(folder, 0.35, 0.85)
+    (folder / "model.onnx").write_bytes(b"truncated download")
+    with pytest.raises(ConfigError, match=r"model.onnx: onnxruntime cannot load this tagger model"):
+        WD14Tagger(folder, 0.35, 0.85)
 
 
 def test_composed_caption_follows_the_guides_slot_order():
