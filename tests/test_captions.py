@@ -70,6 +70,16 @@ def test_users_caption_wins_and_bad_ones_fall_back(tmp_path):
             make_caption(mine, "mira", [], None, VOCABULARY, GENERIC, strict=True)
 
 
+def test_tokenizer_gives_open_clips_token_ids(tokens):
+    from open_clip.tokenizer import SimpleTokenizer
+
+    reference = SimpleTokenizer()
+    for text in ["mira, standing, smiling, soft frontal light, Red_Dress, café au lait, 1girl, ^_^",
+                 "A  photo\nof  O'Brien's dog!!  2026-11-29", ", ".join(f"word{i}" for i in range(60))]:
+        assert tokens.tokenizer(text).input_ids == [49406] + reference.encode(text) + [49407]
+    assert len(tokens.tokenizer) == 49408
+
+
 def test_token_count_matches_sdxl_tokenizer(tokens):
     assert tokens.count("a photo") == 4  # <start> a photo <end>
     long = ", ".join(f"word{i}" for i in range(60))
