@@ -69,13 +69,11 @@ def _draw_figure(image: Image.Image, shot: Shot, cx: float, top: float) -> None:
     sw = 0.95 * u  # half shoulder width
     # legs
     if sitting:
-        seat = (cx + 0.2 * u, hip_y + 0.05 * u)
         d.rectangle([cx - 0.9 * u, hip_y + 0.3 * u, cx + 1.9 * u, foot_y], fill=(110, 84, 60))  # a box to sit on
         for dx in (-0.3 * u, 0.3 * u):
             knee = (cx + dx + 1.6 * u, hip_y + 0.1 * u)
             _limb(d, (cx + dx, hip_y), knee, int(0.42 * u), bottom_colour)
             _limb(d, knee, (knee[0] + 0.1 * u, foot_y - 0.9 * u), int(0.36 * u), bottom_colour)
-        del seat
     else:
         spread = 0.55 * u if shot.pose == "walking" else 0.2 * u
         for side in (-1, 1):
