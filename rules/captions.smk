@@ -4,7 +4,7 @@
 rule tag:
     input:
         image="results/dataset/images/{id}.png",
-        model=tagger_files,
+        model=TAGGER_FILES,
     output:
         "results/dataset/tags/{id}.json",
     params:

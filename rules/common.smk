@@ -12,17 +12,25 @@ from charlora.config import require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+
+# The local model files the config names: checked here, so a missing one stops the run before any
+# job, and made inputs of the jobs that use them, so a new model reruns those jobs.
 USES_REMBG = config["masks"]["method"] == "rembg"
-if USES_REMBG:  # stop before any job when the model file is missing
-    require_file(config["masks"]["rembg"]["model"], "masks.rembg.model", "the ONNX model for masks.method: rembg")
-USES_WD14 = config["captions"]["tagger"] == "wd14"
-if config["captions"]["tagger"] == "vlm":
-    VLM = config["captions"]["vlm"]["folder"]
-    require_file(VLM and f"{VLM}/config.json", "captions.vlm.folder", "a transformers model folder")
-if USES_WD14:
-    TAGGER = config["captions"]["wd14"]["folder"]
-    require_file(TAGGER and f"{TAGGER}/model.onnx", "captions.wd14.folder", "a WD14 tagger's model.onnx")
-    require_file(f"{TAGGER}/selected_tags.csv", "captions.wd14.folder", "the tagger's selected_tags.csv")
+REMBG_MODEL = []
+if USES_REMBG:
+    model = require_file(config["masks"]["rembg"]["model"], "masks.rembg.model", "the ONNX model for masks.method: rembg")
+    REMBG_MODEL = [str(model)]
+TAGGER = config["captions"]["tagger"]
+TAGGER_NEEDS = {  # file in the tagger's folder -> what it is
+    "wd14": {"model.onnx": "a WD14 tagger's model.onnx", "selected_tags.csv": "the tagger's selected_tags.csv"},
+    "vlm": {"config.json": "a transformers model folder"},
+    "none": {},
+}[TAGGER]
+TAGGER_DIR = config["captions"].get(TAGGER, {}).get("folder")
+TAGGER_FILES = [
+    str(require_file(TAGGER_DIR and f"{TAGGER_DIR}/{name}", f"captions.{TAGGER}.folder", what))
+    for name, what in TAGGER_NEEDS.items()
+]
 
 
 wildcard_constraints:
@@ -65,19 +73,8 @@ def user_mask(wildcards):
 
 
 def rembg_model(wildcards):
-    """The rembg model file, as an input of the jobs that use it (a new model reruns them)."""
-    if USES_REMBG and wildcards.id not in USER_MASKS:
-        return [config["masks"]["rembg"]["model"]]
-    return []
-
-
-def tagger_files(wildcards):
-    """The tagger's model files, as inputs of the tag jobs (a new model retags)."""
-    if USES_WD14:
-        return [f"{TAGGER}/model.onnx", f"{TAGGER}/selected_tags.csv"]
-    if config["captions"]["tagger"] == "vlm":
-        return [f"{VLM}/config.json"]
-    return []
+    """The rembg model file, for the photos whose mask it makes."""
+    return [] if wildcards.id in USER_MASKS else REMBG_MODEL
 
 
 def user_caption(wildcards):

@@ -208,19 +208,16 @@ def test_strict_turns_rejections_into_a_failed_run(user_ws):
         assert f"{name}: {reason}" in result.stdout
 
 
-def test_bad_config_stops_before_any_job(tmp_path):
+@pytest.mark.parametrize("config, message", [
+    ("ingest:\n  min_side: big\n", "ingest.min_side: 'big' is not of type 'integer'"),
+    ("masks:\n  method: rembg\n  rembg:\n    model: models/BiRefNet.onnx\n",
+     "masks.rembg.model: models/BiRefNet.onnx does not exist. Put the ONNX model"),
+    ("captions:\n  tagger: wd14\n", "captions.wd14.folder is not set: give the path of a WD14 tagger's model.onnx"),
+], ids=["schema", "missing rembg model", "tagger folder not set"])
+def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
     ws = make_workspace(tmp_path / "ws")
-    (ws / "bad.yaml").write_text("ingest:\n  min_side: big\n")
-    result = snakemake(ws, "--configfile", "bad.yaml", check=False)
+    (ws / "mine.yaml").write_text(config)
+    result = snakemake(ws, "--configfile", "mine.yaml", check=False)
     assert result.returncode != 0
-    assert "ingest.min_side: 'big' is not of type 'integer'" in result.stdout
-    assert not (ws / "results").exists()
-
-
-def test_missing_rembg_model_stops_before_any_job_naming_the_file(tmp_path):
-    ws = make_workspace(tmp_path / "ws")
-    (ws / "rembg.yaml").write_text("masks:\n  method: rembg\n  rembg:\n    model: models/BiRefNet.onnx\n")
-    result = snakemake(ws, "--configfile", "rembg.yaml", check=False)
-    assert result.returncode != 0
-    assert "masks.rembg.model: models/BiRefNet.onnx does not exist. Put the ONNX model" in result.stdout
+    assert message in result.stdout
     assert not (ws / "results").exists()

@@ -159,6 +159,11 @@ def postprocess(alpha: np.ndarray, settings: PostProcess) -> np.ndarray:
         mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     if settings.feather_px > 0:
         mask = cv2.GaussianBlur(mask, (0, 0), settings.feather_px)
+    return _to_uint8(mask)
+
+
+def _to_uint8(mask: np.ndarray) -> np.ndarray:
+    """0..1 floats -> 0..255 bytes, rounded."""
     return np.clip(np.rint(mask * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -188,23 +193,23 @@ def make_mask(image_path: str | Path, user_mask: str | Path | None, masks_config
     if user_mask:
         try:
             # the user's own mask is used as drawn: no threshold, no dilation, no feathering
-            mask = np.clip(np.rint(read_user_mask(user_mask, image.size) * 255), 0, 255).astype(np.uint8)
+            mask = _to_uint8(read_user_mask(user_mask, image.size))
             source = USER
         except MaskError as exc:
             if strict:
                 raise
             flags.append(f"user mask not used, generated one instead: {exc}")
     if mask is None:
-        method = masks_config["method"]
-        if method == REMBG:
-            rembg = masks_config["rembg"]
-            alpha = RembgMasker(rembg["model"], rembg["session"])(image)
-        elif method == COLOUR_KEY:
-            alpha = colour_key_mask(image, masks_config["colour_key"]["tolerance"])
+        source = masks_config["method"]
+        if source == NONE:
+            mask = np.full((image.height, image.width), 255, np.uint8)
         else:
-            alpha = np.ones((image.height, image.width), np.float32)
-        mask = postprocess(alpha, settings_from_config(masks_config)) if method != NONE else (alpha * 255).astype(np.uint8)
-        source = method
+            if source == REMBG:
+                rembg = masks_config["rembg"]
+                alpha = RembgMasker(rembg["model"], rembg["session"])(image)
+            else:
+                alpha = colour_key_mask(image, masks_config["colour_key"]["tolerance"])
+            mask = postprocess(alpha, settings_from_config(masks_config))
     share = coverage(mask)
     low, high = masks_config["coverage_range"]
     if not low <= share <= high:
