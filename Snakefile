@@ -13,9 +13,16 @@ include: "rules/common.smk"
 include: "rules/dataset.smk"
 include: "rules/masks.smk"
 include: "rules/captions.smk"
+include: "rules/train.smk"
 
 
 rule all:
     input:
         all_targets,
     default_target: True
+
+
+# `snakemake dataset`: curate, mask and caption only, to review the dataset report before training.
+rule dataset:
+    input:
+        dataset_targets,

@@ -8,10 +8,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from charlora import demo, dedup
-from charlora.config import require_file, validate_config
+from charlora.config import base_model_path, require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+# What the per-photo rules depend on: the split's share is left out, so changing it reruns the split only.
+INGEST = {k: v for k, v in config["ingest"].items() if k != "val_fraction"}
 
 # The local model files the config names: checked here, so a missing one stops the run before any
 # job, and made inputs of the jobs that use them, so a new model reruns those jobs.
@@ -35,6 +37,20 @@ TAGGER_FILES = [
 
 wildcard_constraints:
     id="[^/]+",
+    eee="[0-9]{3}",
+
+
+# Training: the base model, the run, and the chain of blocks of epochs (rules/train.smk).
+BASE_MODEL = "results/models/tiny.safetensors" if config["base_model"] == "tiny" else str(base_model_path(config["base_model"]))
+RUN = config["run"]
+RUN_DIR = f"results/runs/{RUN}"
+TRAIN = config["train"]
+TRAIN_BLOCKS = [(first, min(first + TRAIN["epochs_per_job"] - 1, TRAIN["epochs"]))
+                for first in range(1, TRAIN["epochs"] + 1, TRAIN["epochs_per_job"])]
+# What the weights depend on; `epochs` is left out so that raising it only adds blocks.
+TRAIN_SETTINGS = {k: v for k, v in TRAIN.items() if k not in ("epochs", "mem_mb", "runtime", "export")}
+TRAIN_GPUS = 0 if TRAIN["device"] == "cpu" else 1
+USES_MASKS = config["masks"]["method"] != "none"
 
 
 DEMO_DIR = "results/demo"
@@ -109,5 +125,46 @@ def duplicate_sources(wildcards):
     return [f"{DATASET}/images/{LISTING.images[i]}" for i in ids]
 
 
+def saved_epochs(first, last):
+    """Epochs of a block whose UNet is saved: every `save_every`-th, and always the block's last."""
+    return [e for e in range(first, last + 1) if e % TRAIN["save_every"] == 0 or e == last]
+
+
+def train_inputs(first):
+    """Input function of the block starting at epoch `first`: the dataset, and the previous block's state."""
+
+    def inputs(wildcards):
+        ids = kept_ids(wildcards)
+        files = dict(
+            images=expand("results/dataset/images/{id}.png", id=ids),
+            captions=expand("results/dataset/captions/{id}.txt", id=ids),
+            masks=expand("results/dataset/masks/{id}.png", id=ids) if USES_MASKS else [],
+            split="results/dataset/split.tsv",
+            model=BASE_MODEL,
+            model_hash="results/models/base_model.sha256",
+        )
+        if first > 1:
+            previous = first - 1
+            files["state"] = f"{RUN_DIR}/train/epoch-{previous:03d}.state"
+            files["weights"] = f"{RUN_DIR}/train/epoch-{previous:03d}.safetensors"
+        return files
+
+    return inputs
+
+
+def all_epoch_files():
+    return [f"{RUN_DIR}/train/epoch-{e:03d}.{kind}" for first, last in TRAIN_BLOCKS
+            for e in range(first, last + 1) for kind in ("safetensors", "metrics.tsv")
+            if kind != "safetensors" or e in saved_epochs(first, last)]
+
+
+def dataset_targets(wildcards):
+    return kept_images(wildcards) + ["results/dataset/report.html", "results/dataset/lint.tsv",
+                                     "results/dataset/split.tsv"]
+
+
 def all_targets(wildcards):
-    return kept_images(wildcards) + ["results/dataset/report.html", "results/dataset/lint.tsv"]
+    targets = dataset_targets(wildcards) + all_epoch_files()
+    if TRAIN["export"]:
+        targets.append(f"{RUN_DIR}/export/epoch-{TRAIN['epochs']:03d}.safetensors")
+    return targets

@@ -24,7 +24,7 @@ rule audit:
     output:
         "results/dataset/audit/{id}.json",
     params:
-        ingest=config["ingest"],
+        ingest=INGEST,
     log:
         "logs/dataset/audit/{id}.log",
     resources:
@@ -44,7 +44,7 @@ checkpoint dedup:
         table="results/dataset/dedup.tsv",
     params:
         dedup=config["dedup"],
-        ingest=config["ingest"],
+        ingest=INGEST,
         unlisted=LISTING.rejected,
         strict=config["strict"],
     log:
@@ -64,7 +64,7 @@ rule ingest:
     output:
         "results/dataset/images/{id}.png",
     params:
-        ingest=config["ingest"],
+        ingest=INGEST,
     log:
         "logs/dataset/ingest/{id}.log",
     resources:
@@ -74,6 +74,24 @@ rule ingest:
         "../envs/charlora.yaml"
     script:
         "../scripts/ingest.py"
+
+
+rule split:
+    input:
+        table="results/dataset/dedup.tsv",
+    output:
+        "results/dataset/split.tsv",
+    params:
+        val_fraction=config["ingest"]["val_fraction"],
+    log:
+        "logs/dataset/split.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/split.py"
 
 
 rule dataset_report:

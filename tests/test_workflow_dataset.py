@@ -17,10 +17,8 @@ from workflow import jobs_run, make_workspace, snakemake, snapshot
 
 
 @pytest.fixture(scope="module")
-def demo_ws(tmp_path_factory):
-    ws = make_workspace(tmp_path_factory.mktemp("demo"))
-    snakemake(ws)
-    return ws
+def demo_ws(demo_dataset):  # `snakemake dataset` on the shipped demo (conftest.py)
+    return demo_dataset
 
 
 def rows_by_file(ws):
@@ -66,11 +64,11 @@ def test_demo_masks_are_single_channel_at_the_photos_size(demo_ws):
 
 
 def test_demo_rerun_has_nothing_to_do(demo_ws):
-    assert "Nothing to be done" in snakemake(demo_ws).stdout
+    assert "Nothing to be done" in snakemake(demo_ws, "dataset").stdout
 
 
 def test_snakemake_report_includes_the_dataset_report(demo_ws):
-    snakemake(demo_ws, "--report", "report.zip")
+    snakemake(demo_ws, "dataset", "--report", "report.zip")
     assert (demo_ws / "report.zip").stat().st_size > 10_000
 
 
@@ -117,7 +115,7 @@ def user_ws(tmp_path_factory, demo_ws):
     shutil.copy2(demo_ws / "results/demo/masks/park_walk.png", ws / "photos/masks/park_walk.png")
     Image.new("L", (10, 10), 255).save(ws / "photos/masks/red_dress_mid.png")  # wrong size
     before = snapshot(ws / "photos")
-    result = snakemake(ws, "--config", f"dataset={ws / 'photos'}")
+    result = snakemake(ws, "dataset", "--config", f"dataset={ws / 'photos'}")
     return ws, before, result
 
 
@@ -163,7 +161,7 @@ def test_the_users_folder_is_left_untouched(user_ws):
 
 def test_incremental_reruns(user_ws):
     ws, _, _ = user_ws
-    args = ("--config", f"dataset={ws / 'photos'}")
+    args = ("dataset", "--config", f"dataset={ws / 'photos'}")
     photos = ws / "photos" / "images"
     # touching a photo without changing it: nothing to do
     later = time.time() + 5
@@ -175,33 +173,33 @@ def test_incremental_reruns(user_ws):
     ran = jobs_run(snakemake(ws, *args).stdout)
     assert ran == {("audit", "id=park_walk"), ("dedup", ""), ("ingest", "id=park_walk"), ("mask", "id=park_walk"),
                    ("tag", "id=park_walk"), ("caption", "id=park_walk"), ("caption_lint", ""),
-                   ("dataset_report", ""), ("all", "")}
-    # adding a photo: only the new photo's jobs and the dataset-wide ones
+                   ("dataset_report", ""), ("dataset", "")}  # dedup.tsv came out the same: no new split
+    # adding a photo: only the new photo's jobs and the dataset-wide ones (the split too)
     badfiles.photo(seed=12).save(photos / "new shot.png")
     ran = jobs_run(snakemake(ws, *args).stdout)
     assert ran == {("audit", "id=new shot"), ("dedup", ""), ("ingest", "id=new shot"), ("mask", "id=new shot"),
-                   ("tag", "id=new shot"), ("caption", "id=new shot"), ("caption_lint", ""),
-                   ("dataset_report", ""), ("all", "")}
+                   ("tag", "id=new shot"), ("caption", "id=new shot"), ("caption_lint", ""), ("split", ""),
+                   ("dataset_report", ""), ("dataset", "")}
     # fixing a mask by hand: only that photo's mask and the report
     with Image.open(ws / "results/dataset/masks/studio_wave_mid.png") as generated:
         generated.save(ws / "photos/masks/studio_wave_mid.png")
     ran = jobs_run(snakemake(ws, *args).stdout)
-    assert ran == {("mask", "id=studio_wave_mid"), ("dataset_report", ""), ("all", "")}
+    assert ran == {("mask", "id=studio_wave_mid"), ("dataset_report", ""), ("dataset", "")}
     # editing one caption: that caption and what reads captions, never a mask or tags
     (ws / "photos/captions/park_walk.txt").write_text("mira, walking, smiling, white t-shirt, park, full body, sunlight\n")
     ran = jobs_run(snakemake(ws, *args).stdout)
-    assert ran == {("caption", "id=park_walk"), ("caption_lint", ""), ("dataset_report", ""), ("all", "")}
+    assert ran == {("caption", "id=park_walk"), ("caption_lint", ""), ("dataset_report", ""), ("dataset", "")}
     # editing the slot vocabulary: every caption is recomposed; masks and tags stay
     vocabulary = ws / "config/caption_slots.yaml"
     vocabulary.write_text(vocabulary.read_text().replace("  grin: smiling", "  grin: smiling\n  beam: smiling"))
     ran = jobs_run(snakemake(ws, *args).stdout)
     kept = [r.id for r in rows_by_file(ws).values() if r.status == "kept"]
-    assert ran == {("caption", f"id={i}") for i in kept} | {("caption_lint", ""), ("dataset_report", ""), ("all", "")}
+    assert ran == {("caption", f"id={i}") for i in kept} | {("caption_lint", ""), ("dataset_report", ""), ("dataset", "")}
 
 
 def test_strict_turns_rejections_into_a_failed_run(user_ws):
     ws, _, _ = user_ws
-    result = snakemake(ws, "--config", f"dataset={ws / 'photos'}", "strict=True", check=False)
+    result = snakemake(ws, "dataset", "--config", f"dataset={ws / 'photos'}", "strict=True", check=False)
     assert result.returncode != 0
     assert "dataset file(s) rejected (strict: true" in result.stdout
     for name, (_, reason) in JUNK.items():
@@ -213,7 +211,11 @@ def test_strict_turns_rejections_into_a_failed_run(user_ws):
     ("masks:\n  method: rembg\n  rembg:\n    model: models/BiRefNet.onnx\n",
      "masks.rembg.model: models/BiRefNet.onnx does not exist. Put the ONNX model"),
     ("captions:\n  tagger: wd14\n", "captions.wd14.folder is not set: give the path of a WD14 tagger's model.onnx"),
-], ids=["schema", "missing rembg model", "tagger folder not set"])
+    ("base_model: models/sd_xl_base_1.0.safetensors\n", "base_model: models/sd_xl_base_1.0.safetensors does not exist"),
+    ("base_model: model.ckpt\n", "base_model: model.ckpt is a Python pickle (.ckpt); loading one can run code"),
+    ("train:\n  optimizer: lion\n", "train.optimizer: 'lion' is not one of ['adafactor', 'adamw8bit', 'adamw']"),
+], ids=["schema", "missing rembg model", "tagger folder not set", "missing base model", "pickled base model",
+        "unknown optimizer"])
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
     ws = make_workspace(tmp_path / "ws")
     (ws / "mine.yaml").write_text(config)

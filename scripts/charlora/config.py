@@ -47,6 +47,23 @@ def require_file(path: str | None, key: str, what: str) -> Path:
     return file
 
 
+PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
+
+
+def base_model_path(value: str) -> Path:
+    """config base_model: an existing .safetensors file or diffusers folder (checked fully by the job)."""
+    path = Path(value).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ConfigError(f"base_model: {path} is a Python pickle ({path.suffix}); loading one can run code "
+                          "hidden in it. Use the model's .safetensors file")
+    if not path.exists():
+        raise ConfigError(f"base_model: {path} does not exist. Give the path of an SDXL .safetensors file or "
+                          "diffusers folder (charlora never downloads models), or `tiny` for the demo model")
+    if path.is_file() and path.suffix.lower() != ".safetensors":
+        raise ConfigError(f"base_model: {path} is not a .safetensors file")
+    return path
+
+
 def _message(error: jsonschema.ValidationError) -> str:
     # a subschema may carry `errorMessage:` to say in words what jsonschema says in types
     message = error.schema.get("errorMessage", error.message).strip()

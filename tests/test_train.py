@@ -1,0 +1,214 @@
+"""The training pieces, tested directly: Adafactor against transformers', stochastic rounding, the
+fused step, buckets and size conditioning, the split, the masked loss, and whole blocks of the
+tiny model: chained blocks equal one block bit for bit, for each optimizer and precision."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import badfiles
+from charlora import buckets, optim, sdxl, split
+from charlora.train import (Sample, Settings, TrainingDiverged, masked_mse, train_block, val_timesteps,
+                            write_metrics, EpochResult)
+
+
+# --- optimizer ---------------------------------------------------------------------------------
+
+
+def test_adafactor_matches_transformers():
+    from transformers.optimization import Adafactor as Reference
+
+    torch.manual_seed(0)
+    shapes = [(8, 6), (6,), (4, 3, 2, 2)]  # matrix (factored), vector, conv kernel (factored over the last two)
+    ours = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    a = optim.Adafactor(ours, lr=1e-3)
+    b = Reference(theirs, lr=1e-3, relative_step=False, scale_parameter=False, warmup_init=False)
+    for _ in range(5):
+        for p, q in zip(ours, theirs):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        a.step()
+        b.step()
+    for p, q in zip(ours, theirs):
+        assert torch.allclose(p, q, rtol=0, atol=1e-7)
+
+
+def test_a_4e6_step_changes_bf16_weights_only_with_stochastic_rounding():
+    start = torch.full((200_000,), 1.0, dtype=torch.bfloat16)  # bf16 spacing below 1.0 is 2^-8 = 0.0039
+    rounded = torch.nn.Parameter(start.clone())
+    rounded.grad = torch.ones_like(rounded)
+    opt = optim.Adafactor([rounded], lr=4e-6)
+    opt.step()  # first step: update = grad / |grad| = 1, so every weight should move by -4e-6
+    change = (rounded.detach().float() - 1.0)
+    assert (change != 0).sum() > 50  # about 4e-6 / 0.0039 = 0.1 % of the weights step down one bf16 spacing
+    assert math.isclose(change.mean().item(), -4e-6, rel_tol=0.25)  # and the expected change is exact
+    nearest = start.float() - 4e-6
+    assert torch.equal(nearest.to(torch.bfloat16), start)  # rounding to nearest would lose the step entirely
+
+
+def tiny_unet_step(unet, seed):
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randn(2, 4, 8, 8, generator=g)
+    prompt = torch.randn(2, 77, 96, generator=g)
+    added = {"text_embeds": torch.randn(2, 64, generator=g), "time_ids": torch.tensor([[64., 64, 0, 0, 64, 64]] * 2)}
+    pred = unet(latents.to(unet.dtype), torch.tensor([10, 500]), prompt.to(unet.dtype), added_cond_kwargs={
+        k: v.to(unet.dtype) for k, v in added.items()}).sample
+    return ((pred.float() - latents) ** 2).mean()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_backward_gives_the_weights_of_the_usual_step(dtype):
+    unet, *_ = sdxl.build_random("tiny", seed=1)
+    unets = [unet.to(dtype), sdxl.build_random("tiny", seed=1)[0].to(dtype)]
+    plain = optim.Adafactor(unets[0].parameters(), lr=1e-3)
+    fused_opt = optim.Adafactor(unets[1].parameters(), lr=1e-3)
+    fused = optim.FusedBackward(fused_opt)
+    for step in range(3):
+        plain.step_seed = fused_opt.step_seed = 1000 + step
+        tiny_unet_step(unets[0], step).backward()
+        plain.step()
+        plain.zero_grad(set_to_none=True)
+        tiny_unet_step(unets[1], step).backward()  # the update happens inside backward
+        assert all(p.grad is None for p in unets[1].parameters())  # gradients freed as they were used
+    fused.remove()
+    a, b = unets[0].state_dict(), unets[1].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["conv_in.weight"], sdxl.build_random("tiny", seed=1)[0].to(dtype).state_dict()["conv_in.weight"])
+
+
+def test_adamw8bit_runs_or_says_why():
+    p = torch.nn.Parameter(torch.randn(4096))
+    try:
+        opt = optim.make_optimizer("adamw8bit", [p], lr=1e-3)
+    except RuntimeError as exc:
+        assert "adamw8bit needs bitsandbytes" in str(exc)
+        return
+    p.grad = torch.randn_like(p)
+    before = p.detach().clone()
+    opt.step()
+    assert not torch.equal(before, p.detach())
+
+
+def test_settings_refuse_combinations_that_lose_updates():
+    with pytest.raises(ValueError, match="only adafactor rounds"):
+        Settings(optimizer="adamw8bit", fused_backward=False, precision="bf16").check()
+    with pytest.raises(ValueError, match="fused_backward works with train.optimizer: adafactor only"):
+        Settings(optimizer="adamw8bit", precision="fp16").check()
+    with pytest.raises(ValueError, match="loss scaler"):
+        Settings(precision="fp16").check()
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def test_buckets_are_sdxl_sizes_and_conditioning_records_the_crop():
+    sizes = buckets.bucket_sizes(1024, 64)
+    assert (1024, 1024) in sizes and (832, 1216) in sizes and (1216, 832) in sizes
+    for w, h in sizes:
+        assert w % 64 == 0 and h % 64 == 0 and w * h <= 1024 * 1024 and 0.5 <= w / h <= 2
+        assert (h, w) in sizes
+    bucket = buckets.choose_bucket(3000, 4000, sizes)  # a 3:4 portrait photo
+    assert bucket == (896, 1152)
+    fitted = buckets.fit(3000, 4000, bucket)
+    assert fitted.scaled == (896, 1195) and (fitted.crop_top, fitted.crop_left) == (21, 0)
+    assert fitted.time_ids() == [4000, 3000, 21, 0, 1152, 896]  # original (h, w), crop (top, left), target (h, w)
+
+
+def test_split_is_stable_when_photos_come_and_go():
+    ids = [f"photo_{i:03d}" for i in range(200)]
+    sides = split.assign(ids, 0.12)
+    val = [i for i, s in sides.items() if s == split.VAL]
+    assert 14 <= len(val) <= 34
+    more = split.assign(ids[:150] + [f"new_{i}" for i in range(40)], 0.12)
+    assert all(more[i] == sides[i] for i in ids[:150])
+    assert list(split.assign(["a", "b", "c"], 0.12).values()).count(split.VAL) == 1  # at least one, when few
+
+
+def test_masked_loss_weights_the_background_and_normalises_by_area():
+    s = Settings(masked_training=True, unmasked_weight=0.1, normalize_masked_area_loss=True)
+    target = torch.zeros(1, 4, 8, 8)
+    small = torch.zeros(1, 1, 8, 8)
+    small[..., :2, :2] = 1
+    large = torch.zeros(1, 1, 8, 8)
+    large[..., :6, :6] = 1
+    error_on_subject = lambda m: m.expand(1, 4, 8, 8).clone()  # noqa: E731  error 1 on the subject only
+    # the same error on the subject counts the same whatever the subject's size
+    assert masked_mse(error_on_subject(small), target, small, s).item() == pytest.approx(
+        masked_mse(torch.ones(1, 4, 8, 8), target, torch.ones(1, 1, 8, 8), s).item() * (4 / 64) / (
+            (4 + 0.1 * 60) / 64), rel=1e-6)
+    background_only = masked_mse(1 - error_on_subject(large), target, large, s)
+    subject_only = masked_mse(error_on_subject(large), target, large, s)
+    assert background_only.item() == pytest.approx(subject_only.item() * 0.1 * 28 / 36, rel=1e-6)
+    unmasked = Settings(masked_training=False)
+    assert masked_mse(error_on_subject(large), target, large, unmasked).item() == pytest.approx(36 / 64)
+
+
+def test_validation_timesteps_span_the_schedule():
+    assert val_timesteps(8) == [62, 187, 312, 437, 562, 687, 812, 937]
+    assert val_timesteps(1) == [500]
+
+
+def test_metrics_table(tmp_path):
+    result = EpochResult(3, steps=[(19, 0.25, 4e-6)], val={62: 0.5, 937: 0.1})
+    write_metrics(tmp_path / "m.tsv", result)
+    assert (tmp_path / "m.tsv").read_text().splitlines() == [
+        "kind\tstep\ttimestep\tloss\tlr", "train\t19\t\t0.25\t4e-06", "val\t\t62\t0.5\t", "val\t\t937\t0.1\t",
+        "val\t\tmean\t0.3\t"]
+
+
+# --- whole blocks of the tiny model ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("samples")
+    out = []
+    for i, (w, h) in enumerate([(96, 128), (128, 96), (96, 128), (128, 96), (100, 100)]):
+        badfiles.photo(w, h, seed=i).save(folder / f"p{i}.png")
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 4:, w // 4: 3 * w // 4] = 255
+        Image.fromarray(mask, "L").save(folder / f"p{i}-mask.png")
+        out.append(Sample(f"p{i}", folder / f"p{i}.png", f"mira, photo {i}", folder / f"p{i}-mask.png"))
+    return out
+
+
+def run_blocks(tiny_model, samples, tmp_path, blocks, **settings):
+    settings = Settings(**{**dict(resolution=64, bucket_step=32, precision="fp32", gradient_checkpointing=False,
+                                  lr=1e-4, batch_size=2, device="cpu", val_timesteps=2), **settings})
+    out = tmp_path / "train"
+    previous = None
+    for first, last in blocks:
+        train_block(base_model=tiny_model, model_hash="tiny", samples=samples, val_ids=["p4"], settings=settings,
+                    first=first, last=last, out_dir=out, previous_state=previous, cache_dir=tmp_path.parent / "cache",
+                    progress=False)
+        previous = out / f"epoch-{last:03d}.state"
+    return out
+
+
+@pytest.mark.parametrize("settings", [
+    dict(),
+    dict(precision="bf16", fused_backward=True, caption_dropout=0.5, noise_offset=0.05, min_snr_gamma=5,
+         ema_decay=0.9, gradient_checkpointing=True),
+    dict(optimizer="adamw8bit", fused_backward=False, precision="fp16"),
+], ids=["fp32-adafactor-fused", "bf16-stochastic-all-options", "fp16-adamw8bit"])
+def test_chained_blocks_give_the_weights_of_one_block(tiny_model, samples, tmp_path, settings):
+    one = run_blocks(tiny_model, samples, tmp_path / "one", [(1, 3)], **settings)
+    chained = run_blocks(tiny_model, samples, tmp_path / "chained", [(1, 1), (2, 2), (3, 3)], **settings)
+    for epoch in (1, 2, 3):
+        a = load_file(str(one / f"epoch-{epoch:03d}.safetensors"))
+        b = load_file(str(chained / f"epoch-{epoch:03d}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), f"epoch {epoch} differs"
+    base = sdxl.load_sdxl(tiny_model).unet.state_dict()
+    assert not torch.equal(a["conv_in.weight"].float(), base["conv_in.weight"])  # it did train
+    assert (one / "epoch-003.metrics.tsv").read_text() == (chained / "epoch-003.metrics.tsv").read_text()
+
+
+def test_a_diverging_loss_stops_naming_epoch_and_step(tiny_model, samples, tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"at epoch 1, step \d+ \(global step \d+\)"):
+        run_blocks(tiny_model, samples, tmp_path, [(1, 2)], lr=1e30, fused_backward=False)
+    assert not list((tmp_path / "train").glob("epoch-*.safetensors"))

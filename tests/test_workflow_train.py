@@ -1,0 +1,112 @@
+"""Training run for real through Snakemake on the demo: the chain of jobs, what it writes, what a
+change of config or caption plans, and a kill -9 in the middle."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from charlora import demo
+from workflow import copy_workspace, jobs_run, snakemake
+
+TRAIN = "results/runs/demo/train"
+
+
+@pytest.fixture(scope="module")
+def trained(demo_dataset, tmp_path_factory):
+    ws = copy_workspace(demo_dataset, tmp_path_factory.mktemp("trained") / "ws")
+    return ws, snakemake(ws)  # the default target: the shipped demo trains 4 epochs, 2 per job
+
+
+def metrics(path):
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
+    return [r for r in rows if r[0] == "train"], {r[2]: float(r[3]) for r in rows if r[0] == "val"}
+
+
+def test_demo_trains_in_a_chain_of_jobs(trained):
+    ws, result = trained
+    assert jobs_run(result.stdout) == {("tiny_model", ""), ("model_hash", ""), ("train_epochs_001_002", ""),
+                                       ("train_epochs_003_004", ""), ("all", "")}
+    train = ws / TRAIN
+    base_keys = None
+    for epoch in (1, 2, 3, 4):
+        with safe_open(str(train / f"epoch-{epoch:03d}.safetensors"), "pt") as f:
+            assert f.metadata()["charlora.epoch"] == str(epoch)
+            base_keys = base_keys or set(f.keys())
+            assert set(f.keys()) == base_keys and len(base_keys) == 1680  # the whole SDXL UNet, diffusers names
+        steps, val = metrics(train / f"epoch-{epoch:03d}.metrics.tsv")
+        assert len(steps) == 10  # 18 training photos in buckets, batch 2
+        assert set(val) == {"62", "187", "312", "437", "562", "687", "812", "937", "mean"}
+    for epoch in (2, 4):
+        state = train / f"epoch-{epoch:03d}.state"
+        assert {p.name for p in state.iterdir()} - {".snakemake_timestamp"} == {"optimizer.safetensors", "trainer.json"}
+    assert not list(train.glob(".*"))  # no temp files left
+    first, last = load_file(str(train / "epoch-001.safetensors")), load_file(str(train / "epoch-004.safetensors"))
+    assert not torch.equal(first["conv_in.weight"], last["conv_in.weight"])
+    assert metrics(train / "epoch-001.metrics.tsv")[1] != metrics(train / "epoch-004.metrics.tsv")[1]
+    log1 = (ws / "logs/runs/demo/train/epochs-001-002.log").read_text()
+    log2 = (ws / "logs/runs/demo/train/epochs-003-004.log").read_text()
+    assert "expected disk use of this run's UNet files: 4 saved epochs" in log1 and "encoding" in log1
+    assert "epoch 3: train loss" in log2 and "encoding" not in log2  # the second job found everything cached
+
+
+def test_tensorboard_has_the_loss_curves(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ws, _ = trained
+    events = EventAccumulator(str(ws / "results/runs/demo/tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "val/loss", "val/loss_t062", "val/loss_t937"} <= tags
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 41))
+    assert len(events.Scalars("val/loss")) == 4
+
+
+def test_raising_epochs_plans_only_the_new_block(trained):
+    ws, _ = trained
+    (ws / "more.yaml").write_text("train:\n  epochs: 6\n")
+    assert jobs_run(snakemake(ws, "-n", "--configfile", "more.yaml").stdout) == {
+        ("train_epochs_005_006", ""), ("all", "")}
+
+
+def test_editing_a_caption_plans_training_from_epoch_1(trained, tmp_path):
+    ws = copy_workspace(trained[0], tmp_path / "ws")
+    caption = ws / "results/demo/captions" / demo.CAPTION_FILES[0]
+    caption.write_text(caption.read_text().strip() + ", smiling\n")
+    planned = jobs_run(snakemake(ws, "-n").stdout)
+    image_id = demo.CAPTION_FILES[0].rsplit(".", 1)[0]
+    assert {("caption", f"id={image_id}"), ("train_epochs_001_002", ""), ("train_epochs_003_004", "")} <= planned
+    assert not {job for job in planned if job[0] in ("mask", "tag", "audit", "ingest", "tiny_model")}
+
+
+def test_kill_9_mid_chain_then_rerun_gives_the_same_weights(trained, tmp_path):
+    ws = copy_workspace(trained[0], tmp_path / "ws")
+    args = ["--config", "run=killed", "--configfile", "chain.yaml"]
+    (ws / "chain.yaml").write_text("train:\n  epochs_per_job: 1\n")
+    train = ws / "results/runs/killed/train"
+    job = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=ws,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not (ws / "logs/runs/killed/train/epochs-003-003.log").exists():  # the third job has started
+        assert job.poll() is None and time.time() < deadline
+        time.sleep(0.5)
+    time.sleep(4)  # into its model loading or first steps
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    for weights in train.glob("epoch-*.safetensors"):  # whatever is there is whole
+        load_file(str(weights))
+    snakemake(ws, "--unlock", *args)
+    ran = jobs_run(snakemake(ws, *args).stdout)
+    assert ("train_epochs_004_004", "") in ran
+    assert not {"train_epochs_001_001", "train_epochs_002_002"} & {rule for rule, _ in ran}  # at most one block redone
+    assert not list(train.glob(".*"))
+    for epoch in (1, 2, 3, 4):  # four jobs of one epoch = two jobs of two epochs, bit for bit
+        chained = load_file(str(train / f"epoch-{epoch:03d}.safetensors"))
+        reference = load_file(str(trained[0] / TRAIN / f"epoch-{epoch:03d}.safetensors"))
+        assert all(torch.equal(chained[k], reference[k]) for k in reference), f"epoch {epoch}"
