@@ -110,3 +110,14 @@ def test_kill_9_mid_chain_then_rerun_gives_the_same_weights(trained, tmp_path):
         chained = load_file(str(train / f"epoch-{epoch:03d}.safetensors"))
         reference = load_file(str(trained[0] / TRAIN / f"epoch-{epoch:03d}.safetensors"))
         assert all(torch.equal(chained[k], reference[k]) for k in reference), f"epoch {epoch}"
+
+
+def test_export_target_writes_a_checkpoint_comfyui_and_diffusers_load(trained):
+    from charlora import sdxl
+
+    ws, _ = trained
+    snakemake(ws, "results/runs/demo/export/epoch-004.safetensors")
+    exported = sdxl.load_sdxl(ws / "results/runs/demo/export/epoch-004.safetensors")
+    tuned = load_file(str(ws / TRAIN / "epoch-004.safetensors"))
+    unet = exported.unet.state_dict()
+    assert all(torch.equal(unet[k], tuned[k].to(torch.float16).float()) for k in tuned)  # exported in fp16

@@ -95,8 +95,9 @@ def check_base_model(path: str | os.PathLike) -> str:
     return UNET_CHANNELS[conv_in[0]]
 
 
-def load_sdxl(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> SDXL:
-    """All SDXL components from a single file or diffusers folder, on the CPU, with no network."""
+def load_sdxl(path: str | os.PathLike, dtype: torch.dtype = torch.float32, with_unet: bool = True) -> SDXL:
+    """SDXL's components from a single file or diffusers folder, on the CPU, with no network.
+    `with_unet=False` leaves the UNet out (encoding images and captions needs only the others)."""
     _offline()
     from diffusers import StableDiffusionXLPipeline
     from diffusers.utils import logging as diffusers_logging
@@ -107,6 +108,8 @@ def load_sdxl(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> SD
     config_dir = MODEL_CONFIGS / check_base_model(path)
     tokenizer, tokenizer_2 = tokenizers()
     common = dict(tokenizer=tokenizer, tokenizer_2=tokenizer_2, dtype=dtype, local_files_only=True)
+    if not with_unet:
+        common["unet"] = None
     if path.is_dir():
         pipe = StableDiffusionXLPipeline.from_pretrained(path, use_safetensors=True, **common)
         config_dir = path

@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -118,6 +119,7 @@ class EpochResult:
     epoch: int
     steps: list[tuple[int, float, float]] = field(default_factory=list)  # (global step, loss, lr)
     val: dict[int, float] = field(default_factory=dict)                  # timestep -> loss
+    seconds: float = 0.0                                                 # wall time of the training steps
 
     @property
     def val_mean(self) -> float:
@@ -203,14 +205,16 @@ def encode_samples(base_model: Path, model_hash: str, samples: list[Sample], set
         with Image.open(s.image) as im:
             fitted = fit(*im.size, choose_bucket(*im.size, buckets))
         image_hash = file_sha256(s.image)
-        plans[s.id] = (fitted, cache.key("latent", image_hash, fitted), cache.key("text", s.caption))
+        # the key names everything that shapes the latent: the photo's bytes, bucket and crop, resampling
+        plans[s.id] = (fitted, cache.key("latent", image_hash, fitted, "lanczos", "vae-fp32-mean"),
+                       cache.key("text", s.caption))
     empty_key = cache.key("text", "")
     missing = [p for plan in plans.values() for p in plan[1:] if not p.is_file()]
     missing += [] if empty_key.is_file() else [empty_key]
     model = None
     if missing:
         log.info("encoding %d latents/captions not in the cache (%s)", len(missing), cache.folder)
-        model = load_sdxl(base_model)
+        model = load_sdxl(base_model, with_unet=False)
         model.vae.to(device)
         model.text_encoder.to(device)
         model.text_encoder_2.to(device)
@@ -441,6 +445,7 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
         result = EpochResult(epoch)
         batches = epoch_batches(encoded, train_ids, settings.batch_size, settings.seed, epoch)
         bar = tqdm(batches, desc=f"epoch {epoch}", unit="step", disable=not progress, mininterval=1.0)
+        started = time.perf_counter()
         for step, ids in enumerate(bar):
             rng = seeded(settings.seed, epoch, step)
             drop = torch.rand(len(ids), generator=rng) < settings.caption_dropout
@@ -478,6 +483,7 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
                 writer.add_scalar("train/loss", loss.item(), global_step)
                 writer.add_scalar("train/lr", settings.lr, global_step)
 
+        result.seconds = time.perf_counter() - started
         weights = {n: ema[n].to(weight_dtype) for n in ema} if ema is not None else unet.state_dict()
         eval_unet = unet
         if ema is not None:
@@ -485,8 +491,9 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
                 eval_unet = UNet2DConditionModel.from_config(unet.config)
             eval_unet.load_state_dict(weights, assign=True)
         result.val = validation_loss(eval_unet, encoded, val_ids, alphas_cumprod, settings, device, autocast_dtype)
-        log.info("epoch %d: train loss %.5f (mean of %d steps), val loss %.5f (%s)", epoch,
-                 sum(s[1] for s in result.steps) / max(1, len(result.steps)), len(result.steps), result.val_mean,
+        log.info("epoch %d: train loss %.5f (mean of %d steps, %.2f steps/s), val loss %.5f (%s)", epoch,
+                 sum(s[1] for s in result.steps) / max(1, len(result.steps)), len(result.steps),
+                 len(result.steps) / result.seconds, result.val_mean,
                  ", ".join(f"t={t}: {v:.4f}" for t, v in result.val.items()))
         if writer:
             writer.add_scalar("val/loss", result.val_mean, global_step)
