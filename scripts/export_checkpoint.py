@@ -5,9 +5,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from charlora import logs, sdxl
-from charlora.train import load_sdxl_config_dir
 
 log = logs.setup(snakemake.log[0])
 base = Path(snakemake.input.model)
-sdxl.export_checkpoint(base, load_file(snakemake.input.weights), load_sdxl_config_dir(base), snakemake.output[0])
+sdxl.export_checkpoint(base, load_file(snakemake.input.weights), sdxl.config_dir(base), snakemake.output[0])
 log.info("wrote %s: %s + the UNet of %s", snakemake.output[0], base, snakemake.input.weights)

@@ -4,7 +4,7 @@ import hashlib
 from pathlib import Path
 
 from charlora import atomic, logs
-from charlora.train import file_sha256
+from charlora.hashing import file_sha256
 
 log = logs.setup(snakemake.log[0])
 base = Path(snakemake.input.model)

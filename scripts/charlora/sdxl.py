@@ -95,6 +95,12 @@ def check_base_model(path: str | os.PathLike) -> str:
     return UNET_CHANNELS[conv_in[0]]
 
 
+def config_dir(path: str | os.PathLike) -> Path:
+    """The diffusers-layout config folder for a base model: its own folder, or the shipped one that fits."""
+    path = Path(path)
+    return path if path.is_dir() else MODEL_CONFIGS / check_base_model(path)
+
+
 def load_sdxl(path: str | os.PathLike, dtype: torch.dtype = torch.float32, with_unet: bool = True) -> SDXL:
     """SDXL's components from a single file or diffusers folder, on the CPU, with no network.
     `with_unet=False` leaves the UNet out (encoding images and captions needs only the others)."""
@@ -105,18 +111,17 @@ def load_sdxl(path: str | os.PathLike, dtype: torch.dtype = torch.float32, with_
     diffusers_logging.disable_progress_bar()
     diffusers_logging.set_verbosity_error()
     path = Path(path)
-    config_dir = MODEL_CONFIGS / check_base_model(path)
+    configs = config_dir(path)
     tokenizer, tokenizer_2 = tokenizers()
     common = dict(tokenizer=tokenizer, tokenizer_2=tokenizer_2, dtype=dtype, local_files_only=True)
     if not with_unet:
         common["unet"] = None
     if path.is_dir():
         pipe = StableDiffusionXLPipeline.from_pretrained(path, use_safetensors=True, **common)
-        config_dir = path
     else:
-        pipe = StableDiffusionXLPipeline.from_single_file(str(path), config=str(config_dir), **common)
+        pipe = StableDiffusionXLPipeline.from_single_file(str(path), config=str(configs), **common)
     return SDXL(pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, tokenizer, tokenizer_2,
-                dict(pipe.scheduler.config), config_dir)
+                dict(pipe.scheduler.config), configs)
 
 
 def build_random(name: str = "tiny", seed: int = 0, device: str = "cpu"):

@@ -37,7 +37,8 @@ from PIL import Image
 from charlora import atomic
 from charlora.buckets import Fit, bucket_sizes, choose_bucket, fit
 from charlora.optim import FusedBackward, make_optimizer
-from charlora.sdxl import load_sdxl, save_safetensors
+from charlora.hashing import file_sha256
+from charlora.sdxl import config_dir, load_sdxl, save_safetensors
 
 log = logging.getLogger("charlora.train")
 
@@ -159,14 +160,6 @@ class EncodingCache:
 
     def put(self, path: Path, tensors: dict[str, torch.Tensor]) -> None:
         save_safetensors(tensors, path)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_crop(path: Path, fitted: Fit, mode: str) -> Image.Image:
@@ -394,7 +387,7 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
         raise ValueError("no training images: every kept photo is in the validation split")
 
     encoded, empty = encode_samples(base_model, model_hash, samples, settings, EncodingCache(cache_dir, model_hash), device)
-    model_dir = load_sdxl_config_dir(base_model)
+    model_dir = config_dir(base_model)
     scheduler = DDPMScheduler.from_pretrained(model_dir, subfolder="scheduler")
     alphas_cumprod = scheduler.alphas_cumprod.float()
 
@@ -519,11 +512,6 @@ def tensorboard(folder: Path | None, global_step: int):
         return None
     from torch.utils.tensorboard import SummaryWriter
     return SummaryWriter(str(folder), purge_step=global_step + 1 if global_step else None)
-
-
-def load_sdxl_config_dir(base_model: Path) -> Path:
-    from charlora.sdxl import MODEL_CONFIGS, check_base_model
-    return base_model if base_model.is_dir() else MODEL_CONFIGS / check_base_model(base_model)
 
 
 def load_base_unet(base_model: Path, model_dir: Path) -> dict[str, torch.Tensor]:
