@@ -1,11 +1,13 @@
 """Training on the CPU with the tiny model: steps/s, the fused step's weights against the usual
 step's, and what chaining costs (one Snakemake job per epoch against one job for all).
 
-    python benchmarks/train_cpu.py            # about 10 minutes on 2 cores
+    python benchmarks/train_cpu.py                 # all three parts, about 15 minutes on 2 cores
+    python benchmarks/train_cpu.py --part chain    # one part: rates, fused or chain
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import tempfile
@@ -47,31 +49,31 @@ def same(a: Path, b: Path) -> bool:
     return all(torch.equal(x[k], y[k]) for k in x)
 
 
-def main() -> None:
-    torch.set_num_threads(torch.get_num_threads())
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        sdxl.write_tiny(tmp / "tiny.safetensors")
-        data = samples(tmp)
-        print("tiny SDXL-topology UNet (24 M parameters), batch 2, Adafactor, CPU "
-              f"({torch.get_num_threads()} threads)")
-        print(f"{'set-up':48} {'steps/s':>8} {'s/step':>7}")
-        for resolution in (64, 128):
-            for precision in ("fp32",):  # bf16 matmuls on CPUs without AMX are slower than fp32: not a CPU set-up
-                for checkpointing in (False, True):
-                    _, rate = block(tmp, f"r{resolution}{precision}{checkpointing}", data, epochs=2,
-                                    resolution=resolution, bucket_step=32, precision=precision,
-                                    gradient_checkpointing=checkpointing)
-                    label = f"{resolution} px, {precision}, checkpointing {'on' if checkpointing else 'off'}"
-                    print(f"{label:48} {rate:8.2f} {1 / rate:7.2f}", flush=True)
-        print("\nfused backward against the usual step, 2 epochs at 64 px (weights compared bit for bit):")
-        for precision in ("fp32", "bf16"):
-            fused, _ = block(tmp, f"fused{precision}", data, epochs=2, resolution=64, bucket_step=32,
-                             precision=precision, fused_backward=True)
-            plain, _ = block(tmp, f"plain{precision}", data, epochs=2, resolution=64, bucket_step=32,
-                             precision=precision, fused_backward=False)
-            print(f"  {precision}: identical weights: {same(fused, plain)}", flush=True)
+def rates(tmp: Path, data: list[Sample]) -> None:
+    print("tiny SDXL-topology UNet (24 M parameters), batch 2, Adafactor, CPU "
+          f"({torch.get_num_threads()} threads)")
+    print(f"{'set-up':48} {'steps/s':>8} {'s/step':>7}")
+    for resolution in (64, 128):
+        for precision in ("fp32",):  # bf16 matmuls on CPUs without AMX are slower than fp32: not a CPU set-up
+            for checkpointing in (False, True):
+                _, rate = block(tmp, f"r{resolution}{precision}{checkpointing}", data, epochs=2,
+                                resolution=resolution, bucket_step=32, precision=precision,
+                                gradient_checkpointing=checkpointing)
+                label = f"{resolution} px, {precision}, checkpointing {'on' if checkpointing else 'off'}"
+                print(f"{label:48} {rate:8.2f} {1 / rate:7.2f}", flush=True)
 
+
+def fused_against_plain(tmp: Path, data: list[Sample]) -> None:
+    print("\nfused backward against the usual step, 2 epochs at 64 px (weights compared bit for bit):")
+    for precision in ("fp32", "bf16"):
+        fused, _ = block(tmp, f"fused{precision}", data, epochs=2, resolution=64, bucket_step=32,
+                         precision=precision, fused_backward=True)
+        plain, _ = block(tmp, f"plain{precision}", data, epochs=2, resolution=64, bucket_step=32,
+                         precision=precision, fused_backward=False)
+        print(f"  {precision}: identical weights: {same(fused, plain)}", flush=True)
+
+
+def chain() -> None:
     print("\nchained jobs against one job: the demo, 4 epochs, through Snakemake")
     with tempfile.TemporaryDirectory() as tmp:
         ws = make_workspace(Path(tmp) / "ws")
@@ -79,6 +81,7 @@ def main() -> None:
         snakemake(ws, "results/models/base_model.sha256")
         times = {}
         for per_job in (4, 1):
+            shutil.rmtree(ws / "results/cache", ignore_errors=True)  # both runs encode their latents
             (ws / "c.yaml").write_text(f"run: per{per_job}\ntrain:\n  epochs: 4\n  epochs_per_job: {per_job}\n")
             start = time.perf_counter()
             snakemake(ws, "--configfile", "c.yaml")
@@ -88,6 +91,23 @@ def main() -> None:
         print(f"  one job of 4 epochs: {times[4]:.1f} s; 4 jobs of 1 epoch: {times[1]:.1f} s; "
               f"overhead per extra job: {(times[1] - times[4]) / 3:.1f} s; identical weights: {same_weights}")
         shutil.rmtree(ws / "results")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("all", "rates", "fused", "chain"), default="all")
+    part = parser.parse_args().part
+    if part in ("all", "rates", "fused"):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            sdxl.write_tiny(tmp / "tiny.safetensors")
+            data = samples(tmp)
+            if part in ("all", "rates"):
+                rates(tmp, data)
+            if part in ("all", "fused"):
+                fused_against_plain(tmp, data)
+    if part in ("all", "chain"):
+        chain()
 
 
 if __name__ == "__main__":

@@ -8,5 +8,5 @@ from charlora import logs, sdxl
 
 log = logs.setup(snakemake.log[0])
 base = Path(snakemake.input.model)
-sdxl.export_checkpoint(base, load_file(snakemake.input.weights), sdxl.config_dir(base), snakemake.output[0])
+sdxl.export_checkpoint(base, load_file(snakemake.input.weights), snakemake.output[0])
 log.info("wrote %s: %s + the UNet of %s", snakemake.output[0], base, snakemake.input.weights)

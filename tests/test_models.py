@@ -59,7 +59,7 @@ def test_export_loads_back_in_diffusers_with_identical_weights(tiny_model, tmp_p
     base = sdxl.load_sdxl(tiny_model)
     tuned = {k: v + 0.01 * torch.randn_like(v) for k, v in base.unet.state_dict().items()}
     out = tmp_path / "export.safetensors"
-    sdxl.export_checkpoint(tiny_model, tuned, sdxl.MODEL_CONFIGS / "tiny", out, dtype=torch.float32)
+    sdxl.export_checkpoint(tiny_model, tuned, out, dtype=torch.float32)
     tok, tok2 = sdxl.tokenizers()
     pipe = StableDiffusionXLPipeline.from_single_file(str(out), config=str(sdxl.MODEL_CONFIGS / "tiny"),
                                                       tokenizer=tok, tokenizer_2=tok2, local_files_only=True)

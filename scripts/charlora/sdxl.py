@@ -161,13 +161,13 @@ def write_tiny(path: str | os.PathLike, seed: int = 0) -> None:
     save_safetensors(state, path, metadata={"charlora": "tiny SDXL topology, random init", "seed": str(seed)})
 
 
-def export_checkpoint(base_model: str | os.PathLike, unet_state: dict[str, torch.Tensor], config_dir: Path,
-                      out: str | os.PathLike, dtype: torch.dtype = torch.float16) -> None:
+def export_checkpoint(base_model: str | os.PathLike, unet_state: dict[str, torch.Tensor], out: str | os.PathLike,
+                      dtype: torch.dtype = torch.float16) -> None:
     """A full single-file checkpoint for ComfyUI: the base's text encoders and VAE with a tuned UNet."""
     import json
 
     base_model = Path(base_model)
-    unet_config = json.loads((config_dir / "unet" / "config.json").read_text())
+    unet_config = json.loads((config_dir(base_model) / "unet" / "config.json").read_text())
     state = ldm_layout.unet_to_ldm(unet_state, unet_config)
     if base_model.is_dir():
         base = load_sdxl(base_model)

@@ -457,9 +457,11 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
                 loss_per_sample = loss_per_sample * (snr.clamp(max=settings.min_snr_gamma) / snr).to(device)
             loss = loss_per_sample.mean()
             if not torch.isfinite(loss):
+                kept = (f"the epochs saved by earlier jobs (up to epoch {first - 1}) are kept" if first > 1
+                        else "no earlier job saved an epoch")
                 raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch}, step {step} (global step "
-                                       f"{global_step}); the weights of earlier epochs are kept. Lower train.lr "
-                                       "or check the images of this batch: " + ", ".join(ids))
+                                       f"{global_step}); {kept}. Lower train.lr or check the images of this "
+                                       "batch: " + ", ".join(ids))
             scaler.scale(loss).backward()  # with fused_backward, each weight is updated in here
             if fused is None:
                 scaler.step(optimizer)
