@@ -56,6 +56,7 @@ def training_step(name: str, model: str, device: str, resolution: int, checkpoin
     """Build the UNet, optimizer and inputs for one set-up; return the function that runs one step."""
     import torch
     from diffusers import DDPMScheduler, UNet2DConditionModel
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
 
     from charlora.optim import FusedBackward, make_optimizer
     from charlora.sdxl import MODEL_CONFIGS
@@ -64,15 +65,12 @@ def training_step(name: str, model: str, device: str, resolution: int, checkpoin
     settings = Settings(**SETUPS[name], gradient_checkpointing=checkpointing, device=device)
     settings.check()
     dev = torch.device(device)
-    weight_dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32  # as train_block
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[settings.precision]
     config = UNet2DConditionModel.load_config(MODEL_CONFIGS / model / "unet")
-    with dev, default_dtype(weight_dtype):
+    with dev, default_dtype(settings.weight_dtype):
         unet = UNet2DConditionModel.from_config(config)
     if checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
-    from torch._subclasses.fake_tensor import unset_fake_temporarily
     with unset_fake_temporarily() if fake else contextlib.nullcontext():  # bitsandbytes reads its tables' values
         optimizer = make_optimizer(settings.optimizer, unet.parameters(), settings.lr)
     fused = FusedBackward(optimizer) if settings.fused_backward else None
@@ -90,7 +88,7 @@ def training_step(name: str, model: str, device: str, resolution: int, checkpoin
     def step():
         noise = torch.randn(latents.shape, device=dev)
         t = torch.randint(0, 1000, (batch,))
-        pred = predict_noise(unet, latents, noise, t, alphas, prompt, pooled, time_ids, autocast_dtype)
+        pred = predict_noise(unet, latents, noise, t, alphas, prompt, pooled, time_ids, settings.autocast_dtype)
         loss = masked_mse(pred, noise, mask, settings).mean()
         scaler.scale(loss).backward()  # with fused_backward, each weight is updated in here
         if fused is None:
@@ -173,6 +171,7 @@ def main() -> None:
         print(f"{'set-up':42} {'peak GiB':>9}  {'weights':>8} {'grads':>7} {'optim':>7} {'activ.':>7} {'temp':>7}")
     else:
         print(f"{'set-up':42} {'s/step':>8} {'it/s':>6} {'peak GiB':>9}")
+    parameters = None
     for name in args.setups:
         cmd = [sys.executable, __file__, "--one", name, "--model", args.model, "--device", args.device,
                "--resolution", str(args.resolution), "--steps", str(args.steps)]
@@ -183,6 +182,7 @@ def main() -> None:
             print(f"{name:42} failed: {lines[-1] if lines else run.returncode}", flush=True)
             continue
         r = json.loads(run.stdout.strip().splitlines()[-1])
+        parameters = r["parameters"]
         if args.estimate:
             p = r["parts_gib"]
             print(f"{name:42} {r['peak_gib']:9.2f}  {p['Parameter']:8.2f} {p['Gradient']:7.2f} {p['Optstate']:7.2f} "
@@ -190,7 +190,8 @@ def main() -> None:
         else:
             peak = f"{r['peak_gib']:9.2f}" if r["peak_gib"] is not None else f"{'-':>9}"
             print(f"{name:42} {r['s_per_step']:8.2f} {1 / r['s_per_step']:6.2f} {peak}", flush=True)
-    print(f"({r['parameters']:,} UNet parameters)" if run.returncode == 0 else "")
+    if parameters:
+        print(f"({parameters:,} UNet parameters)")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,6 @@ from charlora.sdxl import config_dir, load_sdxl, save_safetensors
 
 log = logging.getLogger("charlora.train")
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 class TrainingDiverged(RuntimeError):
     pass
 
@@ -89,6 +86,15 @@ class Settings:
             raise ValueError(f"train.precision: bf16 keeps the weights in bf16, and only adafactor rounds its "
                              f"updates stochastically; {self.optimizer} would lose 4e-6 updates. Use "
                              "precision fp16 (fp32 weights) with it")
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """bf16 weights for `bf16`; fp32 (master) weights for `fp16` and `fp32`."""
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
     def fingerprint(self) -> str:
         """What makes two runs' weights differ, `epochs` excepted (raising it continues the same run)."""
@@ -289,7 +295,7 @@ def val_timesteps(count: int, num_train_timesteps: int = 1000) -> list[int]:
 
 
 @torch.no_grad()
-def validation_loss(unet, encoded, val_ids, alphas_cumprod, settings, device, autocast_dtype) -> dict[int, float]:
+def validation_loss(unet, encoded, val_ids, alphas_cumprod, settings, device) -> dict[int, float]:
     """Loss per fixed timestep over the val images, with noise fixed per (image, timestep)."""
     unet.eval()
     losses = {}
@@ -299,7 +305,7 @@ def validation_loss(unet, encoded, val_ids, alphas_cumprod, settings, device, au
             latents, mask, prompt, pooled, time_ids = stack(encoded, [i], device)
             noise = torch.randn(latents.shape, generator=seeded(settings.seed, "val", i, t)).to(device)
             pred = predict_noise(unet, latents, noise, torch.tensor([t]), alphas_cumprod, prompt, pooled, time_ids,
-                                 autocast_dtype)
+                                 settings.autocast_dtype)
             total += masked_mse(pred, noise, mask, settings).item()
         losses[t] = total / len(val_ids)
     unet.train()
@@ -380,8 +386,7 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
     settings.check()
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = pick_device(settings.device)
-    weight_dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32
-    autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[settings.precision]
+    weight_dtype, autocast_dtype = settings.weight_dtype, settings.autocast_dtype
     train_ids = [s.id for s in samples if s.id not in set(val_ids)]
     if not train_ids:
         raise ValueError("no training images: every kept photo is in the validation split")
@@ -485,7 +490,7 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
             with torch.device("meta"):
                 eval_unet = UNet2DConditionModel.from_config(unet.config)
             eval_unet.load_state_dict(weights, assign=True)
-        result.val = validation_loss(eval_unet, encoded, val_ids, alphas_cumprod, settings, device, autocast_dtype)
+        result.val = validation_loss(eval_unet, encoded, val_ids, alphas_cumprod, settings, device)
         log.info("epoch %d: train loss %.5f (mean of %d steps, %.2f steps/s), val loss %.5f (%s)", epoch,
                  sum(s[1] for s in result.steps) / max(1, len(result.steps)), len(result.steps),
                  len(result.steps) / result.seconds, result.val_mean,
@@ -529,6 +534,6 @@ def load_base_unet(base_model: Path, model_dir: Path) -> dict[str, torch.Tensor]
 
 
 def expected_disk_use(unet_parameters: int, settings: Settings, epochs: int) -> str:
-    per_epoch = unet_parameters * (2 if settings.precision == "bf16" else 4)
+    per_epoch = unet_parameters * settings.weight_dtype.itemsize
     saved = math.ceil(epochs / settings.save_every)
     return f"{saved} saved epochs x {per_epoch / 1e9:.2f} GB = {saved * per_epoch / 1e9:.1f} GB"
