@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from charlora import demo, dedup
-from charlora.config import base_model_path, require_file, validate_config
+from charlora.config import ConfigError, base_model_path, require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -158,13 +158,25 @@ def all_epoch_files():
             if kind != "safetensors" or e in saved_epochs(first, last)]
 
 
+# LoRA (rules/lora.smk): the run's LoRA is the LoRA of one saved epoch, `lora.epoch`.
+LORA = config["lora"]
+LORA_SETTINGS = {k: v for k, v in LORA.items() if k != "epoch"}
+LORA_EPOCH = TRAIN["epochs"] if LORA["epoch"] == "auto" else LORA["epoch"]
+SAVED_EPOCHS = [e for first, last in TRAIN_BLOCKS for e in saved_epochs(first, last)]
+if LORA_EPOCH not in SAVED_EPOCHS:
+    raise ConfigError(f"lora.epoch: {LORA_EPOCH} is not a saved epoch of run {RUN!r}; with train.epochs "
+                      f"{TRAIN['epochs']}, save_every {TRAIN['save_every']} and epochs_per_job "
+                      f"{TRAIN['epochs_per_job']} the saved epochs are {', '.join(map(str, SAVED_EPOCHS))}")
+LORA_GPUS = 0 if LORA["device"] == "cpu" else 1
+
+
 def dataset_targets(wildcards):
     return kept_images(wildcards) + ["results/dataset/report.html", "results/dataset/lint.tsv",
                                      "results/dataset/split.tsv"]
 
 
 def all_targets(wildcards):
-    targets = dataset_targets(wildcards) + all_epoch_files()
+    targets = dataset_targets(wildcards) + all_epoch_files() + [f"{RUN_DIR}/{RUN}.safetensors"]
     if TRAIN["export"]:
         targets.append(f"{RUN_DIR}/export/epoch-{TRAIN['epochs']:03d}.safetensors")
     return targets

@@ -214,8 +214,11 @@ def test_strict_turns_rejections_into_a_failed_run(user_ws):
     ("base_model: models/sd_xl_base_1.0.safetensors\n", "base_model: models/sd_xl_base_1.0.safetensors does not exist"),
     ("base_model: model.ckpt\n", "base_model: model.ckpt is a Python pickle (.ckpt); loading one can run code"),
     ("train:\n  optimizer: lion\n", "train.optimizer: 'lion' is not one of ['adafactor', 'adamw8bit', 'adamw']"),
+    ("lora:\n  epoch: last\n", "lora.epoch: must be auto or the number of a saved epoch"),
+    ("lora:\n  epoch: 7\n", "lora.epoch: 7 is not a saved epoch of run 'demo'; with train.epochs 4, save_every 1 "
+                              "and epochs_per_job 2 the saved epochs are 1, 2, 3, 4"),
 ], ids=["schema", "missing rembg model", "tagger folder not set", "missing base model", "pickled base model",
-        "unknown optimizer"])
+        "unknown optimizer", "lora epoch not a number", "lora epoch not saved"])
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
     ws = make_workspace(tmp_path / "ws")
     (ws / "mine.yaml").write_text(config)

@@ -1,6 +1,7 @@
 """Training run for real through Snakemake on the demo: the chain of jobs, what it writes, what a
 change of config or caption plans, and a kill -9 in the middle."""
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from charlora import demo
-from workflow import copy_workspace, jobs_run, snakemake
+from workflow import copy_workspace, jobs_run, snakemake, snapshot
 
 TRAIN = "results/runs/demo/train"
 
@@ -32,7 +33,8 @@ def metrics(path):
 def test_demo_trains_in_a_chain_of_jobs(trained):
     ws, result = trained
     assert jobs_run(result.stdout) == {("tiny_model", ""), ("model_hash", ""), ("train_epochs_001_002", ""),
-                                       ("train_epochs_003_004", ""), ("all", "")}
+                                       ("train_epochs_003_004", ""), ("extract_lora", "eee=004"),
+                                       ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")}
     train = ws / TRAIN
     base_keys = None
     for epoch in (1, 2, 3, 4):
@@ -72,7 +74,8 @@ def test_raising_epochs_plans_only_the_new_block(trained):
     ws, _ = trained
     (ws / "more.yaml").write_text("train:\n  epochs: 6\n")
     assert jobs_run(snakemake(ws, "-n", "--configfile", "more.yaml").stdout) == {
-        ("train_epochs_005_006", ""), ("all", "")}
+        ("train_epochs_005_006", ""), ("extract_lora", "eee=006"), ("verify_lora", "eee=006"), ("run_lora", ""),
+        ("all", "")}
 
 
 def test_editing_a_caption_plans_training_from_epoch_1(trained, tmp_path):
@@ -121,3 +124,43 @@ def test_export_target_writes_a_checkpoint_comfyui_and_diffusers_load(trained):
     tuned = load_file(str(ws / TRAIN / "epoch-004.safetensors"))
     unet = exported.unet.state_dict()
     assert all(torch.equal(unet[k], tuned[k].to(torch.float16).float()) for k in tuned)  # exported in fp16
+
+
+def test_the_run_ends_with_a_verified_lora_of_the_last_epoch(trained):
+    ws, result = trained
+    run_lora, epoch_lora = ws / "results/runs/demo/demo.safetensors", ws / "results/runs/demo/lora/epoch-004.safetensors"
+    assert run_lora.read_bytes() == epoch_lora.read_bytes()
+    with safe_open(str(run_lora), "pt") as f:
+        metadata, keys = f.metadata(), set(f.keys())
+    assert len(keys) == 3 * 788 and all(k.startswith("lora_unet_") for k in keys)  # the demo's rank 8, conv rank 8
+    assert (metadata["ss_network_dim"], metadata["modelspec.trigger_phrase"], metadata["charlora.epoch"]) == ("8", "mira", "4")
+    assert metadata["charlora.base_model_sha256"] == (ws / "results/models/base_model.sha256").read_text().strip()
+    record = json.loads((ws / "results/runs/demo/lora/epoch-004.verify.json").read_text())
+    assert record["loaded_by_diffusers"] == {"layers_in_file": 788, "layers_adapted": 788, "warnings": []}
+    assert record["layers"]["left_out_by_min_diff"] == []  # the demo's small changes are all kept
+    # rank 8 of layers 32-128 wide truncates for real: most, but not all, of the effect
+    assert 0.5 < record["reproduced"] < 0.99
+    assert 0 < record["layers"]["relative_error"]["median"] < 0.6
+    assert (ws / "results/runs/demo/lora/epoch-004.verify.png").stat().st_size > 10_000
+    assert "the run's LoRA: " in result.stdout and str(run_lora.resolve()) in result.stdout
+
+
+def test_any_saved_epochs_lora_on_request_and_a_lora_setting_reruns_only_extraction(trained, tmp_path):
+    ws = copy_workspace(trained[0], tmp_path / "ws")
+    ran = jobs_run(snakemake(ws, "results/runs/demo/lora/epoch-003.safetensors").stdout)
+    assert ran == {("extract_lora", "eee=003")}
+    (ws / "rank.yaml").write_text("lora:\n  rank: 4\n")
+    assert jobs_run(snakemake(ws, "-n", "--configfile", "rank.yaml").stdout) == {
+        ("extract_lora", "eee=004"), ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")}
+    (ws / "third.yaml").write_text("lora:\n  epoch: 3\n")
+    assert jobs_run(snakemake(ws, "-n", "--configfile", "third.yaml").stdout) == {
+        ("verify_lora", "eee=003"), ("run_lora", ""), ("all", "")}
+
+
+def test_lora_rebuilds_byte_identical(trained, tmp_path):
+    ws = copy_workspace(trained[0], tmp_path / "ws")
+    lora_dir = ws / "results/runs/demo/lora"
+    before = snapshot(lora_dir)
+    ran = jobs_run(snakemake(ws, "--forcerun", "extract_lora", "verify_lora").stdout)
+    assert {("extract_lora", "eee=004"), ("verify_lora", "eee=004")} <= ran
+    assert snapshot(lora_dir) == before

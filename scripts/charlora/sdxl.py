@@ -16,7 +16,10 @@ written as a single-file checkpoint, so the demo and the tests load it like a re
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +55,13 @@ def _offline() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
+def pick_device(name: str) -> torch.device:
+    """config `device`: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def tokenizers():
@@ -124,6 +134,99 @@ def load_sdxl(path: str | os.PathLike, dtype: torch.dtype = torch.float32, with_
                 dict(pipe.scheduler.config), configs)
 
 
+@torch.no_grad()
+def encode_prompt(model: SDXL, prompt: str, device) -> dict[str, torch.Tensor]:
+    """SDXL's prompt encoding, as diffusers' StableDiffusionXLPipeline.encode_prompt does it: both
+    encoders' penultimate hidden states side by side (77, 2048) and text_encoder_2's pooled output."""
+    hidden = []
+    for tokenizer, encoder in ((model.tokenizer, model.text_encoder), (model.tokenizer_2, model.text_encoder_2)):
+        ids = tokenizer(prompt, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        out = encoder(ids.to(device), output_hidden_states=True)
+        hidden.append(out.hidden_states[-2][0])
+    return {"prompt_embeds": torch.cat(hidden, dim=-1).float().cpu(), "pooled": out.text_embeds[0].float().cpu()}
+
+
+def unet_config(base_model: str | os.PathLike) -> dict:
+    """The UNet config (diffusers) of a base model: its folder's own, or the shipped one that fits."""
+    return json.loads((config_dir(base_model) / "unet" / "config.json").read_text())
+
+
+def load_unet(base_model: str | os.PathLike) -> torch.nn.Module:
+    """The base model's UNet alone (UNet2DConditionModel, fp32, CPU); the rest of the file is not read."""
+    _offline()
+    from diffusers import UNet2DConditionModel
+
+    base_model = Path(base_model)
+    if base_model.is_dir():
+        return UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", use_safetensors=True,
+                                                    local_files_only=True)
+    return UNet2DConditionModel.from_single_file(str(base_model), config=str(config_dir(base_model)),
+                                                 subfolder="unet", local_files_only=True)
+
+
+def load_epoch_unet(epoch_file: str | os.PathLike, base_model: str | os.PathLike) -> torch.nn.Module:
+    """A saved epoch's UNet (diffusers names), built with the base model's config, fp32, CPU."""
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):  # no random init: the weights are assigned next
+        unet = UNet2DConditionModel.from_config(unet_config(base_model))
+    state = {k: v.float() for k, v in load_file(str(epoch_file)).items()}
+    unet.load_state_dict(state, assign=True)
+    return unet
+
+
+def unet_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Every UNet weight's diffusers name and shape for a config (built on the meta device: no memory)."""
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    return {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+
+
+class UNetWeights:
+    """A UNet's weights read one tensor at a time by diffusers name, from a base model (single file in
+    LDM names, or a diffusers folder) or a saved epoch file (diffusers names). safe_open maps the files
+    into memory, so two full-size UNets can be compared without holding either."""
+
+    def __init__(self, path: str | os.PathLike, config: dict):
+        self.path = Path(path)
+        self.config = config
+        files = [self.path]
+        if self.path.is_dir():  # unet/: one file or shards; a .fp16 variant only when it is all there is
+            found = sorted((self.path / "unet").glob("*.safetensors"))
+            files = [f for f in found if f.name.count(".") == 1] or found
+        self._handles = [safe_open(str(f), framework="pt") for f in files]
+        self._where = {key: handle for handle in self._handles for key in handle.keys()}
+        self.ldm = any(k.startswith(ldm_layout.UNET_PREFIX) for k in self._where)
+
+    def _key(self, name: str) -> str:
+        return ldm_layout.UNET_PREFIX + ldm_layout.unet_key(name, self.config) if self.ldm else name
+
+    def __contains__(self, name: str) -> bool:
+        return self._key(name) in self._where
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        key = self._key(name)
+        return tuple(self._where[key].get_slice(key).get_shape())
+
+    def get(self, name: str) -> torch.Tensor:
+        key = self._key(name)
+        return self._where[key].get_tensor(key)
+
+    def mismatch(self, expected: dict[str, tuple[int, ...]]) -> str | None:
+        """What differs from the expected names and shapes (the first few), or None."""
+        missing = [n for n in expected if n not in self]
+        if missing:
+            return f"{len(missing)} UNet weights missing, e.g. {', '.join(map(self._key, missing[:3]))}"
+        wrong = [f"{self._key(n)} is {list(self.shape(n))}, expected {list(s)}" for n, s in expected.items()
+                 if self.shape(n) != s and math.prod(self.shape(n)) != math.prod(s)]
+        return f"{len(wrong)} UNet weights of other shapes, e.g. {'; '.join(wrong[:3])}" if wrong else None
+
+    def metadata(self) -> dict[str, str]:
+        return self._handles[0].metadata() or {}
+
+
 def build_random(name: str = "tiny", seed: int = 0, device: str = "cpu"):
     """UNet, VAE and both text encoders from a shipped config, random with `seed`."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -149,10 +252,43 @@ def to_ldm(unet, vae, text_encoder, text_encoder_2) -> dict[str, torch.Tensor]:
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None) -> None:
-    """safetensors save, atomically (temp file, then rename)."""
+    """safetensors save, atomically (temp file, then rename), metadata in sorted key order."""
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
+        if metadata:
+            write_metadata(tmp, metadata)
+
+
+def write_metadata(path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Replace the metadata of a safetensors file with `metadata`, keys in sorted order.
+
+    safetensors writes its metadata from a hash map, in an order that changes from process to process,
+    so the same tensors and metadata would give different bytes. The header is JSON (its length as 8
+    little-endian bytes, then the JSON padded with spaces to a multiple of 8); tensor offsets count from
+    its end, so a header of another length only moves the data section.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        tensors = {k: v for k, v in json.loads(f.read(length)).items() if k != "__metadata__"}
+    header = json.dumps({"__metadata__": dict(sorted(metadata.items())), **tensors}, separators=(",", ":"),
+                        ensure_ascii=False).encode()
+    header += b" " * (-len(header) % 8)
+    if len(header) == length:  # the usual case: the same metadata, reordered
+        with open(path, "r+b") as f:
+            f.seek(8)
+            f.write(header)
+        return
+    moved = path.with_name(path.name + ".header")
+    try:
+        with open(path, "rb") as src, open(moved, "wb") as dst:
+            src.seek(8 + length)
+            dst.write(len(header).to_bytes(8, "little") + header)
+            shutil.copyfileobj(src, dst, 1 << 24)
+        os.replace(moved, path)
+    finally:
+        moved.unlink(missing_ok=True)
 
 
 def write_tiny(path: str | os.PathLike, seed: int = 0) -> None:
@@ -164,8 +300,6 @@ def write_tiny(path: str | os.PathLike, seed: int = 0) -> None:
 def export_checkpoint(base_model: str | os.PathLike, unet_state: dict[str, torch.Tensor], out: str | os.PathLike,
                       dtype: torch.dtype = torch.float16) -> None:
     """A full single-file checkpoint for ComfyUI: the base's text encoders and VAE with a tuned UNet."""
-    import json
-
     base_model = Path(base_model)
     unet_config = json.loads((config_dir(base_model) / "unet" / "config.json").read_text())
     state = ldm_layout.unet_to_ldm(unet_state, unet_config)

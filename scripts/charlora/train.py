@@ -38,7 +38,7 @@ from charlora import atomic
 from charlora.buckets import Fit, bucket_sizes, choose_bucket, fit
 from charlora.optim import FusedBackward, make_optimizer
 from charlora.hashing import file_sha256
-from charlora.sdxl import config_dir, load_sdxl, save_safetensors
+from charlora.sdxl import config_dir, encode_prompt, load_sdxl, load_unet, pick_device, save_safetensors
 
 log = logging.getLogger("charlora.train")
 
@@ -139,12 +139,6 @@ def seeded(*parts) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Encoding: latents and text embeddings, cached by the content that produced them
 
@@ -173,17 +167,6 @@ def load_crop(path: Path, fitted: Fit, mode: str) -> Image.Image:
     image = image.resize(fitted.scaled, Image.Resampling.LANCZOS if mode == "RGB" else Image.Resampling.BILINEAR)
     w, h = fitted.bucket
     return image.crop((fitted.crop_left, fitted.crop_top, fitted.crop_left + w, fitted.crop_top + h))
-
-
-@torch.no_grad()
-def encode_text(model, caption: str, device) -> dict[str, torch.Tensor]:
-    """SDXL's prompt encoding, as diffusers' StableDiffusionXLPipeline.encode_prompt does it."""
-    hidden = []
-    for tokenizer, encoder in ((model.tokenizer, model.text_encoder), (model.tokenizer_2, model.text_encoder_2)):
-        ids = tokenizer(caption, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-        out = encoder(ids.to(device), output_hidden_states=True)
-        hidden.append(out.hidden_states[-2][0])
-    return {"prompt_embeds": torch.cat(hidden, dim=-1).float().cpu(), "pooled": out.text_embeds[0].float().cpu()}
 
 
 @torch.no_grad()
@@ -218,14 +201,14 @@ def encode_samples(base_model: Path, model_hash: str, samples: list[Sample], set
         model.text_encoder.to(device)
         model.text_encoder_2.to(device)
     if not empty_key.is_file():
-        cache.put(empty_key, encode_text(model, "", device))
+        cache.put(empty_key, encode_prompt(model, "", device))
     encoded = {}
     for s in samples:
         fitted, latent_key, text_key = plans[s.id]
         if not latent_key.is_file():
             cache.put(latent_key, {"latent": encode_image(model, load_crop(s.image, fitted, "RGB"), device)})
         if not text_key.is_file():
-            cache.put(text_key, encode_text(model, s.caption, device))
+            cache.put(text_key, encode_prompt(model, s.caption, device))
         latent = cache.get(latent_key)["latent"]
         text = cache.get(text_key)
         if s.mask is not None and settings.masked_training:
@@ -406,7 +389,7 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
         raw = previous_state / "unet.safetensors"
         weights = load_file(str(raw if raw.is_file() else out_dir / f"epoch-{first - 1:03d}.safetensors"))
     else:
-        weights = load_base_unet(base_model, model_dir)
+        weights = load_unet(base_model).state_dict()
     unet.load_state_dict(weights, assign=True)
     unet.to(device, weight_dtype)
     if first == 1:
@@ -519,18 +502,6 @@ def tensorboard(folder: Path | None, global_step: int):
         return None
     from torch.utils.tensorboard import SummaryWriter
     return SummaryWriter(str(folder), purge_step=global_step + 1 if global_step else None)
-
-
-def load_base_unet(base_model: Path, model_dir: Path) -> dict[str, torch.Tensor]:
-    """The base model's UNet weights in diffusers names (only the UNet is read from the file)."""
-    from diffusers import UNet2DConditionModel
-    if base_model.is_dir():
-        unet = UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", use_safetensors=True,
-                                                    local_files_only=True)
-    else:
-        unet = UNet2DConditionModel.from_single_file(str(base_model), config=str(model_dir), subfolder="unet",
-                                                     local_files_only=True)
-    return unet.state_dict()
 
 
 def expected_disk_use(unet_parameters: int, settings: Settings, epochs: int) -> str:

@@ -1,0 +1,71 @@
+# LoRA stage: a saved epoch's UNet - the base UNet -> the LoRA of that epoch (kohya format), checked by
+# loading it through diffusers -> the run's LoRA, results/runs/<run>/<run>.safetensors.
+# Any saved epoch's LoRA can be asked for: snakemake results/runs/<run>/lora/epoch-003.safetensors
+
+
+rule extract_lora:
+    input:
+        weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
+        model=BASE_MODEL,
+        model_hash="results/models/base_model.sha256",
+    output:
+        f"{RUN_DIR}/lora/epoch-{{eee}}.safetensors",
+    params:
+        settings=LORA_SETTINGS,
+        run=RUN,
+        token=config["subject"]["token"],
+        resolution=TRAIN["resolution"],
+    log:
+        f"logs/runs/{RUN}/lora/epoch-{{eee}}.log",
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=LORA_GPUS,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/extract_lora.py"
+
+
+rule verify_lora:
+    input:
+        lora=f"{RUN_DIR}/lora/epoch-{{eee}}.safetensors",
+        weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
+        model=BASE_MODEL,
+    output:
+        record=f"{RUN_DIR}/lora/epoch-{{eee}}.verify.json",
+        plot=report(
+            f"{RUN_DIR}/lora/epoch-{{eee}}.verify.png",
+            caption="report/lora_verify.rst",
+            category="3. LoRA",
+        ),
+    params:
+        settings=LORA_SETTINGS,
+        token=config["subject"]["token"],
+    log:
+        f"logs/runs/{RUN}/lora/epoch-{{eee}}.verify.log",
+    resources:
+        mem_mb=24000,
+        runtime=60,
+        gpu=LORA_GPUS,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/verify_lora.py"
+
+
+rule run_lora:
+    input:
+        lora=f"{RUN_DIR}/lora/epoch-{LORA_EPOCH:03d}.safetensors",
+        record=f"{RUN_DIR}/lora/epoch-{LORA_EPOCH:03d}.verify.json",
+    output:
+        f"{RUN_DIR}/{RUN}.safetensors",
+    log:
+        f"logs/runs/{RUN}/lora.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/run_lora.py"
