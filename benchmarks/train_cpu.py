@@ -36,7 +36,7 @@ def samples(folder: Path, count: int = 8) -> list[Sample]:
 
 
 def block(tmp: Path, name: str, data, epochs: int = 1, **settings) -> tuple[Path, float]:
-    settings = Settings(**{**dict(precision="fp32", device="cpu", lr=1e-4, val_timesteps=1), **settings})
+    settings = Settings.from_schema(**(dict(precision="fp32", device="cpu", lr=1e-4, val_timesteps=1) | settings))
     results = train_block(base_model=tmp / "tiny.safetensors", model_hash="tiny", samples=data, val_ids=[data[-1].id],
                           settings=settings, first=1, last=epochs, out_dir=tmp / name, previous_state=None,
                           cache_dir=tmp / "cache", progress=False)

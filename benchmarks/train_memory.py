@@ -1,7 +1,8 @@
 """Speed and peak memory of one full-size SDXL UNet training step, per optimizer set-up.
 
-The step is the one `charlora.train` runs (same noise, loss, optimizer and fused backward code); the
-UNet is SDXL's real topology with random weights (nothing to download), text embeddings random.
+The step is the one `charlora.train` runs (the noise and loss of `charlora.diffusion`, the same
+optimizer and fused backward code; EMA, off by default, is left out); the UNet is SDXL's real
+topology with random weights (nothing to download), text embeddings random.
 Each set-up runs in its own process so that peaks do not mix.
 
     # on a GPU (the issue's target: <= 10 GB at batch 2, 1024 x 1024): it/s and measured peak
@@ -60,9 +61,10 @@ def training_step(name: str, model: str, device: str, resolution: int, checkpoin
 
     from charlora.optim import FusedBackward, make_optimizer
     from charlora.sdxl import MODEL_CONFIGS
-    from charlora.train import Settings, masked_mse, predict_noise
+    from charlora.diffusion import add_noise, draw_noise, predict_noise, training_loss
+    from charlora.train import Settings
 
-    settings = Settings(**SETUPS[name], gradient_checkpointing=checkpointing, device=device)
+    settings = Settings.from_schema(**SETUPS[name], gradient_checkpointing=checkpointing, device=device)
     settings.check()
     dev = torch.device(device)
     config = UNet2DConditionModel.load_config(MODEL_CONFIGS / model / "unet")
@@ -86,10 +88,11 @@ def training_step(name: str, model: str, device: str, resolution: int, checkpoin
                             device=dev)
 
     def step():
-        noise = torch.randn(latents.shape, device=dev)
+        noise = draw_noise(latents.shape, None, settings.noise_offset).to(dev)
         t = torch.randint(0, 1000, (batch,))
-        pred = predict_noise(unet, latents, noise, t, alphas, prompt, pooled, time_ids, settings.autocast_dtype)
-        loss = masked_mse(pred, noise, mask, settings).mean()
+        pred = predict_noise(unet, add_noise(latents, noise, t, alphas), t, prompt, pooled, time_ids,
+                             settings.autocast_dtype)
+        loss = training_loss(pred, noise, mask, t, alphas, settings).mean()
         scaler.scale(loss).backward()  # with fused_backward, each weight is updated in here
         if fused is None:
             scaler.step(optimizer)

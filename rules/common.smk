@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from charlora import demo, dedup
+from charlora import demo, dedup, plan
 from charlora.config import ConfigError, base_model_path, require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images
 
@@ -43,14 +43,13 @@ wildcard_constraints:
 # Training: the base model, the run, and the chain of blocks of epochs (rules/train.smk).
 BASE_MODEL = "results/models/tiny.safetensors" if config["base_model"] == "tiny" else str(base_model_path(config["base_model"]))
 RUN = config["run"]
-RUN_DIR = f"results/runs/{RUN}"
+RUN_DIR = plan.run_dir(RUN)
 TRAIN = config["train"]
-TRAIN_BLOCKS = [(first, min(first + TRAIN["epochs_per_job"] - 1, TRAIN["epochs"]))
-                for first in range(1, TRAIN["epochs"] + 1, TRAIN["epochs_per_job"])]
-# What the weights depend on; `epochs` is left out so that raising it only adds blocks.
-TRAIN_SETTINGS = {k: v for k, v in TRAIN.items() if k not in ("epochs", "mem_mb", "runtime", "export")}
-TRAIN_GPUS = 0 if TRAIN["device"] == "cpu" else 1
+TRAIN_BLOCKS = plan.blocks(TRAIN["epochs"], TRAIN["epochs_per_job"])
 USES_MASKS = config["masks"]["method"] != "none"
+# What the weights depend on (see plan.NOT_WEIGHTS): a change reruns the training blocks.
+TRAIN_SETTINGS = plan.weight_settings(TRAIN, masks_made=USES_MASKS)
+TRAIN_GPUS = 0 if TRAIN["device"] == "cpu" else 1
 
 
 DEMO_DIR = "results/demo"
@@ -126,8 +125,8 @@ def duplicate_sources(wildcards):
 
 
 def saved_epochs(first, last):
-    """Epochs of a block whose UNet is saved: every `save_every`-th, and always the block's last."""
-    return [e for e in range(first, last + 1) if e % TRAIN["save_every"] == 0 or e == last]
+    """Epochs of a block whose UNet is saved (plan.is_saved)."""
+    return plan.saved_epochs(first, last, TRAIN["save_every"])
 
 
 def train_inputs(first):
@@ -145,15 +144,15 @@ def train_inputs(first):
         )
         if first > 1:
             previous = first - 1
-            files["state"] = f"{RUN_DIR}/train/epoch-{previous:03d}.state"
-            files["weights"] = f"{RUN_DIR}/train/epoch-{previous:03d}.safetensors"
+            files["state"] = plan.epoch_file(RUN, previous, "state")
+            files["weights"] = plan.epoch_file(RUN, previous, "safetensors")
         return files
 
     return inputs
 
 
 def all_epoch_files():
-    return [f"{RUN_DIR}/train/epoch-{e:03d}.{kind}" for first, last in TRAIN_BLOCKS
+    return [plan.epoch_file(RUN, e, kind) for first, last in TRAIN_BLOCKS
             for e in range(first, last + 1) for kind in ("safetensors", "metrics.tsv")
             if kind != "safetensors" or e in saved_epochs(first, last)]
 

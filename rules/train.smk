@@ -44,14 +44,13 @@ for first, last in TRAIN_BLOCKS:
         input:
             unpack(train_inputs(first)),
         output:
-            weights=[f"{RUN_DIR}/train/epoch-{e:03d}.safetensors" for e in saved_epochs(first, last)],
-            metrics=[f"{RUN_DIR}/train/epoch-{e:03d}.metrics.tsv" for e in range(first, last + 1)],
-            state=directory(f"{RUN_DIR}/train/epoch-{last:03d}.state"),
+            weights=[plan.epoch_file(RUN, e, "safetensors") for e in saved_epochs(first, last)],
+            metrics=[plan.epoch_file(RUN, e, "metrics.tsv") for e in range(first, last + 1)],
+            state=directory(plan.epoch_file(RUN, last, "state")),
         params:
             settings=TRAIN_SETTINGS,
             first=first,
             last=last,
-            masked=USES_MASKS,
         log:
             f"logs/runs/{RUN}/train/epochs-{first:03d}-{last:03d}.log",
         resources:

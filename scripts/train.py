@@ -2,25 +2,25 @@
 
 from pathlib import Path
 
-from charlora import logs, split
+from charlora import logs, plan, split
 from charlora.train import Sample, Settings, train_block
 
 log = logs.setup(snakemake.log[0])
-inp, params = snakemake.input, snakemake.params
-settings = Settings.from_config(params.settings)
+inp, params, train = snakemake.input, snakemake.params, snakemake.config["train"]
+settings = Settings.from_config(params.settings, device=train["device"])  # the device is no rerun trigger
 masks = {Path(p).stem: Path(p) for p in inp.masks}
 samples = [Sample(id=Path(image).stem, image=Path(image), caption=Path(caption).read_text(encoding="utf-8").strip(),
                   mask=masks.get(Path(image).stem)) for image, caption in zip(inp.images, inp.captions)]
-if params.masked and settings.masked_training:
+if settings.masked_training:
     for s in samples:
         if s.mask is None:
             log.warning("%s has no mask: trained unmasked", s.id)
-else:
-    settings.masked_training = False
 sides = split.read_table(inp.split)
 val_ids = [s.id for s in samples if sides.get(s.id) == split.VAL]
 run_dir = Path(snakemake.output.state).parent
+saved_in_run = sum(len(plan.saved_epochs(first, last, settings.save_every))
+                   for first, last in plan.blocks(train["epochs"], train["epochs_per_job"]))
 train_block(base_model=Path(inp.model), model_hash=Path(inp.model_hash).read_text().strip(), samples=samples,
             val_ids=val_ids, settings=settings, first=params.first, last=params.last, out_dir=run_dir,
             previous_state=Path(inp.state) if "state" in inp.keys() else None, cache_dir=Path("results/cache"),
-            tensorboard_dir=run_dir.parent / "tensorboard", total_epochs=snakemake.config["train"]["epochs"])
+            tensorboard_dir=run_dir.parent / "tensorboard", saved_in_run=saved_in_run)

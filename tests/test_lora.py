@@ -217,6 +217,7 @@ def test_diffusers_load_lora_weights_takes_every_key_and_gives_the_tuned_unet(pa
     caught = Warnings()
     for name in ("diffusers", "peft"):
         logging.getLogger(name).addHandler(caught)
+        logging.getLogger(name).setLevel(logging.WARNING)  # sdxl.load_sdxl, run by other tests, silences them
     try:
         pipe.load_lora_weights(str(out))
     finally:
@@ -224,6 +225,7 @@ def test_diffusers_load_lora_weights_takes_every_key_and_gives_the_tuned_unet(pa
             logging.getLogger(name).removeHandler(caught)
     # no unexpected or missing keys; only "no keys for the text encoders", which are frozen and not in the file
     assert [m for m in caught.records if not m.startswith("No LoRA keys associated to CLIPTextModel")] == []
+    assert len(caught.records) == 2
     assert sum(1 for m in pipe.unet.modules() if hasattr(m, "lora_A") and len(m.lora_A)) == 788
     pipe.fuse_lora()
     pipe.unload_lora_weights()
@@ -256,6 +258,22 @@ def test_verification_scores_the_right_lora_high_and_wrong_ones_low(pair, extrac
     assert rows["lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"]["relative_error"] > 1
     assert rows["lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"]["energy_retained"] < 0.5
     assert rows["lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_v"]["relative_error"] < 1e-4
+
+
+def test_what_diffusers_says_of_a_file_is_heard(pair, extracted, tmp_path):
+    base, _, _, _ = pair
+    out, _ = extracted
+    with safe_open(str(out), "pt") as f:
+        factors = {k: f.get_tensor(k) for k in f.keys()}
+    sdxl.load_sdxl(base, with_unet=False)  # which turns diffusers' warnings off for good
+    dora = factors | {"lora_unet_input_blocks_4_1_proj_in.dora_scale": torch.ones(1, 64)}
+    sdxl.save_safetensors(dora, tmp_path / "dora.safetensors")
+    adapted, warnings = lora_verify.load_lora_with_diffusers(sdxl.load_unet(base), tmp_path / "dora.safetensors")
+    assert adapted == 788 and any("DoRA" in w for w in warnings)
+    broken = {k: v for k, v in factors.items() if k != "lora_unet_input_blocks_4_1_proj_in.lora_up.weight"}
+    sdxl.save_safetensors(broken, tmp_path / "broken.safetensors")
+    with pytest.raises(lora.LoraError, match=r"diffusers cannot load .*broken\.safetensors: KeyError"):
+        lora_verify.load_lora_with_diffusers(sdxl.load_unet(base), tmp_path / "broken.safetensors")
 
 
 def test_bad_input_is_named_and_nothing_is_written(pair, tmp_path, tiny_model):

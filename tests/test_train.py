@@ -11,9 +11,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import badfiles
-from charlora import buckets, optim, sdxl, split
-from charlora.train import (Sample, Settings, TrainingDiverged, masked_mse, train_block, val_timesteps,
-                            write_metrics, EpochResult)
+from charlora import buckets, optim, plan, sdxl, split
+from charlora.config import defaults
+from charlora.diffusion import masked_mse, val_timesteps
+from charlora.train import Sample, Settings, TrainingDiverged, train_block, write_metrics, EpochResult
 
 
 # --- optimizer ---------------------------------------------------------------------------------
@@ -96,11 +97,22 @@ def test_adamw8bit_runs_or_says_why():
 
 def test_settings_refuse_combinations_that_lose_updates():
     with pytest.raises(ValueError, match="only adafactor rounds"):
-        Settings(optimizer="adamw8bit", fused_backward=False, precision="bf16").check()
+        Settings.from_schema(optimizer="adamw8bit", fused_backward=False, precision="bf16").check()
     with pytest.raises(ValueError, match="fused_backward works with train.optimizer: adafactor only"):
-        Settings(optimizer="adamw8bit", precision="fp16").check()
+        Settings.from_schema(optimizer="adamw8bit", precision="fp16").check()
     with pytest.raises(ValueError, match="loss scaler"):
-        Settings(precision="fp16").check()
+        Settings.from_schema(precision="fp16").check()
+
+
+def test_one_list_of_the_settings_that_change_the_weights_and_one_of_the_saved_epochs():
+    train = defaults()["train"]
+    assert set(plan.NOT_WEIGHTS) <= set(train)
+    weights = plan.weight_settings(train, masks_made=True)
+    assert set(Settings.__dataclass_fields__) == set(weights) | {"device"}  # what training reads
+    assert Settings.from_schema().fingerprint() == plan.fingerprint(weights)  # what the state is checked against
+    assert not plan.weight_settings(train, masks_made=False)["masked_training"]
+    assert plan.blocks(5, 2) == [(1, 2), (3, 4), (5, 5)]
+    assert plan.saved_epochs(1, 5, save_every=2) == [2, 4, 5]  # every 2nd, and always a block's last
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -130,7 +142,7 @@ def test_split_is_stable_when_photos_come_and_go():
 
 
 def test_masked_loss_weights_the_background_and_normalises_by_area():
-    s = Settings(masked_training=True, unmasked_weight=0.1, normalize_masked_area_loss=True)
+    s = Settings.from_schema(masked_training=True, unmasked_weight=0.1, normalize_masked_area_loss=True)
     target = torch.zeros(1, 4, 8, 8)
     small = torch.zeros(1, 1, 8, 8)
     small[..., :2, :2] = 1
@@ -144,7 +156,7 @@ def test_masked_loss_weights_the_background_and_normalises_by_area():
     background_only = masked_mse(1 - error_on_subject(large), target, large, s)
     subject_only = masked_mse(error_on_subject(large), target, large, s)
     assert background_only.item() == pytest.approx(subject_only.item() * 0.1 * 28 / 36, rel=1e-6)
-    unmasked = Settings(masked_training=False)
+    unmasked = Settings.from_schema(masked_training=False)
     assert masked_mse(error_on_subject(large), target, large, unmasked).item() == pytest.approx(36 / 64)
 
 
@@ -178,8 +190,8 @@ def samples(tmp_path_factory):
 
 
 def run_blocks(tiny_model, samples, tmp_path, blocks, **settings):
-    settings = Settings(**{**dict(resolution=64, bucket_step=32, precision="fp32", gradient_checkpointing=False,
-                                  lr=1e-4, batch_size=2, device="cpu", val_timesteps=2), **settings})
+    settings = Settings.from_schema(**(dict(resolution=64, bucket_step=32, precision="fp32", gradient_checkpointing=False,
+                                            lr=1e-4, batch_size=2, device="cpu", val_timesteps=2) | settings))
     out = tmp_path / "train"
     previous = None
     for first, last in blocks:

@@ -113,6 +113,9 @@ def test_kill_9_mid_chain_then_rerun_gives_the_same_weights(trained, tmp_path):
         chained = load_file(str(train / f"epoch-{epoch:03d}.safetensors"))
         reference = load_file(str(trained[0] / TRAIN / f"epoch-{epoch:03d}.safetensors"))
         assert all(torch.equal(chained[k], reference[k]) for k in reference), f"epoch {epoch}"
+        # and the same bytes: safetensors' metadata order changes between processes unless we fix it
+        assert (train / f"epoch-{epoch:03d}.safetensors").read_bytes() == \
+            (trained[0] / TRAIN / f"epoch-{epoch:03d}.safetensors").read_bytes()
 
 
 def test_export_target_writes_a_checkpoint_comfyui_and_diffusers_load(trained):

@@ -13,6 +13,9 @@ import jsonschema
 import yaml
 
 
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
 class ConfigError(ValueError):
     pass
 
@@ -83,3 +86,9 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
             + "\nFix these keys in config/config.yaml (or the --config values) and run again."
         )
     return config
+
+
+def defaults(schema_path: str | Path = SCHEMA) -> dict:
+    """The whole config as the schema's defaults make it (for code that runs outside the workflow:
+    tests and benchmarks); the defaults are written in the schema only."""
+    return validate_config({}, schema_path)

@@ -116,10 +116,6 @@ def read_table(path: str | Path) -> list[DedupRow]:
         return [DedupRow(**row) for row in csv.DictReader(fh, delimiter="\t")]
 
 
-def kept_ids(path: str | Path) -> list[str]:
-    return [row.id for row in read_table(path) if row.status == KEPT]
-
-
 def rejection_message(rows: list[DedupRow]) -> str | None:
     """The text `strict: true` fails with: every rejected file and why."""
     rejected = [r for r in rows if r.status == REJECTED]

@@ -118,14 +118,19 @@ def load_lora_with_diffusers(unet, lora_file: Path) -> tuple[int, list[str]]:
 
     catcher = _Warnings()
     loggers = [logging.getLogger(name) for name in ("diffusers", "peft")]
-    for logger in loggers:
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:  # sdxl.load_sdxl silences diffusers below errors: hear its warnings here
         logger.addHandler(catcher)
+        logger.setLevel(logging.WARNING)
     try:
         state, alphas = StableDiffusionXLPipeline.lora_state_dict(str(lora_file), unet_config=unet.config)
         StableDiffusionXLPipeline.load_lora_into_unet(state, alphas, unet=unet)
+    except Exception as exc:  # diffusers raises KeyError, ValueError, ... on a malformed file
+        raise lora.LoraError(f"diffusers cannot load {lora_file}: {type(exc).__name__}: {exc}") from None
     finally:
-        for logger in loggers:
+        for logger, level in zip(loggers, levels):
             logger.removeHandler(catcher)
+            logger.setLevel(level)
     adapted = sum(1 for m in unet.modules() if hasattr(m, "lora_A") and len(m.lora_A))
     return adapted, catcher.messages
 

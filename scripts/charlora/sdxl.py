@@ -47,8 +47,6 @@ class SDXL:
     text_encoder_2: torch.nn.Module  # CLIPTextModelWithProjection (ViT-bigG)
     tokenizer: object
     tokenizer_2: object
-    scheduler_config: dict
-    config_dir: Path
 
 
 def _offline() -> None:
@@ -111,7 +109,7 @@ def config_dir(path: str | os.PathLike) -> Path:
     return path if path.is_dir() else MODEL_CONFIGS / check_base_model(path)
 
 
-def load_sdxl(path: str | os.PathLike, dtype: torch.dtype = torch.float32, with_unet: bool = True) -> SDXL:
+def load_sdxl(path: str | os.PathLike, with_unet: bool = True) -> SDXL:
     """SDXL's components from a single file or diffusers folder, on the CPU, with no network.
     `with_unet=False` leaves the UNet out (encoding images and captions needs only the others)."""
     _offline()
@@ -123,15 +121,14 @@ def load_sdxl(path: str | os.PathLike, dtype: torch.dtype = torch.float32, with_
     path = Path(path)
     configs = config_dir(path)
     tokenizer, tokenizer_2 = tokenizers()
-    common = dict(tokenizer=tokenizer, tokenizer_2=tokenizer_2, dtype=dtype, local_files_only=True)
+    common = dict(tokenizer=tokenizer, tokenizer_2=tokenizer_2, local_files_only=True)
     if not with_unet:
         common["unet"] = None
     if path.is_dir():
         pipe = StableDiffusionXLPipeline.from_pretrained(path, use_safetensors=True, **common)
     else:
         pipe = StableDiffusionXLPipeline.from_single_file(str(path), config=str(configs), **common)
-    return SDXL(pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, tokenizer, tokenizer_2,
-                dict(pipe.scheduler.config), configs)
+    return SDXL(pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, tokenizer, tokenizer_2)
 
 
 @torch.no_grad()
@@ -164,15 +161,29 @@ def load_unet(base_model: str | os.PathLike) -> torch.nn.Module:
                                                  subfolder="unet", local_files_only=True)
 
 
-def load_epoch_unet(epoch_file: str | os.PathLike, base_model: str | os.PathLike) -> torch.nn.Module:
-    """A saved epoch's UNet (diffusers names), built with the base model's config, fp32, CPU."""
+def noise_scheduler(base_model: str | os.PathLike):
+    """The base model's training noise schedule (DDPMScheduler: 1000 steps, SDXL's scaled-linear betas)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_pretrained(config_dir(base_model), subfolder="scheduler")
+
+
+def unet_with(weights: dict[str, torch.Tensor], config: dict) -> torch.nn.Module:
+    """A UNet2DConditionModel of `config` holding `weights` (built on the meta device: no random init,
+    no second copy of the weights)."""
     from diffusers import UNet2DConditionModel
 
-    with torch.device("meta"):  # no random init: the weights are assigned next
-        unet = UNet2DConditionModel.from_config(unet_config(base_model))
-    state = {k: v.float() for k, v in load_file(str(epoch_file)).items()}
-    unet.load_state_dict(state, assign=True)
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    unet.load_state_dict(weights, assign=True)
     return unet
+
+
+def load_epoch_unet(epoch_file: str | os.PathLike, base_model: str | os.PathLike) -> torch.nn.Module:
+    """A saved epoch's UNet (diffusers names), built with the base model's config, fp32, CPU."""
+    with safe_open(str(epoch_file), framework="pt") as f:  # tensor by tensor: never the file's copy and fp32's at once
+        weights = {k: f.get_tensor(k).float() for k in f.keys()}
+    return unet_with(weights, unet_config(base_model))
 
 
 def unet_shapes(config: dict) -> dict[str, tuple[int, ...]]:

@@ -1,0 +1,62 @@
+"""The plan of a training run, written once for the rules and the library alike: its blocks of
+epochs, which epochs are saved, where its files are, and which settings change its weights.
+
+Standard library only: rules/common.smk imports it at parse time, on every cluster node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+# `train:` settings that leave the weights as they are:
+# - epochs: raising it continues the same run (only the new blocks train);
+# - epochs_per_job: a chain of jobs gives the weights of one long job, bit for bit (tested);
+# - device: the same training on another machine (a run may move from one GPU node to another; the
+#   last bits of a float may differ between devices, as between any two GPU models);
+# - mem_mb, runtime: what a job asks a scheduler for; export: an extra file made from an epoch.
+NOT_WEIGHTS = ("epochs", "epochs_per_job", "device", "mem_mb", "runtime", "export")
+
+RUNS = "results/runs"
+
+
+def weight_settings(train: dict, masks_made: bool) -> dict:
+    """The settings the weights depend on, in a fixed order: the training rules' rerun trigger and the
+    fingerprint kept with every epoch. Masked training is on only where masks are made."""
+    settings = {k: train[k] for k in sorted(train) if k not in NOT_WEIGHTS}
+    settings["masked_training"] = train["masked_training"] and masks_made
+    return settings
+
+
+def fingerprint(settings: dict) -> str:
+    """A short hash of `weight_settings`: a state saved under other settings is never continued."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def blocks(epochs: int, epochs_per_job: int) -> list[tuple[int, int]]:
+    """(first, last) epoch of each training job, 1-based: the chain."""
+    return [(first, min(first + epochs_per_job - 1, epochs)) for first in range(1, epochs + 1, epochs_per_job)]
+
+
+def is_saved(epoch: int, last: int, save_every: int) -> bool:
+    """An epoch's UNet is saved every `save_every` epochs, and always at the end of its block (the
+    next block starts from it)."""
+    return epoch % save_every == 0 or epoch == last
+
+
+def saved_epochs(first: int, last: int, save_every: int) -> list[int]:
+    return [e for e in range(first, last + 1) if is_saved(e, last, save_every)]
+
+
+def run_dir(run: str) -> str:
+    return f"{RUNS}/{run}"
+
+
+def epoch_name(epoch: int, kind: str) -> str:
+    """The file of an epoch in the run's train/ folder; kind: safetensors, metrics.tsv or state.
+    (The rules' wildcard patterns spell it epoch-{eee}.<kind>, constrained to three digits.)"""
+    return f"epoch-{epoch:03d}.{kind}"
+
+
+def epoch_file(run: str, epoch: int, kind: str) -> str:
+    return f"{run_dir(run)}/train/{epoch_name(epoch, kind)}"
