@@ -18,6 +18,7 @@ Then, each in its own process:
 
     python benchmarks/lora_extract.py --folder /tmp/lora-bench          # full size: ~26 GB on disk
     python benchmarks/lora_extract.py --folder /tmp/lora-bench --model tiny   # a minute, to try it
+    python benchmarks/lora_extract.py --folder /tmp/lora-bench --part verify  # verify.json's memory, full size
 """
 
 from __future__ import annotations
@@ -157,6 +158,60 @@ def part_ours(base: Path, epoch: Path, rank: int, out: Path) -> dict:
             "power_iterations": dict(sorted(Counter(result.power_iterations).items()))}
 
 
+def complete_base(folder: Path) -> Path:
+    """The synthetic base as a whole SDXL diffusers folder (random VAE and text encoders beside its
+    UNet, fp16), which the verification needs (it encodes prompts with the base's text encoders)."""
+    import shutil
+
+    import torch
+
+    from charlora import lora, sdxl
+
+    whole = folder / "whole"
+    if (whole / "model_index.json").exists():
+        return whole
+    configs = sdxl.MODEL_CONFIGS / "sdxl"
+    (whole / "unet").mkdir(parents=True, exist_ok=True)
+    for name in ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json", "vae/config.json",
+                 "text_encoder/config.json", "text_encoder_2/config.json"):
+        (whole / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(configs / name, whole / name)
+    target = whole / "unet" / "diffusion_pytorch_model.safetensors"
+    if not target.exists():
+        target.symlink_to((folder / "base" / "unet" / "diffusion_pytorch_model.safetensors").resolve())
+    _, vae, te, te2 = sdxl.build_random("sdxl", device="meta")
+    for name, module in (("vae", vae), ("text_encoder", te), ("text_encoder_2", te2)):
+        def make(key, shape):
+            if key.endswith("position_ids"):
+                return torch.arange(shape[-1])[None]
+            if "norm" in key and key.endswith(".weight"):
+                return torch.ones(shape)
+            return 0.02 * torch.randn(shape, generator=lora.layer_generator(f"{name}/{key}"))
+        tensors = [(k, tuple(v.shape), torch.float16 if v.is_floating_point() else torch.int64,
+                    lambda k=k, s=tuple(v.shape): make(k, s)) for k, v in module.state_dict().items()]
+        write_streamed(whole / name / "model.safetensors" if name.startswith("text") else
+                       whole / name / "diffusion_pytorch_model.safetensors", tensors)
+    return whole
+
+
+def part_verify(folder: Path, rank: int) -> dict:
+    """The verification of the flat pair's LoRA on the full-size model: peak memory (VmHWM: all of
+    the process's resident memory at its highest, mapped files included) and time."""
+    from charlora import lora, lora_verify
+
+    settings = lora.Settings(rank=rank, conv_rank=rank, clamp_quantile=0.99, min_diff=0.0, save_precision="fp16",
+                             device="cpu")
+    started = time.perf_counter()
+    with PeakRssAnon() as memory:
+        record = lora_verify.verify(complete_base(folder), folder / "epoch-flat.safetensors",
+                                    folder / "lora-epoch-flat.safetensors", settings, "mira")
+    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:"))
+    return {"wall_s": time.perf_counter() - started, "peak_rss_gb": hwm * 1024 / 1e9,
+            "peak_rss_anon_gb": memory.peak, "reproduced": record["reproduced"],
+            "layers_adapted": record["loaded_by_diffusers"]["layers_adapted"]}
+
+
 def layer_deltas(base: Path, epoch: Path, rank: int):
     """(target, 2-D delta) of every layer, read as extraction reads them."""
     from charlora import lora, sdxl
@@ -219,7 +274,8 @@ def main():
     parser.add_argument("--folder", type=Path, required=True, help="where the synthetic pair is written")
     parser.add_argument("--model", default="sdxl", choices=["sdxl", "tiny"])
     parser.add_argument("--demo", type=Path, help="a workspace where the demo ran: its epoch 4 against tiny, rank 8")
-    parser.add_argument("--part", choices=["ours", "error", "kohya", "thin"], help="(internal) one measurement")
+    parser.add_argument("--part", choices=["ours", "error", "kohya", "thin", "verify"],
+                        help="one measurement (verify: the verification's memory on the full-size pair, after a run)")
     parser.add_argument("--base", type=Path)
     parser.add_argument("--epoch", type=Path)
     parser.add_argument("--rank", type=int, default=RANK)
@@ -228,7 +284,8 @@ def main():
         result = {"ours": lambda: part_ours(args.base, args.epoch, args.rank, args.folder / f"lora-{args.epoch.stem}.safetensors"),
                   "error": lambda: part_error(args.base, args.epoch, args.rank),
                   "kohya": lambda: part_svd(args.base, args.epoch, args.rank, full_matrices=True),
-                  "thin": lambda: part_svd(args.base, args.epoch, args.rank, full_matrices=False)}[args.part]()
+                  "thin": lambda: part_svd(args.base, args.epoch, args.rank, full_matrices=False),
+                  "verify": lambda: part_verify(args.folder, args.rank)}[args.part]()
         print(json.dumps(result))
         return
     import torch
