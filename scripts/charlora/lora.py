@@ -27,12 +27,11 @@ directions found (a tall, thin matrix). Fine-tune deltas have flat spectra, wher
 number of power iterations can fall short; we iterate until the energy captured by the top r
 directions stops growing: by less than 0.5 % of the remaining error² in an iteration, or, where the
 gains shrink fast (each gain at most 0.35 times the last, as with a decaying spectrum), when what
-is still to come by that geometric rate is under 1 % of the error². (On flat spectra the gains
-shrink ever more slowly, and a geometric forecast would stop too early.) Accuracy is measured, not
-assumed (benchmarks/lora_extract.py, full-size SDXL): 3-6 iterations, 18x (flat spectrum) to 26x
-(decaying) faster than kohya's call, within 0.8 % of the best rank-r error on both. (At 1 % per
-iteration flat spectra, whose gains shrink ever more slowly, stopped up to 1.3 % above the best.) Small layers (where r + 8 is half the smaller side or
-more) take the exact SVD.
+is still to come at that geometric rate is under 1 % of the error². On flat spectra the gains shrink
+ever more slowly: a geometric forecast, or a 1 % threshold, stops too early (up to 1.3 % above the
+best error). Measured on full-size SDXL (benchmarks/lora_extract.py): 3-6 iterations, 18x (flat
+spectrum) to 26x (decaying) faster than kohya's call, within 0.8 % of the best rank-r error on both.
+Small layers (where r + 8 is half the smaller side or more) take the exact SVD.
 
 Clamping (kohya's, `clamp_quantile`): the values of up and down together are clamped to ±(their
 `clamp_quantile` quantile), which removes rare outliers; 1.0 means no clamping (kohya clamps even
@@ -126,12 +125,16 @@ def targets(shapes: dict[str, tuple[int, ...]], unet_config: dict, rank: int, co
     return sorted(found, key=lambda t: t.lora_name)
 
 
+def as_trained(base: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A base weight as training started from it, in fp32: cast to the training's weight precision
+    (`dtype`, the epoch file's). Comparing a bf16 epoch with the fp16 or fp32 base file would count
+    that rounding (up to 0.4 % of each weight, more than a fine-tune's change at lr 4e-6) as learnt."""
+    return base.float().to(dtype).float()
+
+
 def weight_change(base: torch.Tensor, tuned: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """What training changed, in fp32: the tuned weight minus the base weight as training held it.
-    Training starts from the base cast to its weight precision (bf16 by default); comparing a bf16 epoch
-    with the fp16 or fp32 base file would count that rounding (up to 0.4 % of each weight, more than a
-    fine-tune's change at lr 4e-6) as learnt, and spend the LoRA's rank on it."""
-    return tuned.float() - base.float().reshape(shape).to(tuned.dtype).float()
+    """What training changed, in fp32: the tuned weight minus the base weight as training held it."""
+    return tuned.float() - as_trained(base.reshape(shape), tuned.dtype)
 
 
 def layer_generator(module: str) -> torch.Generator:

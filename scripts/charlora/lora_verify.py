@@ -81,10 +81,6 @@ def layer_checks(base_model: Path, epoch_file: Path, lora_file: Path, settings: 
     return rows
 
 
-def _noisy_inputs(count: int, generator: torch.Generator, latent_channels: int) -> torch.Tensor:
-    return torch.randn(count, latent_channels, LATENT_SIZE, LATENT_SIZE, generator=generator)
-
-
 @torch.no_grad()
 def _predict(unet, latents: torch.Tensor, embeds: list[dict], device) -> dict[int, torch.Tensor]:
     """The UNet's noise prediction (fp32, on the CPU) for every (timestep, prompt) pair."""
@@ -151,10 +147,11 @@ def verify(base_model: Path, epoch_file: Path, lora_file: Path, settings: lora.S
     unet = sdxl.load_unet(base_model)
     with safe_open(str(epoch_file), framework="pt") as f:
         epoch_dtype = f.get_tensor("conv_in.weight").dtype
-    with torch.no_grad():  # the base as training started from it, in the epoch's precision (lora.weight_change)
+    with torch.no_grad():  # the base as training started from it
         for p in unet.parameters():
-            p.copy_(p.to(epoch_dtype))
-    latents = torch.stack([_noisy_inputs(len(embeds), generator, unet.config.in_channels) for _ in TIMESTEPS])
+            p.copy_(lora.as_trained(p, epoch_dtype))
+    latents = torch.randn(len(TIMESTEPS), len(embeds), unet.config.in_channels, LATENT_SIZE, LATENT_SIZE,
+                          generator=generator)
     out_base = _predict(unet, latents, embeds, device)
     adapted, warnings = load_lora_with_diffusers(unet, lora_file)
     out_lora = _predict(unet, latents, embeds, device)

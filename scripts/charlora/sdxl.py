@@ -312,8 +312,7 @@ def export_checkpoint(base_model: str | os.PathLike, unet_state: dict[str, torch
                       dtype: torch.dtype = torch.float16) -> None:
     """A full single-file checkpoint for ComfyUI: the base's text encoders and VAE with a tuned UNet."""
     base_model = Path(base_model)
-    unet_config = json.loads((config_dir(base_model) / "unet" / "config.json").read_text())
-    state = ldm_layout.unet_to_ldm(unet_state, unet_config)
+    state = ldm_layout.unet_to_ldm(unet_state, unet_config(base_model))
     if base_model.is_dir():
         base = load_sdxl(base_model)
         others = to_ldm(base.unet, base.vae, base.text_encoder, base.text_encoder_2)
