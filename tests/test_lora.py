@@ -85,8 +85,8 @@ def test_randomized_factorisation_is_within_1_percent_of_the_best(spectrum):
         k = torch.arange(columns, dtype=torch.float32)
         values = 1 / (1 + k / 200) if spectrum == "flat" else 0.9 ** k
         delta = spectrum_matrix(rows, columns, values.tolist(), seed=2)
-    up, down, iterations = lora.low_rank(delta, rank, torch.Generator().manual_seed(0))
-    assert iterations >= 2 and up.shape == (rows, rank) and down.shape == (rank, columns)
+    up, down, blocks = lora.low_rank(delta, rank, torch.Generator().manual_seed(0))
+    assert blocks >= 2 and up.shape == (rows, rank) and down.shape == (rank, columns)
     S = torch.linalg.svdvals(delta)
     best = S[rank:].square().sum().sqrt()
     assert (delta - up @ down).norm() <= 1.01 * best
@@ -95,9 +95,9 @@ def test_randomized_factorisation_is_within_1_percent_of_the_best(spectrum):
 
 def test_small_layers_take_the_exact_svd():
     delta = torch.randn(40, 30, generator=torch.Generator().manual_seed(0))
-    up, down, iterations = lora.low_rank(delta, 8, torch.Generator())
+    up, down, blocks = lora.low_rank(delta, 8, torch.Generator())
     U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
-    assert iterations == 0
+    assert blocks == 0
     assert torch.allclose(up @ down, (U[:, :8] * S[:8]) @ Vh[:8], atol=1e-5)
 
 
@@ -287,7 +287,7 @@ def test_bad_input_is_named_and_nothing_is_written(pair, tmp_path, tiny_model):
 
     pickled = tmp_path / "epoch-005.ckpt"
     pickled.write_bytes(b"not really")
-    fails(r"epoch file .*epoch-005\.ckpt: \.ckpt files are Python pickles", epoch_file=pickled)
+    fails(r"epoch file .*epoch-005\.ckpt is a Python pickle \(\.ckpt\)", epoch_file=pickled)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x00" * 64)
     fails(r"epoch file .*garbage\.safetensors: not a readable \.safetensors file", epoch_file=garbage)

@@ -88,7 +88,7 @@ def test_pickles_and_wrong_files_are_refused_with_the_reason(tmp_path, tiny_mode
     torch.save({"state_dict": {}}, pickle)
     with pytest.raises(ConfigError, match=r"model.ckpt is a Python pickle \(.ckpt\); loading one can run code"):
         base_model_path(str(pickle))
-    with pytest.raises(sdxl.ModelError, match="are Python pickles"):
+    with pytest.raises(sdxl.ModelError, match=r"model.ckpt is a Python pickle \(.ckpt\)"):
         sdxl.check_base_model(pickle)
     with pytest.raises(ConfigError, match="does not exist"):
         base_model_path(str(tmp_path / "missing.safetensors"))

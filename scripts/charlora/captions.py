@@ -18,8 +18,7 @@ from pathlib import Path
 import yaml
 
 from charlora import atomic
-
-FRAMING_WORDS = {"close_up": "close-up", "mid_shot": "mid shot", "full_body": "full body"}
+from charlora.framing import WORDS as FRAMING_WORDS
 
 
 class CaptionError(ValueError):

@@ -53,12 +53,20 @@ def require_file(path: str | None, key: str, what: str) -> Path:
 PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
 
 
+def pickle_refusal(path: Path) -> str | None:
+    """Why a model file is not opened ("<path> " + this), where it is a Python pickle (by its suffix):
+    unpickling runs code hidden in the file. None for any other file. Every reader of model files asks."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return (f"is a Python pickle ({path.suffix}); loading one can run code hidden in it. "
+                "Use the model's .safetensors file (or convert it once, in a sandbox)")
+    return None
+
+
 def base_model_path(value: str) -> Path:
     """config base_model: an existing .safetensors file or diffusers folder (checked fully by the job)."""
     path = Path(value).expanduser()
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise ConfigError(f"base_model: {path} is a Python pickle ({path.suffix}); loading one can run code "
-                          "hidden in it. Use the model's .safetensors file")
+    if refusal := pickle_refusal(path):
+        raise ConfigError(f"base_model: {path} {refusal}")
     if not path.exists():
         raise ConfigError(f"base_model: {path} does not exist. Give the path of an SDXL .safetensors file or "
                           "diffusers folder (charlora never downloads models), or `tiny` for the demo model")

@@ -23,6 +23,7 @@ from PIL import Image
 
 CLOSE_UP, MID_SHOT, FULL_BODY, UNKNOWN = "close_up", "mid_shot", "full_body", "unknown"
 FRAMINGS = (CLOSE_UP, MID_SHOT, FULL_BODY)
+WORDS = {CLOSE_UP: "close-up", MID_SHOT: "mid shot", FULL_BODY: "full body"}  # as captions and the report write them
 DETECT_MAX_SIDE = 640  # faces are detected on a copy no larger than this (speed; Haar needs no more)
 
 

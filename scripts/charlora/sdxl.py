@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from charlora import ldm_layout
 from charlora.atomic import atomic_path
-from charlora.config import PICKLE_SUFFIXES
+from charlora.config import pickle_refusal
 
 MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "config" / "models"
 UNET_CHANNELS = {320: "sdxl", 32: "tiny"}  # conv_in output channels -> shipped config
@@ -80,10 +80,8 @@ def check_base_model(path: str | os.PathLike) -> str:
             raise ModelError(f"base model {path}: unet/ has no .safetensors weights (pickled .bin weights "
                              "are refused: loading a pickle runs code from the file)")
         return "sdxl"
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise ModelError(f"base model {path}: {path.suffix} files are Python pickles, and loading one can run "
-                         "code hidden in it; use the .safetensors version of the model (or convert it once "
-                         "in a sandbox)")
+    if refusal := pickle_refusal(path):
+        raise ModelError(f"base model {path} {refusal}")
     try:
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
@@ -137,7 +135,8 @@ def encode_prompt(model: SDXL, prompt: str, device) -> dict[str, torch.Tensor]:
     encoders' penultimate hidden states side by side (77, 2048) and text_encoder_2's pooled output."""
     hidden = []
     for tokenizer, encoder in ((model.tokenizer, model.text_encoder), (model.tokenizer_2, model.text_encoder_2)):
-        ids = tokenizer(prompt, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids
         out = encoder(ids.to(device), output_hidden_states=True)
         hidden.append(out.hidden_states[-2][0])
     return {"prompt_embeds": torch.cat(hidden, dim=-1).float().cpu(), "pooled": out.text_embeds[0].float().cpu()}

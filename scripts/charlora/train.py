@@ -37,7 +37,7 @@ from charlora.ema import EMA
 from charlora.optim import FusedBackward, make_optimizer
 from charlora.sdxl import load_unet, noise_scheduler, pick_device, save_safetensors, unet_config, unet_with
 from charlora.train_data import EncodingCache, Sample, encode_samples, epoch_batches, make_batch
-from charlora.train_state import TrainerState, optimizer_state, restore_optimizer
+from charlora.train_state import TrainerState, optimizer_state
 
 log = logging.getLogger("charlora.train")
 
@@ -199,15 +199,12 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
     names = {p: n for n, p in unet.named_parameters()}
     optimizer = make_optimizer(settings.optimizer, unet.parameters(), settings.lr, settings.seed)
     scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
-    global_step = 0
     if state is not None:
-        global_step = state.global_step
-        restore_optimizer(optimizer, dict(unet.named_parameters()), state, device)
-        if state.grad_scaler:
-            scaler.load_state_dict(state.grad_scaler)
+        state.restore(optimizer, scaler, unet, device)
+    global_step = state.global_step if state else 0
     ema = None
     if settings.ema_decay:
-        ema = (EMA({n: t.to(device) for n, t in state.ema.items()}, settings.ema_decay) if state is not None
+        ema = (EMA({n: t.to(device) for n, t in state.ema.items()}, settings.ema_decay) if state
                else EMA.of(unet, settings.ema_decay))
     fused = FusedBackward(optimizer) if settings.fused_backward else None
     writer = tensorboard(tensorboard_dir, global_step)

@@ -52,6 +52,15 @@ class TrainerState:
                    load_file(str(folder / "unet.safetensors")) if with_ema else None,
                    load_file(str(folder / "ema.safetensors")) if with_ema else None)
 
+    def restore(self, optimizer, scaler: torch.amp.GradScaler, unet, device: torch.device) -> None:
+        """Put the optimizer's state and the loss scale back where the previous job left them."""
+        params = dict(unet.named_parameters())
+        for flat, value in list(self.optimizer.items()) + list(self.optimizer_scalars.items()):
+            name, key = flat.split("/", 1)
+            optimizer.state[params[name]][key] = value.to(device) if torch.is_tensor(value) else value
+        if self.grad_scaler:
+            scaler.load_state_dict(self.grad_scaler)
+
 
 def optimizer_state(optimizer, names: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """The optimizer's state as tensors and JSON scalars keyed '<parameter name>/<state key>'."""
@@ -63,9 +72,3 @@ def optimizer_state(optimizer, names: dict) -> tuple[dict[str, torch.Tensor], di
             else:
                 scalars[f"{names[p]}/{key}"] = value
     return tensors, scalars
-
-
-def restore_optimizer(optimizer, params: dict, state: TrainerState, device) -> None:
-    for flat, value in list(state.optimizer.items()) + list(state.optimizer_scalars.items()):
-        name, key = flat.split("/", 1)
-        optimizer.state[params[name]][key] = value.to(device) if torch.is_tensor(value) else value
