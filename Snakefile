@@ -14,6 +14,7 @@ include: "rules/dataset.smk"
 include: "rules/masks.smk"
 include: "rules/captions.smk"
 include: "rules/train.smk"
+include: "rules/validate.smk"
 include: "rules/lora.smk"
 
 

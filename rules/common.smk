@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from charlora import demo, dedup, plan
+from charlora import demo, dedup, plan, refinement
 from charlora.config import ConfigError, base_model_path, require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images
 
@@ -27,6 +27,7 @@ TAGGER_NEEDS = {  # file in the tagger's folder -> what it is
     "wd14": {"model.onnx": "a WD14 tagger's model.onnx", "selected_tags.csv": "the tagger's selected_tags.csv"},
     "vlm": {"config.json": "a transformers model folder"},
     "none": {},
+    "demo": {},
 }[TAGGER]
 TAGGER_DIR = config["captions"].get(TAGGER, {}).get("folder")
 TAGGER_FILES = [
@@ -50,10 +51,14 @@ USES_MASKS = config["masks"]["method"] != "none"
 # What the weights depend on (see plan.NOT_WEIGHTS): a change reruns the training blocks.
 TRAIN_SETTINGS = plan.weight_settings(TRAIN, masks_made=USES_MASKS)
 TRAIN_GPUS = 0 if TRAIN["device"] == "cpu" else 1
+SAVED_EPOCHS = [e for first, last in TRAIN_BLOCKS for e in plan.saved_epochs(first, last, TRAIN["save_every"])]
 
 
 DEMO_DIR = "results/demo"
 IS_DEMO = config["dataset"] == "demo"
+if TAGGER == "demo" and not IS_DEMO:
+    raise ConfigError("captions.tagger: demo knows only the embedded demo's photos; for your own photos use "
+                      "wd14, vlm or none")
 DATASET = DEMO_DIR if IS_DEMO else config["dataset"].rstrip("/")
 
 if IS_DEMO:
@@ -161,7 +166,6 @@ def all_epoch_files():
 LORA = config["lora"]
 LORA_SETTINGS = {k: v for k, v in LORA.items() if k != "epoch"}
 LORA_EPOCH = TRAIN["epochs"] if LORA["epoch"] == "auto" else LORA["epoch"]
-SAVED_EPOCHS = [e for first, last in TRAIN_BLOCKS for e in saved_epochs(first, last)]
 if LORA_EPOCH not in SAVED_EPOCHS:
     raise ConfigError(f"lora.epoch: {LORA_EPOCH} is not a saved epoch of run {RUN!r}; with train.epochs "
                       f"{TRAIN['epochs']}, save_every {TRAIN['save_every']} and epochs_per_job "
@@ -169,13 +173,50 @@ if LORA_EPOCH not in SAVED_EPOCHS:
 LORA_GPUS = 0 if LORA["device"] == "cpu" else 1
 
 
-def dataset_targets(wildcards):
-    return kept_images(wildcards) + ["results/dataset/report.html", "results/dataset/lint.tsv",
-                                     "results/dataset/split.tsv"]
+# Validation (rules/validate.smk): every prompt x seed, from epoch 0 (the base model), the coarse pass and
+# the epochs the refinement adds.
+VALIDATE = config["validate"]
+SAMPLE_SETTINGS = {k: VALIDATE[k] for k in ("sampler", "steps", "cfg", "negative_prompt", "resolution", "seeds",
+                                            "device")}
+COARSE_EPOCHS = plan.sampled_epochs(SAVED_EPOCHS, VALIDATE["every"])
+VALIDATE_GPUS = 0 if VALIDATE["device"] == "cpu" else 1
+
+
+def kept_captions(wildcards):
+    return expand("results/dataset/captions/{id}.txt", id=kept_ids(wildcards))
+
+
+def sample_inputs(wildcards):
+    """What an epoch's samples are made from: the base model's parts, with the epoch's UNet unless it is 0."""
+    files = dict(model=BASE_MODEL, prompts=f"{RUN_DIR}/validate/prompts.tsv")
+    if int(wildcards.eee) > 0:
+        files["weights"] = f"{RUN_DIR}/train/epoch-{wildcards.eee}.safetensors"
+    return files
+
+
+def all_sampled_epochs(wildcards):
+    """Every epoch the validation samples: the coarse pass (COARSE_EPOCHS) and, once the losses are
+    known, the refinement's (evaluating this makes Snakemake run the refine_sampling checkpoint first)."""
+    extra = refinement.read_table(checkpoints.refine_sampling.get().output[0])
+    return sorted({*COARSE_EPOCHS, *extra})
+
+
+def sample_folders(wildcards):
+    return [f"{RUN_DIR}/validate/epoch-{e:03d}" for e in all_sampled_epochs(wildcards)]
+
+
+def validation_targets():
+    return [f"{RUN_DIR}/validate/compare.png", f"{RUN_DIR}/validate/losses.png"]
+
+
+def dataset_targets(wildcards=None):
+    # Plain paths, no checkpoint: the report needs every kept photo, and Snakemake resolves the
+    # validation's refine_sampling checkpoint only where the target list does not itself wait for dedup.
+    return ["results/dataset/report.html", "results/dataset/lint.tsv", "results/dataset/split.tsv"]
 
 
 def all_targets(wildcards):
-    targets = dataset_targets(wildcards) + all_epoch_files() + [f"{RUN_DIR}/{RUN}.safetensors"]
+    targets = dataset_targets(wildcards) + all_epoch_files() + validation_targets() + [f"{RUN_DIR}/{RUN}.safetensors"]
     if TRAIN["export"]:
         targets.append(f"{RUN_DIR}/export/epoch-{TRAIN['epochs']:03d}.safetensors")
     return targets

@@ -102,6 +102,7 @@ rule dataset_report:
         masks=kept_masks,
         captions=kept_caption_records,
         lint="results/dataset/lint.tsv",
+        vocabulary=config["captions"]["vocabulary"],
         duplicates=duplicate_sources,
     output:
         html=report(
@@ -116,6 +117,7 @@ rule dataset_report:
         ),
     params:
         targets=config["ingest"]["framing"]["targets"],
+        intent=config["intent"],
         dataset=DATASET,
     log:
         "logs/dataset/report.log",

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from charlora import dedup, logs, report
-from charlora.captions import read_lint_table
+from charlora import dedup, intent, logs, report
+from charlora.captions import Vocabulary, read_lint_table
 
 log = logs.setup(snakemake.log[0])
 rows = dedup.read_table(snakemake.input.table)
@@ -14,9 +14,12 @@ kept_masks = {Path(p).stem: (Path(p), json.loads(Path(p).with_suffix(".json").re
               for p in snakemake.input.masks if p.endswith(".png")}
 kept_captions = {Path(p).stem: json.loads(Path(p).read_text(encoding="utf-8")) for p in snakemake.input.captions}
 lint_rows = read_lint_table(snakemake.input.lint)
+vocabulary = Vocabulary.load(snakemake.input.vocabulary)
+coverage = intent.coverage(intent.Intent.from_config(snakemake.params.intent, vocabulary),
+                           {i: record["caption"] for i, record in kept_captions.items()}, vocabulary)
 summary = report.write_dataset_report(
-    rows, audits, kept_images, kept_masks, kept_captions, lint_rows, Path(snakemake.params.dataset) / "images", snakemake.params.targets,
-    snakemake.output.html, snakemake.output.framing,
+    rows, audits, kept_images, kept_masks, kept_captions, lint_rows, Path(snakemake.params.dataset) / "images",
+    snakemake.params.targets, coverage, snakemake.output.html, snakemake.output.framing,
 )
 for warning in summary.warnings:
     log.warning("%s", warning)

@@ -25,3 +25,12 @@ def demo_dataset(tmp_path_factory):
     ws = make_workspace(tmp_path_factory.mktemp("demo"))
     snakemake(ws, "dataset")
     return ws
+
+
+@pytest.fixture(scope="session")
+def trained(demo_dataset, tmp_path_factory):
+    """(workspace, its Snakemake run) after the default target on a copy of `demo_dataset`: 4 epochs
+    in 2 jobs, the validation samples and sheets, the LoRA. Tests that change it work on a copy."""
+    from workflow import copy_workspace, snakemake
+    ws = copy_workspace(demo_dataset, tmp_path_factory.mktemp("trained") / "ws")
+    return ws, snakemake(ws)

@@ -50,6 +50,20 @@ def test_demo_runs_to_the_dataset_report(demo_ws):
         assert (demo_ws / log).stat().st_size > 0
 
 
+def test_demo_tagger_fills_every_caption_slot_and_the_photos_cover_the_intent(demo_ws):
+    composed = 0
+    for shot in demo.SHOTS:
+        record = json.loads((demo_ws / f"results/dataset/captions/{shot.name.rsplit('.', 1)[0]}.json").read_text())
+        if record["source"] == "composed":  # not one of the demo's hand-written captions
+            composed += 1
+            assert all(record["slots"].values()), (shot.name, record["slots"])
+            assert record["slots"]["clothing"] == [shot.outfit]
+    assert composed == len(demo.SHOTS) - len(demo.CAPTION_FILES)
+    html = (demo_ws / "results/dataset/report.html").read_text()
+    assert "<h2>Intent coverage</h2>" in html and "<td>poses</td><td>walking</td><td>1</td>" in html
+    assert "intent:" not in (demo_ws / "logs/dataset/report.log").read_text()  # every value has a photo
+
+
 def test_demo_masks_are_single_channel_at_the_photos_size(demo_ws):
     hand_masked = {name.rsplit(".", 1)[0] for name in demo.MASK_FILES}
     for shot in demo.SHOTS:
@@ -110,7 +124,8 @@ def user_ws(tmp_path_factory, demo_ws):
     (ws / "photos/captions/backlit_mid.txt").write_bytes(b"mira, backlight, \xff\xfe broken")  # not UTF-8
     wd14_tagger(ws / "models" / "tagger")  # the user's tagger folder; the config names it
     config = (ws / "config/config.yaml").read_text()
-    (ws / "config/config.yaml").write_text(config.replace("  tagger: none", "  tagger: wd14\n  wd14: {folder: models/tagger}"))
+    assert "  tagger: demo " in config
+    (ws / "config/config.yaml").write_text(config.replace("  tagger: demo ", "  tagger: wd14\n  wd14: {folder: models/tagger}\n  #"))
     (ws / "photos" / "masks").mkdir()
     shutil.copy2(demo_ws / "results/demo/masks/park_walk.png", ws / "photos/masks/park_walk.png")
     Image.new("L", (10, 10), 255).save(ws / "photos/masks/red_dress_mid.png")  # wrong size
@@ -217,8 +232,10 @@ def test_strict_turns_rejections_into_a_failed_run(user_ws):
     ("lora:\n  epoch: last\n", "lora.epoch: must be auto or the number of a saved epoch"),
     ("lora:\n  epoch: 7\n", "lora.epoch: 7 is not a saved epoch of run 'demo'; with train.epochs 4, save_every 1 "
                               "and epochs_per_job 2 the saved epochs are 1, 2, 3, 4"),
+    ("validate:\n  sampler: heun\n", "validate.sampler: 'heun' is not one of ['euler', 'euler_a', 'dpmpp_2m'"),
+    ("validate:\n  extra_prompts: ['']\n", "validate.extra_prompts.0: '' should be non-empty"),
 ], ids=["schema", "missing rembg model", "tagger folder not set", "missing base model", "pickled base model",
-        "unknown optimizer", "lora epoch not a number", "lora epoch not saved"])
+        "unknown optimizer", "lora epoch not a number", "lora epoch not saved", "unknown sampler", "empty prompt"])
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
     ws = make_workspace(tmp_path / "ws")
     (ws / "mine.yaml").write_text(config)

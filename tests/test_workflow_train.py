@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -17,12 +16,10 @@ from charlora import demo
 from workflow import copy_workspace, jobs_run, snakemake, snapshot
 
 TRAIN = "results/runs/demo/train"
-
-
-@pytest.fixture(scope="module")
-def trained(demo_dataset, tmp_path_factory):
-    ws = copy_workspace(demo_dataset, tmp_path_factory.mktemp("trained") / "ws")
-    return ws, snakemake(ws)  # the default target: the shipped demo trains 4 epochs, 2 per job
+# the demo samples epoch 0 (the base model) and every 2nd saved epoch, 2 and 4, then 1 and 3 (within
+# 4 epochs of the lowest validation loss)
+VALIDATION = {("validation_prompts", ""), ("refine_sampling", ""), ("compare_epochs", ""), ("loss_curves", "")} | {
+    ("sample_epoch", f"eee={e:03d}") for e in range(5)}
 
 
 def metrics(path):
@@ -34,7 +31,7 @@ def test_demo_trains_in_a_chain_of_jobs(trained):
     ws, result = trained
     assert jobs_run(result.stdout) == {("tiny_model", ""), ("model_hash", ""), ("train_epochs_001_002", ""),
                                        ("train_epochs_003_004", ""), ("extract_lora", "eee=004"),
-                                       ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")}
+                                       ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")} | VALIDATION
     train = ws / TRAIN
     base_keys = None
     for epoch in (1, 2, 3, 4):
@@ -75,7 +72,8 @@ def test_raising_epochs_plans_only_the_new_block(trained):
     (ws / "more.yaml").write_text("train:\n  epochs: 6\n")
     assert jobs_run(snakemake(ws, "-n", "--configfile", "more.yaml").stdout) == {
         ("train_epochs_005_006", ""), ("extract_lora", "eee=006"), ("verify_lora", "eee=006"), ("run_lora", ""),
-        ("all", "")}
+        ("refine_sampling", ""), ("compare_epochs", ""), ("loss_curves", ""), ("all", "")}
+    # which epochs are sampled is known once the refine_sampling checkpoint has read the new losses
 
 
 def test_editing_a_caption_plans_training_from_epoch_1(trained, tmp_path):
@@ -90,7 +88,8 @@ def test_editing_a_caption_plans_training_from_epoch_1(trained, tmp_path):
 
 def test_kill_9_mid_chain_then_rerun_gives_the_same_weights(trained, tmp_path):
     ws = copy_workspace(trained[0], tmp_path / "ws")
-    args = ["--config", "run=killed", "--configfile", "chain.yaml"]
+    # the chain only (no samples, no LoRA); the target first: --config and --configfile take several values
+    args = ["results/runs/killed/train/epoch-004.safetensors", "--config", "run=killed", "--configfile", "chain.yaml"]
     (ws / "chain.yaml").write_text("train:\n  epochs_per_job: 1\n")
     train = ws / "results/runs/killed/train"
     job = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=ws,

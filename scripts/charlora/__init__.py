@@ -1,1 +1,20 @@
-"""charlora: the library behind the workflow. Rule scripts in ../ are thin wrappers around it."""
+"""charlora: the library behind the workflow. Rule scripts in ../ are thin wrappers around it.
+
+One flat package, one module per concern, grouped here the way rules/ is grouped. It stays flat
+on purpose: a third of the modules serve every stage (model I/O, the run plan, atomic writes),
+so stage packages would still need a common one, and every import would grow a level. A module
+used by one stage only carries the stage's name (train_data, lora_verify) or is listed under it.
+
+rules/dataset.smk   dataset (listing), images (reading, EXIF, fingerprints), audit, framing, dedup,
+                    split, report; demo, demo_render (the demo's photos)
+rules/masks.smk     masks
+rules/captions.smk  tags, captions, tokenizer (prompt lengths)
+rules/train.smk     train (the loop), train_data (encoding, cache, batches), train_state (resume),
+                    diffusion (noise, loss), optim, ema, buckets
+rules/validate.smk  sample (SDXL pipeline, PNG parameters), validate_prompts, intent (also the report's
+                    coverage table), refinement (which epochs around the losses' landmarks), validate_plots
+rules/lora.smk      lora (extraction), lora_verify
+every stage         plan (blocks, saved epochs, paths: also read by rules/common.smk), config (schema,
+                    defaults, path checks), sdxl (model I/O), ldm_layout (checkpoint key names),
+                    atomic (temp file, then rename), hashing, logs
+"""

@@ -81,3 +81,16 @@ HAND_MASKED_BACKGROUNDS = ("brick wall", "park", "beach", "beige gradient")
 IMAGE_FILES = tuple(sorted([s.name for s in SHOTS] + list(NEAR_DUPLICATES) + [TOO_SMALL, TRUNCATED]))
 CAPTION_FILES = tuple(sorted(Path(s.name).stem + ".txt" for s in SHOTS if s.caption))
 MASK_FILES = tuple(sorted(Path(s.name).stem + ".png" for s in SHOTS if s.background in HAND_MASKED_BACKGROUNDS))
+
+
+def scene_tags(image_id: str) -> list[str]:
+    """What a perfect tagger would say about a demo photo (by id): its scene description as tags.
+    The demo's tagger (captions.tagger: demo), so that the demo's captions fill every slot."""
+    by_stem = {Path(s.name).stem: s for s in SHOTS}
+    originals = {Path(copy).stem: Path(original).stem for copy, (original, _) in NEAR_DUPLICATES.items()}
+    shot = by_stem.get(originals.get(image_id, image_id))
+    if shot is None:
+        return []
+    expression = "neutral expression" if shot.expression == "neutral" else shot.expression
+    framing = {"close_up": "close-up", "mid_shot": "upper body", "full_body": "full body"}[shot.framing]
+    return [shot.pose, expression, shot.light, shot.outfit, f"{shot.background} background", framing]

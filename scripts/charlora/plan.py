@@ -1,5 +1,5 @@
 """The plan of a training run, written once for the rules and the library alike: its blocks of
-epochs, which epochs are saved, where its files are, and which settings change its weights.
+epochs, which epochs are saved and sampled, where its files are, and which settings change its weights.
 
 Standard library only: rules/common.smk imports it at parse time, on every cluster node.
 """
@@ -60,3 +60,9 @@ def epoch_name(epoch: int, kind: str) -> str:
 
 def epoch_file(run: str, epoch: int, kind: str) -> str:
     return f"{run_dir(run)}/train/{epoch_name(epoch, kind)}"
+
+
+def sampled_epochs(saved: list[int], every: int) -> list[int]:
+    """The epochs the validation's coarse pass samples: 0 (the base model, the reference), every
+    `every`-th saved epoch, and the last one (refinement.py adds epochs once the losses are known)."""
+    return sorted({0, *saved[every - 1::every], *saved[-1:]})

@@ -18,11 +18,11 @@ from PIL import Image
 
 from charlora import atomic
 from charlora.dedup import DUPLICATE, KEPT, REJECTED, DedupRow
-from charlora.framing import FRAMINGS, UNKNOWN
+from charlora.framing import FRAMINGS, UNKNOWN, WORDS
 from charlora.images import ImageRejected, decode_rgb
 
 THUMB = 160
-LABELS = {"close_up": "close-up", "mid_shot": "mid shot", "full_body": "full body", UNKNOWN: "unknown"}
+LABELS = {**WORDS, UNKNOWN: "unknown"}
 
 
 @dataclass
@@ -127,12 +127,14 @@ class ReportSummary:
 def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: dict[str, Path],
                          kept_masks: dict[str, tuple[Path, dict]], kept_captions: dict[str, dict],
                          lint_rows: list, images_dir: Path, targets: dict[str, list[float]],
-                         html_path: str | Path, chart_path: str | Path) -> ReportSummary:
+                         coverage: list[tuple[str, str, int]], html_path: str | Path,
+                         chart_path: str | Path) -> ReportSummary:
     """Write the HTML report and the framing chart; return the counts and the warnings shown.
 
     `kept_images`: id -> normalised PNG of each kept photo; `kept_masks`: id -> (mask PNG, mask
     record); `kept_captions`: id -> caption record; `lint_rows`: the caption lint; `images_dir`: the
-    dataset's originals (the set-aside duplicates are shown from there).
+    dataset's originals (the set-aside duplicates are shown from there); `coverage`: (intent field,
+    value, kept photos whose caption carries it) for each value the intent lists (intent.coverage).
     """
     by_id = {a["id"]: a for a in audits}
     kept = [by_id[r.id] for r in rows if r.status == KEPT]
@@ -199,6 +201,20 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     over = [r.id for r in lint_rows if r.cut]
     if over:
         warnings.append(f"captions: {len(over)} caption(s) longer than the text encoders read: {', '.join(over)}")
+
+    parts.append("<h2>Intent coverage</h2>")
+    if coverage:
+        parts.append("<p>For each value the intent lists, the kept photos whose caption carries it. The "
+                     "validation prompts sample every value; one that no photo shows is learnt from the base "
+                     "model alone.</p>")
+        parts.append(_table(["intent", "value", "photos"],
+                            [[field, html.escape(value), str(n) if n else '<span class="warn">0</span>']
+                             for field, value, n in coverage]))
+        missing = [value for _, value, n in coverage if not n]
+        if missing:
+            warnings.append(f"intent: no kept photo's caption shows {', '.join(missing)}")
+    else:
+        parts.append("<p>The intent lists no values (config <code>intent:</code>).</p>")
 
     parts.append("<h2>Kept photos</h2>")
     parts.append(_table(

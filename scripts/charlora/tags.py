@@ -135,6 +135,9 @@ def tag_image(image_path: str | Path, captions_config: dict) -> dict:
     backend = captions_config["tagger"]
     if backend == "none":
         return {"backend": "none", "tags": []}
+    if backend == "demo":
+        from charlora import demo
+        return {"backend": "demo", "tags": [asdict(Tag(name, "general", None)) for name in demo.scene_tags(Path(image_path).stem)]}
     settings = captions_config[backend]
     if backend == "vlm":
         tagger = VLMTagger(settings["folder"], settings["prompt"], settings["max_new_tokens"])

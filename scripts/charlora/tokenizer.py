@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
+MAX_LENGTH = 77  # tokens each text encoder reads, start and end tokens included
 MERGES = 49152 - 256 - 2  # open_clip's count: the file holds more merge lines than CLIP uses
 
 
@@ -38,7 +39,8 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>"):
     byte_symbols = list(bytes_to_unicode().values())
     tokens = byte_symbols + [s + "</w>" for s in byte_symbols] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, pad_token=pad_token)
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, pad_token=pad_token,
+                         model_max_length=MAX_LENGTH)
 
 
 @dataclass
@@ -51,9 +53,9 @@ class CaptionTokens:
 
     def count(self, text: str) -> int:
         """Tokens the text encoders see for `text`, start and end tokens included."""
-        return len(self.tokenizer(text).input_ids)
+        return len(self.tokenizer(text, verbose=False).input_ids)
 
     def cut(self, text: str, max_tokens: int) -> str:
         """The part of `text` beyond `max_tokens` (start and end tokens included), as text."""
-        ids = self.tokenizer(text).input_ids
+        ids = self.tokenizer(text, verbose=False).input_ids
         return self.tokenizer.decode(ids[max_tokens - 1:-1], skip_special_tokens=True).strip()
