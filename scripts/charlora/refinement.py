@@ -34,16 +34,14 @@ class Refinement:
 
 def epoch_losses(metrics: dict[int, Path]) -> tuple[dict[int, float], dict[int, float]]:
     """Per epoch: the smoothed training loss at its last step, and the mean validation loss."""
-    from charlora.validate_plots import smoothed
+    from charlora.validate_plots import read_losses, smoothed
 
     train_losses, last_step, val = [], {}, {}
-    for epoch in sorted(metrics):
-        with open(metrics[epoch], newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                if row["kind"] == "train":
-                    train_losses.append(float(row["loss"]))
-                elif row["timestep"] == "mean":
-                    val[epoch] = float(row["loss"])
+    for epoch in sorted(metrics):  # one epoch at a time, to know where each ends
+        steps, per_epoch = read_losses({epoch: metrics[epoch]})
+        train_losses += [loss for _, loss in steps]
+        if "mean" in per_epoch.get(epoch, {}):
+            val[epoch] = per_epoch[epoch]["mean"]
         last_step[epoch] = len(train_losses) - 1
     curve = smoothed(train_losses)
     return {e: curve[i] for e, i in last_step.items() if i >= 0}, val
