@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from charlora import demo, dedup, plan, refinement
+from charlora import demo, dedup, plan, refinement, scorecard
 from charlora.config import ConfigError, base_model_path, require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images
 
@@ -165,8 +165,8 @@ def all_epoch_files():
 # LoRA (rules/lora.smk): the run's LoRA is the LoRA of one saved epoch, `lora.epoch`.
 LORA = config["lora"]
 LORA_SETTINGS = {k: v for k, v in LORA.items() if k != "epoch"}
-LORA_EPOCH = TRAIN["epochs"] if LORA["epoch"] == "auto" else LORA["epoch"]
-if LORA_EPOCH not in SAVED_EPOCHS:
+LORA_EPOCH = None if LORA["epoch"] == "auto" else LORA["epoch"]  # None: the selection's (selected.json)
+if LORA_EPOCH is not None and LORA_EPOCH not in SAVED_EPOCHS:
     raise ConfigError(f"lora.epoch: {LORA_EPOCH} is not a saved epoch of run {RUN!r}; with train.epochs "
                       f"{TRAIN['epochs']}, save_every {TRAIN['save_every']} and epochs_per_job "
                       f"{TRAIN['epochs_per_job']} the saved epochs are {', '.join(map(str, SAVED_EPOCHS))}")
@@ -206,7 +206,39 @@ def sample_folders(wildcards):
 
 
 def validation_targets():
-    return [f"{RUN_DIR}/validate/compare.png", f"{RUN_DIR}/validate/losses.png"]
+    return [f"{RUN_DIR}/validate/compare.png", f"{RUN_DIR}/validate/losses.png", f"{RUN_DIR}/validate/scorecard.tsv"]
+
+
+# Scorecard and selection (rules/validate.smk): every sampled epoch measured against the training photos
+# and epoch 0; the user's review files win.
+SELECT = config["select"]
+if SELECT["clip"] == "tiny":
+    CLIP_MODEL = ["results/models/tiny-clip"]
+elif SELECT["clip"]:
+    CLIP_MODEL = [str(require_file(f"{SELECT['clip']}/config.json", "select.clip", "a transformers CLIP model folder").parent)]
+else:
+    CLIP_MODEL = []
+REVIEW_DIR = f"{DATASET}/review/{RUN}"
+REVIEWS = scorecard.review_files(Path(REVIEW_DIR))  # epoch -> the user's review file
+for review_file in REVIEWS.values():
+    scorecard.read_review(review_file)  # a wrong key or level stops the run before any job
+
+
+def epoch_scores(wildcards):
+    return [f"{RUN_DIR}/validate/epoch-{e:03d}.scores.json" for e in all_sampled_epochs(wildcards)]
+
+
+def selected_epoch(wildcards):
+    """The epoch of the run's LoRA: lora.epoch, or the selection's (the select_epoch checkpoint runs first)."""
+    if LORA_EPOCH is not None:
+        return LORA_EPOCH
+    return scorecard.read_selection(checkpoints.select_epoch.get().output.selection)
+
+
+def run_lora_inputs(wildcards):
+    epoch = selected_epoch(wildcards)
+    return dict(lora=f"{RUN_DIR}/lora/epoch-{epoch:03d}.safetensors",
+                record=f"{RUN_DIR}/lora/epoch-{epoch:03d}.verify.json")
 
 
 def dataset_targets(wildcards=None):

@@ -56,8 +56,8 @@ rule verify_lora:
 
 rule run_lora:
     input:
-        lora=f"{RUN_DIR}/lora/epoch-{LORA_EPOCH:03d}.safetensors",
-        record=f"{RUN_DIR}/lora/epoch-{LORA_EPOCH:03d}.verify.json",
+        unpack(run_lora_inputs),
+        selection=[] if LORA_EPOCH else f"{RUN_DIR}/validate/selected.json",  # re-evaluated when it changes
     output:
         f"{RUN_DIR}/{RUN}.safetensors",
     log:

@@ -2,7 +2,10 @@
 # user's own) -> every prompt x seed sampled from epoch 0 (the base model), every `validate.every`-th
 # saved epoch and the last, then (a checkpoint, once the losses are known) the saved epochs around the
 # lowest validation loss and the knee of the training loss -> a grid per epoch, the comparison sheet
-# (prompts x epochs) and the loss curves, all in `snakemake --report`.
+# (prompts x epochs) and the loss curves; then every sampled epoch measured (identity, prompt adherence,
+# copying, sharpness, highlights, diversity) against the training photos and epoch 0, the scorecard
+# (the guide's four criteria; the user's review files win) and the selected epoch, which
+# `lora.epoch: auto` extracts. All in `snakemake --report`.
 # Any saved epoch can be sampled on request: snakemake results/runs/<run>/validate/epoch-003.png
 
 
@@ -79,6 +82,7 @@ rule compare_epochs:
     input:
         prompts=f"{RUN_DIR}/validate/prompts.tsv",
         samples=sample_folders,
+        refined=f"{RUN_DIR}/validate/refine.tsv",  # re-evaluated when the refinement changes
     output:
         report(f"{RUN_DIR}/validate/compare.png", caption="report/compare.rst", category="2. Validation"),
     params:
@@ -98,7 +102,8 @@ rule compare_epochs:
 
 rule loss_curves:
     input:
-        [plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
+        metrics=[plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
+        selection=f"{RUN_DIR}/validate/selected.json",
     output:
         report(f"{RUN_DIR}/validate/losses.png", caption="report/losses.rst", category="2. Validation"),
     params:
@@ -113,3 +118,89 @@ rule loss_curves:
         "../envs/charlora.yaml"
     script:
         "../scripts/loss_curves.py"
+
+
+rule tiny_clip:
+    output:
+        directory("results/models/tiny-clip"),
+    params:
+        seed=0,
+    log:
+        "logs/models/tiny_clip.log",
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/tiny_clip.py"
+
+
+rule reference_photos:
+    input:
+        images=kept_images,
+        split="results/dataset/split.tsv",
+    output:
+        "results/dataset/reference.json",
+    params:
+        min_face=SELECT["min_face"],
+    log:
+        "logs/dataset/reference.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/reference_photos.py"
+
+
+rule score_epoch:
+    input:
+        samples=f"{RUN_DIR}/validate/epoch-{{eee}}",
+        prompts=f"{RUN_DIR}/validate/prompts.tsv",
+        reference="results/dataset/reference.json",
+        images=kept_images,
+        clip=CLIP_MODEL,
+        tagger=TAGGER_FILES,
+    output:
+        f"{RUN_DIR}/validate/epoch-{{eee}}.scores.json",
+    params:
+        settings=SELECT,
+        seeds=VALIDATE["seeds"],
+        captions=config["captions"],
+        token=config["subject"]["token"],
+    log:
+        f"logs/runs/{RUN}/validate/epoch-{{eee}}.scores.log",
+    resources:
+        mem_mb=SELECT["mem_mb"],
+        runtime=SELECT["runtime"],
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/score_epoch.py"
+
+
+checkpoint select_epoch:
+    input:
+        scores=epoch_scores,
+        refined=f"{RUN_DIR}/validate/refine.tsv",  # re-evaluated when the refinement changes
+        metrics=[plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
+        reviews=list(REVIEWS.values()),
+    output:
+        scorecard=report(f"{RUN_DIR}/validate/scorecard.tsv", caption="report/scorecard.rst", category="2. Validation"),
+        selection=report(f"{RUN_DIR}/validate/selected.json", caption="report/selected.rst", category="2. Validation"),
+    params:
+        epochs=list(range(1, TRAIN["epochs"] + 1)),
+        sampled=all_sampled_epochs,
+        reviews={e: str(p) for e, p in REVIEWS.items()},
+        copy_bits=SELECT["copy_bits"],
+    log:
+        f"logs/runs/{RUN}/validate/select.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/select_epoch.py"

@@ -18,8 +18,9 @@ from workflow import copy_workspace, jobs_run, snakemake, snapshot
 TRAIN = "results/runs/demo/train"
 # the demo samples epoch 0 (the base model) and every 2nd saved epoch, 2 and 4, then 1 and 3 (within
 # 4 epochs of the lowest validation loss)
-VALIDATION = {("validation_prompts", ""), ("refine_sampling", ""), ("compare_epochs", ""), ("loss_curves", "")} | {
-    ("sample_epoch", f"eee={e:03d}") for e in range(5)}
+VALIDATION = {("validation_prompts", ""), ("refine_sampling", ""), ("compare_epochs", ""), ("loss_curves", ""),
+              ("tiny_clip", ""), ("reference_photos", ""), ("select_epoch", "")} | {
+    (rule, f"eee={e:03d}") for e in range(5) for rule in ("sample_epoch", "score_epoch")}
 
 
 def metrics(path):
@@ -71,9 +72,10 @@ def test_raising_epochs_plans_only_the_new_block(trained):
     ws, _ = trained
     (ws / "more.yaml").write_text("train:\n  epochs: 6\n")
     assert jobs_run(snakemake(ws, "-n", "--configfile", "more.yaml").stdout) == {
-        ("train_epochs_005_006", ""), ("extract_lora", "eee=006"), ("verify_lora", "eee=006"), ("run_lora", ""),
-        ("refine_sampling", ""), ("compare_epochs", ""), ("loss_curves", ""), ("all", "")}
-    # which epochs are sampled is known once the refine_sampling checkpoint has read the new losses
+        ("train_epochs_005_006", ""), ("run_lora", ""), ("refine_sampling", ""), ("compare_epochs", ""),
+        ("select_epoch", ""), ("loss_curves", ""), ("all", "")}
+    # which epochs are sampled is known once the refine_sampling checkpoint has read the new losses, and
+    # which epoch's LoRA is extracted once the select_epoch checkpoint has scored their samples
 
 
 def test_editing_a_caption_plans_training_from_epoch_1(trained, tmp_path):
@@ -128,7 +130,7 @@ def test_export_target_writes_a_checkpoint_comfyui_and_diffusers_load(trained):
     assert all(torch.equal(unet[k], tuned[k].to(torch.float16).float()) for k in tuned)  # exported in fp16
 
 
-def test_the_run_ends_with_a_verified_lora_of_the_last_epoch(trained):
+def test_the_run_ends_with_a_verified_lora_of_the_selected_epoch(trained):
     ws, result = trained
     run_lora, epoch_lora = ws / "results/runs/demo/demo.safetensors", ws / "results/runs/demo/lora/epoch-004.safetensors"
     assert run_lora.read_bytes() == epoch_lora.read_bytes()

@@ -1,10 +1,15 @@
 """Validation for real through Snakemake on the demo: which epochs are sampled, what the files hold,
-what a change of prompts reruns, and that a rebuild gives the same bytes."""
+what a change of prompts reruns, that a rebuild gives the same bytes, the scorecard, the selection and
+the user's review files."""
+
+import json
+import zipfile
 
 import numpy as np
 from PIL import Image
+from safetensors import safe_open
 
-from charlora import sample, split
+from charlora import sample, sample_metrics, scorecard, split
 from charlora.captions import split_caption
 from workflow import copy_workspace, jobs_run, snakemake, snapshot
 
@@ -32,7 +37,7 @@ def test_the_run_samples_the_base_and_every_second_saved_epoch(trained):
     for epoch in range(5):
         folder = validate / f"epoch-{epoch:03d}"
         samples = sorted(f.name for f in folder.iterdir() if not f.name.startswith("."))  # not Snakemake's stamp
-        assert samples == [f"{p.name}-s0.png" for p in prompts]  # validate.seeds 1
+        assert samples == [f"{p.name}-s{seed}.png" for p in prompts for seed in (0, 1)]  # the demo's validate.seeds 2
         with Image.open(folder / "p01-s0.png") as image:
             assert image.size == (64, 64)
             model = f"demo-epoch-{epoch:03d}" if epoch else "demo-base"
@@ -46,8 +51,8 @@ def test_the_run_samples_the_base_and_every_second_saved_epoch(trained):
 
 def test_a_new_intent_or_prompt_resamples_every_epoch_and_never_retrains(trained, tmp_path):
     ws = copy_workspace(trained[0], tmp_path / "ws")
-    resampled = {("validation_prompts", ""), ("compare_epochs", ""), ("all", "")} | {
-        ("sample_epoch", f"eee={e:03d}") for e in range(5)}
+    resampled = {("validation_prompts", ""), ("compare_epochs", ""), ("select_epoch", ""), ("loss_curves", ""),
+                 ("run_lora", ""), ("all", "")} | {(rule, f"eee={e:03d}") for e in range(5) for rule in ("sample_epoch", "score_epoch")}
     (ws / "prompts.yaml").write_text("validate:\n  extra_prompts: ['mira, in the rain, umbrella']\n")
     assert jobs_run(snakemake(ws, "-n", "--configfile", "prompts.yaml").stdout) == resampled
     (ws / "intent.yaml").write_text("intent:\n  poses: [jumping]\n  scenes: [snow]\n")
@@ -71,3 +76,61 @@ def test_any_saved_epoch_on_request_and_samples_rebuild_byte_identical(trained, 
     ran = jobs_run(snakemake(ws, f"{VALIDATE}/epoch-004.png", "--force").stdout)
     assert ran == {("sample_epoch", "eee=004")}
     assert snapshot(ws / VALIDATE / "epoch-004") == before
+
+
+def test_every_sampled_epoch_is_measured_scored_and_one_selected(trained):
+    ws, result = trained
+    validate = ws / VALIDATE
+    prompts = sample.read_prompts(validate / "prompts.tsv")
+    reference = sample_metrics.read_reference(ws / "results/dataset/reference.json")
+    train_ids = sorted(i for i, side in split.read_table(ws / "results/dataset/split.tsv").items() if side == split.TRAIN)
+    assert [p.id for p in reference.photos] == train_ids
+    for epoch in range(5):
+        scores = sample_metrics.read_scores(validate / f"epoch-{epoch:03d}.scores.json")
+        assert scores.adherence_method == "CLIP score (results/models/tiny-clip)"
+        assert [(s.prompt, s.seed) for s in scores.samples] == [(p.name, seed) for p in prompts for seed in (0, 1)]
+        assert [s.unseen for s in scores.samples[::2]] == [not p.origin.startswith("validation photo") for p in prompts]
+        for s in scores.samples:
+            assert s.adherence is not None and s.copy_bits is not None and s.nearest.split(" (")[0] in train_ids
+            assert not s.face  # 64-pixel samples: no face of 40 px to measure
+        assert 0 < scores.diversity_seeds <= 1.5 and 0 < scores.diversity_prompts <= 1.5
+    rows = scorecard.read_scorecard(validate / "scorecard.tsv")
+    assert [r.epoch for r in rows] == [1, 2, 3, 4]
+    for row in rows:
+        assert all(row.levels[k] in scorecard.LEVELS[k] for k in scorecard.CRITERIA) and all(row.evidence.values())
+        assert "identity n/a" in row.evidence["visual_fidelity"]
+        assert row.val_loss > 0 and len(row.val_per_timestep) == 8 and row.train_loss_smoothed > 0
+    selection = json.loads((validate / "selected.json").read_text())
+    # the demo: the validation loss falls to the last epoch, the knee is at 2, and the samples show no signs
+    assert (selection["epoch"], selection["lowest_validation_loss"], selection["knee"]) == (4, 4, 2)
+    assert selection["reasons"][-1] == "epoch 4: no overtraining or undertraining signs"
+    with safe_open(str(ws / "results/runs/demo/demo.safetensors"), "pt") as f:
+        assert f.metadata()["charlora.epoch"] == str(selection["epoch"])
+    snakemake(ws, "--report", "run-report.zip")  # the run's report holds all of it
+    names = zipfile.ZipFile(ws / "run-report.zip").namelist()
+    for name in ("scorecard.tsv", "selected.json", "losses.png", "compare.png", "epoch-002.png", "epoch-004.verify.png"):
+        assert any(n.endswith("/" + name) for n in names), name
+
+
+def test_a_review_overrides_cells_and_a_rejection_moves_the_lora(trained, tmp_path):
+    ws = copy_workspace(trained[0], tmp_path / "ws")
+    review = ws / "results/demo/review/demo"
+    review.mkdir(parents=True)
+    (review / "epoch-004.yaml").write_text("reject: true\nnote: the hands are wrong\n")
+    (review / "epoch-003.yaml").write_text("visual_fidelity: excellent\n")
+    ran = jobs_run(snakemake(ws).stdout)
+    assert ran == {("select_epoch", ""), ("loss_curves", ""), ("extract_lora", "eee=003"), ("verify_lora", "eee=003"),
+                   ("run_lora", ""), ("all", "")}
+    rows = {r.epoch: r for r in scorecard.read_scorecard(ws / VALIDATE / "scorecard.tsv")}
+    assert rows[4].reject and rows[4].note == "the hands are wrong"
+    assert rows[3].levels["visual_fidelity"] == "excellent" and rows[3].reviewed == ["visual_fidelity"]
+    assert rows[3].evidence["visual_fidelity"].startswith("set by the review (measured: good;")
+    selection = json.loads((ws / VALIDATE / "selected.json").read_text())
+    assert selection["epoch"] == 3 and selection["reasons"][0] == "rejected by review: epoch 4"
+    with safe_open(str(ws / "results/runs/demo/demo.safetensors"), "pt") as f:
+        assert f.metadata()["charlora.epoch"] == "3"
+    (review / "epoch-003.yaml").write_text("visual_fidelity: superb\n")
+    failed = snakemake(ws, check=False)
+    assert failed.returncode != 0
+    assert "results/demo/review/demo/epoch-003.yaml: visual_fidelity: 'superb' is not a level" in failed.stdout
+    assert jobs_run(failed.stdout) == set()  # stopped before any job

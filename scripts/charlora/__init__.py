@@ -12,7 +12,9 @@ rules/captions.smk  tags, captions, tokenizer (prompt lengths)
 rules/train.smk     train (the loop), train_data (encoding, cache, batches), train_state (resume),
                     diffusion (noise, loss), optim, ema, buckets
 rules/validate.smk  sample (SDXL pipeline, PNG parameters), validate_prompts, intent (also the report's
-                    coverage table), refinement (which epochs around the losses' landmarks), validate_plots
+                    coverage table), refinement (which epochs around the losses' landmarks), validate_plots,
+                    sample_metrics (what is measured on a sample), faces (identity), scorecard (levels,
+                    review files, selection)
 rules/lora.smk      lora (extraction), lora_verify
 every stage         plan (blocks, saved epochs, paths: also read by rules/common.smk), config (schema,
                     defaults, path checks), sdxl (model I/O), ldm_layout (checkpoint key names),

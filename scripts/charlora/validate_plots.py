@@ -108,7 +108,7 @@ def read_losses(metrics: dict[int, Path]) -> tuple[list[tuple[int, float]], dict
     return train, dict(val)
 
 
-def loss_curves(metrics: dict[int, Path], title: str, out: Path) -> None:
+def loss_curves(metrics: dict[int, Path], title: str, out: Path, selected: int | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,6 +134,8 @@ def loss_curves(metrics: dict[int, Path], title: str, out: Path) -> None:
         right.plot(epochs, [val[e].get("mean", math.nan) for e in epochs], color="black", linewidth=2.5, marker="o",
                    label="mean")
         right.set_yscale("log")
+    if selected is not None:
+        right.axvline(selected, color="tab:red", linestyle="--", linewidth=1.5, label=f"selected: epoch {selected}")
     right.set(xlabel="epoch", ylabel="validation loss (fixed noise)", title="validation loss per timestep")
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (left, right):  # plain numbers on the log axes, not powers of ten

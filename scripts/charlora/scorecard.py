@@ -1,0 +1,423 @@
+"""The guide's scoring matrix, measured, and the checkpoint selection, explained. Light imports only.
+
+Each sampled epoch gets the guide's four criteria, each a level derived from the sample measurements
+(sample_metrics.py), compared with epoch 0 (the base model, same prompts and seeds):
+
+| criterion | levels | from |
+|---|---|---|
+| prompt accuracy | high / moderate / low | adherence change and prompt sensitivity against epoch 0 |
+| visual fidelity | excellent / good / poor / over-sharpened / burned | identity; sharpness and blown highlights against the training photos |
+| generalisation | high / moderate / poor | adherence on unseen (intent) prompts against the validation captions; diversity across seeds |
+| overfit signs | none / slight / present | copied compositions and their trend, diversity collapse, validation loss past its minimum |
+
+The thresholds are the constants below (README, "Scorecard"). A user's review file
+(`<dataset>/review/<run>/epoch-<eee>.yaml`) sets any of the four cells, adds a note, or rejects the
+epoch; its word wins over the measurement.
+
+Selection (the guide's chapter 5): start at the lowest validation loss, taken on the smoothed curve
+(a centred 3-epoch mean) so that a single noisy dip does not decide; on a plateau, the earliest
+epoch whose smoothed loss lies within the noise of the minimum (the median absolute deviation of the
+losses from the smoothed curve, as a standard deviation). Then:
+overfit signs present (or over-sharpened, burned) there -> roll back 2-4 epochs to the latest clean
+sampled epoch; undertrained (weak identity while the smoothed training loss is still falling) ->
+advance 2-4 epochs to the earliest sampled epoch that is not. Rejected epochs are never chosen.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from charlora import atomic
+from charlora.config import ConfigError
+
+LEVELS = {
+    "prompt_accuracy": ["high", "moderate", "low"],
+    "visual_fidelity": ["excellent", "good", "poor", "over-sharpened", "burned"],
+    "generalisation": ["high", "moderate", "poor"],
+    "overfit_signs": ["none", "slight", "present"],
+}
+CRITERIA = list(LEVELS)
+REVIEW_KEYS = CRITERIA + ["note", "reject"]
+
+# Thresholds (each a share or a ratio against epoch 0)
+ADHERENCE_HIGH, ADHERENCE_MODERATE = -0.05, -0.15     # relative change of the mean adherence
+SENSITIVITY_HIGH, SENSITIVITY_MODERATE = 0.8, 0.6     # prompt sensitivity / epoch 0's
+MATCH_EXCELLENT, MATCH_GOOD = 0.8, 0.5                # share of faces that match the training faces
+FACES_EXCELLENT = 0.5                                 # share of samples with a face, for "excellent"
+FLAGGED = 0.25                                        # share of samples sharper / more blown than training
+GAP_HIGH, GAP_MODERATE = -0.05, -0.15                 # unseen minus validation-caption adherence change
+DIVERSITY_HIGH, DIVERSITY_MODERATE = 0.8, 0.6         # diversity across seeds / epoch 0's
+DIVERSITY_COLLAPSE = 0.5                              # below this: overfit sign "present"
+COPIED_PRESENT = 0.25                                 # share of samples within copy_bits of a training photo
+COPY_TREND = 0.75                                     # median copy distance / epoch 0's: below is a sign
+STEPS = (2, 4)                                        # the guide's advance / roll back
+STILL_FALLING = 0.02                                  # smoothed training loss drop over the next 2 epochs
+
+
+@dataclass
+class Evidence:
+    """An epoch's figures behind its levels (None: not measurable, with the reason in the method)."""
+    adherence: float | None = None
+    adherence_unseen: float | None = None
+    adherence_validation: float | None = None
+    face_share: float | None = None
+    match_share: float | None = None
+    face_distance: float | None = None
+    sharper_share: float = 0.0
+    blown_share: float = 0.0
+    copied_share: float = 0.0
+    copy_median: float | None = None
+    diversity_seeds: float | None = None
+    diversity_prompts: float | None = None
+
+
+def mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def evidence(scores, copy_bits: int) -> Evidence:
+    """The epoch's figures from its sample_metrics.EpochScores."""
+    samples = scores.samples
+    with_face = [s for s in samples if s.face]
+    copies = [s.copy_bits for s in samples if s.copy_bits is not None]
+    return Evidence(
+        adherence=mean(s.adherence for s in samples),
+        adherence_unseen=mean(s.adherence for s in samples if s.unseen),
+        adherence_validation=mean(s.adherence for s in samples if not s.unseen),
+        face_share=len(with_face) / len(samples) if samples else None,
+        match_share=sum(bool(s.face_match) for s in with_face) / len(with_face) if with_face else None,
+        face_distance=mean(s.face_distance for s in with_face),
+        sharper_share=sum(s.sharper_than_training for s in samples) / len(samples) if samples else 0.0,
+        blown_share=sum(s.blown_beyond_training for s in samples) / len(samples) if samples else 0.0,
+        copied_share=sum(b <= copy_bits for b in copies) / len(copies) if copies else 0.0,
+        copy_median=statistics.median(copies) if copies else None,
+        diversity_seeds=scores.diversity_seeds,
+        diversity_prompts=scores.diversity_prompts,
+    )
+
+
+def change(value: float | None, reference: float | None) -> float | None:
+    """(value - reference) / |reference|: 0 is as good as epoch 0, -0.1 is 10 % worse."""
+    if value is None or reference is None or reference == 0:
+        return None
+    return (value - reference) / abs(reference)
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    return value / reference if value is not None and reference else None
+
+
+def graded(value: float | None, high: float, moderate: float) -> int | None:
+    """0, 1, 2 for the three levels (None: no value)."""
+    if value is None:
+        return None
+    return 0 if value >= high else 1 if value >= moderate else 2
+
+
+def prompt_accuracy(e: Evidence, base: Evidence) -> tuple[str, str]:
+    adherence = change(e.adherence, base.adherence)
+    sensitivity = ratio(e.diversity_prompts, base.diversity_prompts)
+    grades = [g for g in (graded(adherence, ADHERENCE_HIGH, ADHERENCE_MODERATE),
+                          graded(sensitivity, SENSITIVITY_HIGH, SENSITIVITY_MODERATE)) if g is not None]
+    words = [f"adherence {adherence:+.1%} vs epoch 0" if adherence is not None else "adherence n/a",
+             f"prompt sensitivity {sensitivity:.2f}x epoch 0's" if sensitivity is not None else "prompt sensitivity n/a"]
+    return (LEVELS["prompt_accuracy"][max(grades)] if grades else "n/a"), "; ".join(words)
+
+
+def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
+    words = [f"{e.sharper_share:.0%} sharper than the training photos (epoch 0: {base.sharper_share:.0%})",
+             f"{e.blown_share:.0%} with more blown highlights (epoch 0: {base.blown_share:.0%})"]
+    if e.match_share is not None:
+        words.insert(0, f"faces in {e.face_share:.0%}, {e.match_share:.0%} of them match "
+                        f"(mean distance {e.face_distance:.2f})")
+    else:
+        words.insert(0, "identity n/a (no face measured)")
+    text = "; ".join(words)
+    if e.sharper_share >= FLAGGED and e.sharper_share > base.sharper_share:
+        return "over-sharpened", text
+    if e.blown_share >= FLAGGED and e.blown_share > base.blown_share:
+        return "burned", text
+    if e.match_share is None:
+        return "good", text
+    if e.match_share >= MATCH_EXCELLENT and e.face_share >= FACES_EXCELLENT:
+        return "excellent", text
+    return ("good" if e.match_share >= MATCH_GOOD else "poor"), text
+
+
+def generalisation(e: Evidence, base: Evidence) -> tuple[str, str]:
+    unseen, seen = change(e.adherence_unseen, base.adherence_unseen), change(e.adherence_validation,
+                                                                              base.adherence_validation)
+    gap = unseen - seen if unseen is not None and seen is not None else None
+    seeds = ratio(e.diversity_seeds, base.diversity_seeds)
+    grades = [g for g in (graded(gap, GAP_HIGH, GAP_MODERATE), graded(seeds, DIVERSITY_HIGH, DIVERSITY_MODERATE))
+              if g is not None]
+    words = [f"unseen prompts {gap:+.1%} against the validation captions" if gap is not None else "unseen prompts n/a",
+             f"diversity across seeds {seeds:.2f}x epoch 0's" if seeds is not None else "diversity across seeds n/a"]
+    return (LEVELS["generalisation"][max(grades)] if grades else "n/a"), "; ".join(words)
+
+
+def overfit_signs(e: Evidence, base: Evidence, loss_past_minimum: str | None) -> tuple[str, str]:
+    strong, weak = [], []
+    if e.copied_share >= COPIED_PRESENT:
+        strong.append(f"{e.copied_share:.0%} of samples copy a training photo's composition")
+    elif e.copied_share > 0:
+        weak.append(f"{e.copied_share:.0%} of samples copy a training photo's composition")
+    trend = ratio(e.copy_median, base.copy_median)
+    if trend is not None and trend < COPY_TREND:
+        weak.append(f"median distance to the nearest training photo {e.copy_median:g} bits "
+                    f"(epoch 0: {base.copy_median:g})")
+    seeds = ratio(e.diversity_seeds, base.diversity_seeds)
+    if seeds is not None and seeds < DIVERSITY_COLLAPSE:
+        strong.append(f"diversity across seeds collapsed to {seeds:.2f}x epoch 0's")
+    if loss_past_minimum:
+        weak.append(loss_past_minimum)
+    level = "present" if strong or len(weak) >= 2 else "slight" if weak else "none"
+    return level, "; ".join(strong + weak) or "no copies, diversity kept, validation loss not past its minimum"
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+def smoothed_validation(val: dict[int, float]) -> tuple[dict[int, float], float]:
+    """The centred 3-epoch mean of the validation loss, and the noise: the spread of the losses around
+    it (the median absolute deviation, scaled to a standard deviation, so that one dip does not widen it)."""
+    epochs = sorted(e for e in val if math.isfinite(val[e]))
+    smooth = {}
+    for i, e in enumerate(epochs):
+        window = [val[x] for x in epochs[max(0, i - 1):i + 2]]
+        smooth[e] = statistics.fmean(window)
+    residuals = [val[e] - smooth[e] for e in epochs]
+    noise = 1.4826 * statistics.median(abs(r) for r in residuals) if len(residuals) > 1 else 0.0
+    return smooth, noise
+
+
+def past_minimum(epoch: int, smooth: dict[int, float], noise: float) -> str | None:
+    if not smooth:
+        return None
+    lowest = min(smooth, key=smooth.get)
+    if epoch > lowest and smooth.get(epoch, -math.inf) > smooth[lowest] + noise:
+        return (f"validation loss {smooth[epoch]:.4f} (smoothed), above its minimum {smooth[lowest]:.4f} at "
+                f"epoch {lowest} by more than the noise ({noise:.4f})")
+    return None
+
+
+# --- review files -------------------------------------------------------------------------------
+
+@dataclass
+class Review:
+    levels: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    reject: bool = False
+
+
+def review_files(folder: Path) -> dict[int, Path]:
+    """The review files in `folder` (<dataset>/review/<run>/), by epoch; any other file is an error."""
+    files = {}
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        match = re.fullmatch(r"epoch-(\d+)\.yaml", path.name)
+        if path.name.startswith(".") or path.is_dir():
+            continue
+        if not match:
+            raise ConfigError(f"{path}: a review file is named epoch-<eee>.yaml after the epoch it reviews "
+                              "(epoch-004.yaml)")
+        files[int(match.group(1))] = path
+    return files
+
+
+def read_review(path: Path) -> Review:
+    """A user's review of one epoch; a wrong key or level is an error naming the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected keys such as 'visual_fidelity: good' or 'reject: true'")
+    review = Review()
+    for key, value in data.items():
+        if key not in REVIEW_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r}; the keys are {', '.join(REVIEW_KEYS)}")
+        if key == "reject":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: reject must be true or false, not {value!r}")
+            review.reject = value
+        elif key == "note":
+            review.note = str(value)
+        elif value not in LEVELS[key]:
+            raise ConfigError(f"{path}: {key}: {value!r} is not a level; use one of {', '.join(LEVELS[key])}")
+        else:
+            review.levels[key] = value
+    return review
+
+
+# --- the scorecard ------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    epoch: int
+    levels: dict[str, str]
+    evidence: dict[str, str]
+    reviewed: list[str] = field(default_factory=list)   # the criteria the user set
+    note: str = ""
+    reject: bool = False
+    val_loss: float | None = None
+    val_loss_smoothed: float | None = None
+    val_per_timestep: dict[str, float] = field(default_factory=dict)
+    train_loss_smoothed: float | None = None
+
+
+def score_rows(scores: dict[int, object], copy_bits: int, val_per_epoch: dict[int, dict[str, float]],
+               train_smoothed: dict[int, float], reviews: dict[int, Review]) -> list[Row]:
+    """One row per sampled epoch (epoch 0, the base model, is the reference and has no levels)."""
+    val = {e: v["mean"] for e, v in val_per_epoch.items() if "mean" in v}
+    smooth, noise = smoothed_validation(val)
+    base = evidence(scores[0], copy_bits) if 0 in scores else Evidence()
+    rows = []
+    for epoch in sorted(e for e in scores if e > 0):
+        e = evidence(scores[epoch], copy_bits)
+        cells = {"prompt_accuracy": prompt_accuracy(e, base), "visual_fidelity": visual_fidelity(e, base),
+                 "generalisation": generalisation(e, base),
+                 "overfit_signs": overfit_signs(e, base, past_minimum(epoch, smooth, noise))}
+        review = reviews.get(epoch, Review())
+        row = Row(epoch, {k: v[0] for k, v in cells.items()}, {k: v[1] for k, v in cells.items()},
+                  note=review.note, reject=review.reject, val_loss=val.get(epoch),
+                  val_loss_smoothed=smooth.get(epoch),
+                  val_per_timestep={k: v for k, v in val_per_epoch.get(epoch, {}).items() if k != "mean"},
+                  train_loss_smoothed=train_smoothed.get(epoch))
+        for key, level in review.levels.items():
+            row.levels[key] = level
+            row.evidence[key] = f"set by the review (measured: {cells[key][0]}; {cells[key][1]})"
+            row.reviewed.append(key)
+        rows.append(row)
+    return rows
+
+
+COLUMNS = (["epoch"] + [c for k in CRITERIA for c in (k, f"{k}_evidence")] +
+           ["reviewed", "reject", "note", "val_loss", "val_loss_smoothed", "val_loss_per_timestep",
+            "train_loss_smoothed"])
+
+
+def number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def write_scorecard(path: Path, rows: list[Row]) -> None:
+    with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for r in rows:
+            writer.writerow([r.epoch] + [c for k in CRITERIA for c in (r.levels[k], r.evidence[k])] +
+                            [",".join(r.reviewed), "yes" if r.reject else "", r.note, number(r.val_loss),
+                             number(r.val_loss_smoothed),
+                             " ".join(f"{k}:{v:.4g}" for k, v in r.val_per_timestep.items()),
+                             number(r.train_loss_smoothed)])
+
+
+def read_scorecard(path: Path) -> list[Row]:
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for d in csv.DictReader(f, delimiter="\t"):
+            value = lambda k: float(d[k]) if d[k] else None  # noqa: E731
+            rows.append(Row(int(d["epoch"]), {k: d[k] for k in CRITERIA}, {k: d[f"{k}_evidence"] for k in CRITERIA},
+                            [k for k in d["reviewed"].split(",") if k], d["note"], d["reject"] == "yes",
+                            value("val_loss"), value("val_loss_smoothed"),
+                            {k: float(v) for k, v in (p.split(":") for p in d["val_loss_per_timestep"].split())},
+                            value("train_loss_smoothed")))
+    return rows
+
+
+# --- selection ----------------------------------------------------------------------------------
+
+@dataclass
+class Selection:
+    epoch: int
+    lowest_validation_loss: int | None
+    knee: int | None
+    start: int
+    reasons: list[str]
+
+
+def undertrained(row: Row) -> bool:
+    return row.levels["visual_fidelity"] == "poor"
+
+
+def overtrained(row: Row) -> bool:
+    return row.levels["overfit_signs"] == "present" or row.levels["visual_fidelity"] in ("over-sharpened", "burned")
+
+
+def still_falling(epoch: int, train_smoothed: dict[int, float], knee: int | None) -> bool:
+    if knee is not None and epoch < knee:
+        return True
+    later = [e for e in sorted(train_smoothed) if epoch < e <= epoch + 2]
+    if epoch not in train_smoothed or not later or not train_smoothed[epoch]:
+        return False
+    return (train_smoothed[epoch] - train_smoothed[later[-1]]) / abs(train_smoothed[epoch]) >= STILL_FALLING
+
+
+def select(rows: list[Row], val: dict[int, float], train_smoothed: dict[int, float], knee: int | None) -> Selection:
+    """The guide's selection on the scorecard (rows: sampled epochs > 0) and the losses."""
+    by_epoch = {r.epoch: r for r in rows}
+    eligible = sorted(e for e, r in by_epoch.items() if not r.reject)
+    if not eligible:
+        raise ValueError("every sampled epoch is rejected by a review file: nothing to select")
+    reasons = [f"rejected by review: epoch {', '.join(str(r.epoch) for r in rows if r.reject)}"] if len(eligible) < len(rows) else []
+    smooth, noise = smoothed_validation(val)
+    lowest = min(smooth, key=smooth.get) if smooth else None
+    if smooth:
+        candidates = {e: smooth[e] for e in eligible if e in smooth}
+        best = min(candidates.values()) if candidates else None
+        plateau = [e for e in sorted(candidates) if candidates[e] <= best + noise] if candidates else []
+        start = plateau[0] if plateau else eligible[-1]
+        reasons.append(f"lowest validation loss (smoothed over 3 epochs): epoch {lowest} ({smooth[lowest]:.4f}); "
+                       f"noise {noise:.4f}")
+        if start != lowest:
+            reasons.append(f"start at epoch {start}: the earliest eligible sampled epoch within the noise of "
+                           f"the lowest eligible smoothed loss ({smooth[start]:.4f})")
+        else:
+            reasons.append(f"start at epoch {start}")
+    else:
+        start = eligible[-1]
+        reasons.append(f"no validation loss (no validation photos): start at the last sampled epoch, {start}")
+    if knee is not None:
+        reasons.append(f"knee of the smoothed training loss: epoch {knee}")
+    chosen, row = start, by_epoch[start]
+    if overtrained(row):
+        window = [e for e in eligible if start - STEPS[1] <= e <= start - STEPS[0]]
+        clean = [e for e in window if not overtrained(by_epoch[e])]
+        signs = f"overfit signs {row.levels['overfit_signs']}, visual fidelity {row.levels['visual_fidelity']}"
+        if clean or window:
+            chosen = clean[-1] if clean else window[0]
+            reasons.append(f"epoch {start} shows overtraining ({signs}): rolled back to epoch {chosen}"
+                           + ("" if clean else ", the earliest sampled epoch 2-4 back (none of them is clean)"))
+        else:
+            reasons.append(f"epoch {start} shows overtraining ({signs}), but no sampled epoch lies 2-4 epochs "
+                           "earlier: kept")
+    elif undertrained(row) and still_falling(start, train_smoothed, knee):
+        window = [e for e in eligible if start + STEPS[0] <= e <= start + STEPS[1]]
+        ready = [e for e in window if not undertrained(by_epoch[e]) and not overtrained(by_epoch[e])]
+        why = "weak identity while the smoothed training loss is still falling"
+        if ready or window:
+            chosen = ready[0] if ready else window[-1]
+            reasons.append(f"epoch {start} is undertrained ({why}): advanced to epoch {chosen}"
+                           + ("" if ready else ", the latest sampled epoch 2-4 ahead (all still undertrained)"))
+        else:
+            reasons.append(f"epoch {start} is undertrained ({why}), but no sampled epoch lies 2-4 epochs later: kept")
+    else:
+        reasons.append(f"epoch {start}: no overtraining or undertraining signs")
+    return Selection(chosen, lowest, knee, start, reasons)
+
+
+def write_selection(path: Path, selection: Selection) -> None:
+    with atomic.atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(asdict(selection), indent=1) + "\n", encoding="utf-8")
+
+
+def read_selection(path: Path) -> int:
+    return int(json.loads(Path(path).read_text(encoding="utf-8"))["epoch"])

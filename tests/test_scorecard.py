@@ -1,0 +1,286 @@
+"""Validation, part 2: each measurement on constructed images, each scorecard level on constructed figures,
+the selection's answers on constructed tables, and the user's review files."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib.cbook
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+from charlora import faces, sample, sample_metrics, scorecard
+from charlora.config import ConfigError
+from charlora.scorecard import Evidence, Row
+from tiny_onnx import wd14_tagger
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return Image.fromarray(skimage.data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def hopper():
+    return Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+
+
+def jpeg(image, quality):
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(buffer).convert("RGB")
+
+
+# --- identity ------------------------------------------------------------------------------------
+
+def test_the_same_face_under_edits_matches_and_two_people_do_not(astronaut, hopper):
+    face = faces.largest_face(astronaut, 40)
+    assert face is not None and face.descriptor.shape == (128,)
+    edits = {"mirror": ImageOps.mirror(astronaut), "rescaled": astronaut.resize((384, 384)),
+             "jpeg q20": jpeg(astronaut, 20), "brighter": ImageEnhance.Brightness(astronaut).enhance(1.15),
+             "darker": ImageEnhance.Brightness(astronaut).enhance(0.85)}
+    for name, edited in edits.items():
+        other = faces.largest_face(edited, 40)
+        assert other is not None, name
+        assert faces.distances(other.descriptor, face.descriptor[None])[0] < 0.4, name
+    assert faces.distances(faces.largest_face(hopper, 40).descriptor, face.descriptor[None])[0] > 0.6
+
+
+def test_no_face_in_a_drawing_or_a_face_below_the_minimum_size(astronaut):
+    flat = Image.new("RGB", (256, 256), (200, 180, 160))
+    assert faces.largest_face(flat, 40) is None
+    assert faces.largest_face(astronaut.resize((128, 128)), 40) is None  # a 22-pixel face
+
+
+def test_identity_in_the_sample_scores(astronaut, hopper, tmp_path):
+    astronaut.save(tmp_path / "me.png")
+    reference = sample_metrics.Reference([sample_metrics.describe_photo("me", astronaut, 40)], 40)
+    thumbs = reference.thumbnails(tmp_path)
+    same = sample_metrics.score_sample(jpeg(astronaut, 30), reference, thumbs, 0.6,
+                                       sample_metrics.SampleScore("p01", 0, True))
+    other = sample_metrics.score_sample(hopper, reference, thumbs, 0.6, sample_metrics.SampleScore("p01", 1, True))
+    assert same.face and same.face_match and same.face_distance < 0.3
+    assert other.face and not other.face_match
+
+
+# --- copying, sharpness, highlights, diversity ---------------------------------------------------
+
+def test_a_copied_composition_is_near_and_an_unrelated_photo_far(astronaut, hopper, tmp_path):
+    astronaut.save(tmp_path / "a.png")
+    reference = sample_metrics.Reference([sample_metrics.describe_photo("a", astronaut, 40)], 40)
+    thumbs = reference.thumbnails(tmp_path)
+    copied = sample_metrics.score_sample(ImageOps.mirror(jpeg(astronaut.resize((300, 300)), 40)), reference, thumbs,
+                                         0.6, sample_metrics.SampleScore("p", 0, True))
+    unrelated = sample_metrics.score_sample(hopper.resize((512, 512)), reference, thumbs, 0.6,
+                                            sample_metrics.SampleScore("p", 0, True))
+    assert copied.copy_bits <= 4 and copied.nearest == "a (mirrored)" and copied.copy_ssim > 0.8
+    assert unrelated.copy_bits >= 20 and unrelated.copy_ssim < 0.5
+
+
+def test_over_sharpening_and_blown_highlights_are_measured(astronaut):
+    sharpened = astronaut.filter(ImageFilter.UnsharpMask(radius=2, percent=300, threshold=0))
+    assert sample_metrics.high_frequency(sharpened) > 1.5 * sample_metrics.high_frequency(astronaut)
+    assert sample_metrics.high_frequency(Image.new("RGB", (64, 64), "grey")) == 0.0
+    burned = ImageEnhance.Brightness(astronaut).enhance(2.5)
+    assert sample_metrics.blown_share(burned) > 0.2 > sample_metrics.blown_share(astronaut) + 0.1
+
+
+def test_diversity_across_seeds_and_prompts():
+    rng = np.random.default_rng(0)
+    noise = {(p, s): rng.random((64, 64)) for p in ("p01", "p02") for s in (0, 1)}
+    same = {(p, s): noise["p01", 0] for p in ("p01", "p02") for s in (0, 1)}
+    seeds, prompts = sample_metrics.diversity(noise)
+    assert seeds > 0.9 and prompts > 0.9
+    assert sample_metrics.diversity(same) == (0.0, 0.0)
+    assert sample_metrics.diversity({("p01", 0): noise["p01", 0]}) == (None, None)
+
+
+def test_tag_recall_and_clip_score(tmp_path):
+    assert sample_metrics.tag_recall("mira, sitting, smiling, park", "mira", ["sitting", "park", "tree"]) == pytest.approx(2 / 3, abs=1e-4)
+    sample_metrics.write_tiny_clip(tmp_path / "clip")
+    scorer = sample_metrics.ClipScorer(tmp_path / "clip")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    a, b = scorer(image, "mira, sitting"), scorer(image, "a red car on a road")
+    assert -100 <= a <= 100 and a != b and scorer(image, "mira, sitting") == a
+
+
+def test_an_epoch_scored_with_the_taggers_recall_or_without_adherence(tmp_path):
+    """Without a CLIP model the dataset's WD14 tagger tags each sample; with tagger none: n/a, not a number."""
+    training = tmp_path / "images"
+    training.mkdir()
+    red, grey = Image.new("RGB", (96, 96), (200, 30, 30)), Image.new("RGB", (96, 96), (128, 128, 128))
+    red.save(training / "red.png")
+    reference = sample_metrics.Reference([sample_metrics.describe_photo("red", red, 40)], 40)
+    prompts = [sample.Prompt("p01", "intent", "mira, red dress, smile"),
+               sample.Prompt("p02", "validation photo x", "mira, grey background, long hair")]
+    folder = tmp_path / "epoch-001"
+    folder.mkdir()
+    for prompt, image in zip(prompts, (red, grey)):
+        for seed in (0, 1):
+            image.save(folder / sample.image_name(prompt, seed))
+    captions = {"tagger": "wd14", "wd14": {"folder": str(wd14_tagger(tmp_path / "tagger")), "general_threshold": 0.35,
+                                          "character_threshold": 0.85}}
+    scores = sample_metrics.score_epoch(1, folder, prompts, [0, 1], reference, training, 0.6, None, captions, "mira")
+    assert scores.adherence_method.startswith("tag recall (wd14: ")
+    assert [s.adherence for s in scores.samples] == [1.0, 1.0, 0.5, 0.5]  # long hair stays below the threshold
+    assert [s.unseen for s in scores.samples] == [True, True, False, False]
+    assert [s.copy_bits for s in scores.samples[:2]] == [0, 0] and scores.samples[0].nearest == "red"
+    assert scores.diversity_seeds == 0.0  # every seed drew the same picture
+    assert scores.identity_method.startswith("n/a: no face")
+    untagged = sample_metrics.score_epoch(1, folder, prompts, [0, 1], reference, training, 0.6, None,
+                                          {"tagger": "none"}, "mira")
+    assert untagged.adherence_method.startswith("n/a: no CLIP model folder (select.clip)")
+    assert all(s.adherence is None for s in untagged.samples)
+
+
+# --- levels --------------------------------------------------------------------------------------
+
+BASE = Evidence(adherence=30.0, adherence_unseen=30.0, adherence_validation=30.0, face_share=0.0,
+                sharper_share=0.0, blown_share=0.0, copy_median=30, diversity_seeds=0.6, diversity_prompts=0.6)
+
+
+def level(criterion, **figures):
+    return getattr(scorecard, criterion)(Evidence(**{**BASE.__dict__, **figures}), BASE)[0]
+
+
+@pytest.mark.parametrize("figures, expected", [
+    ({}, "high"),
+    ({"adherence": 27.0}, "moderate"),                       # -10 %
+    ({"adherence": 24.0}, "low"),                            # -20 %
+    ({"diversity_prompts": 0.42}, "moderate"),               # 0.7x
+    ({"diversity_prompts": 0.3}, "low"),                     # 0.5x: the prompts no longer change the picture
+    ({"adherence": None, "diversity_prompts": None}, "n/a"),
+])
+def test_prompt_accuracy_levels(figures, expected):
+    assert level("prompt_accuracy", **figures) == expected
+
+
+@pytest.mark.parametrize("figures, expected", [
+    ({"face_share": 0.9, "match_share": 0.9, "face_distance": 0.4}, "excellent"),
+    ({"face_share": 0.9, "match_share": 0.6, "face_distance": 0.55}, "good"),
+    ({"face_share": 0.9, "match_share": 0.3, "face_distance": 0.7}, "poor"),
+    ({"face_share": 0.9, "match_share": 0.9, "face_distance": 0.4, "sharper_share": 0.5}, "over-sharpened"),
+    ({"blown_share": 0.4}, "burned"),
+    ({}, "good"),                                            # no faces to measure, no flags
+])
+def test_visual_fidelity_levels(figures, expected):
+    assert level("visual_fidelity", **figures) == expected
+
+
+@pytest.mark.parametrize("figures, expected", [
+    ({}, "high"),
+    ({"adherence_unseen": 27.0}, "moderate"),               # unseen prompts 10 % behind the validation captions
+    ({"adherence_unseen": 24.0}, "poor"),
+    ({"diversity_seeds": 0.3}, "poor"),
+])
+def test_generalisation_levels(figures, expected):
+    assert level("generalisation", **figures) == expected
+
+
+def test_overfit_sign_levels():
+    def signs(loss=None, **figures):
+        return scorecard.overfit_signs(Evidence(**{**BASE.__dict__, **figures}), BASE, loss)[0]
+    assert signs() == "none"
+    assert signs(copied_share=0.1) == "slight"
+    assert signs(copy_median=20) == "slight"                 # 0.67x epoch 0's distance
+    assert signs(loss="validation loss past its minimum") == "slight"
+    assert signs(copied_share=0.1, loss="past") == "present"
+    assert signs(copied_share=0.3) == "present"
+    assert signs(diversity_seeds=0.2) == "present"           # collapse
+
+
+# --- selection -----------------------------------------------------------------------------------
+
+def rows(epochs, cells=None):
+    """Clean rows; cells: {epoch: {criterion: level}}."""
+    cells = cells or {}
+    out = []
+    for e in epochs:
+        levels = {"prompt_accuracy": "high", "visual_fidelity": "good", "generalisation": "high", "overfit_signs": "none"}
+        levels.update(cells.get(e, {}))
+        out.append(Row(e, levels, {k: "" for k in levels}))
+    return out
+
+
+def curve(values):
+    return {e + 1: v for e, v in enumerate(values)}
+
+
+FLAT_TRAIN = curve([1.0 - 0.01 * e for e in range(10)])
+
+
+def test_a_clear_minimum_with_clean_metrics_is_selected():
+    val = curve([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2])
+    assert scorecard.select(rows(range(1, 11)), val, FLAT_TRAIN, None).epoch == 5
+
+
+def test_a_plateau_selects_its_earliest_epoch():
+    val = curve([1.0, 0.7, 0.45, 0.401, 0.4, 0.402, 0.4, 0.398, 0.401, 0.402])  # lowest: epoch 8
+    selection = scorecard.select(rows(range(1, 11)), val, FLAT_TRAIN, None)
+    assert selection.epoch == 5  # the first whose smoothed loss (epochs 4-6) is within the noise
+
+
+def test_overfit_signs_at_the_minimum_roll_back_2_to_4_epochs():
+    val = curve([1.0, 0.8, 0.6, 0.5, 0.45, 0.42, 0.4, 0.45, 0.6, 0.8])
+    table = rows(range(1, 11), {7: {"overfit_signs": "present"}, 6: {"overfit_signs": "present"}})
+    selection = scorecard.select(table, val, FLAT_TRAIN, None)
+    assert selection.start == 6 and selection.epoch == 4     # the latest clean epoch 2-4 back
+    assert any("rolled back to epoch 4" in r for r in selection.reasons)
+
+
+def test_undertrained_signs_advance_2_to_4_epochs_if_sampled():
+    val = curve([1.0, 0.8, 0.6, 0.5, 0.45, 0.4, 0.41, 0.42, 0.43, 0.44])
+    train = curve([1.0, 0.8, 0.6, 0.5, 0.42, 0.36, 0.3, 0.28, 0.27, 0.27])  # still falling at 6
+    table = rows([2, 4, 6, 9, 10], {6: {"visual_fidelity": "poor"}})
+    selection = scorecard.select(table, val, train, None)
+    assert selection.start == 6 and selection.epoch == 9     # 8 was not sampled
+    nothing_later = scorecard.select(rows([2, 4, 6], {6: {"visual_fidelity": "poor"}}), val, train, None)
+    assert nothing_later.epoch == 6 and "no sampled epoch lies 2-4 epochs later" in nothing_later.reasons[-1]
+
+
+def test_a_rejected_epoch_gives_the_next_best():
+    val = curve([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2])
+    table = rows(range(1, 11))
+    table[4].reject = True
+    selection = scorecard.select(table, val, FLAT_TRAIN, None)
+    assert selection.epoch in (4, 6) and selection.epoch != 5
+    assert "rejected by review: epoch 5" in selection.reasons[0]
+
+
+def test_noisy_losses_are_decided_by_the_smoothed_curve_not_a_single_dip():
+    val = curve([1.0, 0.8, 0.3, 0.75, 0.6, 0.5, 0.45, 0.47, 0.5, 0.55])  # epoch 3: one dip
+    assert scorecard.select(rows(range(1, 11)), val, FLAT_TRAIN, None).epoch == 7
+
+
+# --- review files --------------------------------------------------------------------------------
+
+def test_review_files_override_cells_and_reject(tmp_path):
+    folder = tmp_path / "review" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "epoch-004.yaml").write_text("visual_fidelity: excellent\nnote: the eyes are right\nreject: true\n")
+    files = scorecard.review_files(folder)
+    assert list(files) == [4]
+    review = scorecard.read_review(files[4])
+    assert review.levels == {"visual_fidelity": "excellent"} and review.reject and review.note == "the eyes are right"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("visual_fidelity: superb\n", "'superb' is not a level; use one of excellent, good"),
+    ("fidelity: good\n", "unknown key 'fidelity'"),
+    ("reject: maybe\n", "reject must be true or false"),
+    ("- a list\n", "expected keys"),
+])
+def test_a_wrong_review_key_or_level_is_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "epoch-002.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as error:
+        scorecard.read_review(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_review_file_with_another_name_is_an_error(tmp_path):
+    (tmp_path / "epoch 4.yaml").write_text("reject: true\n")
+    with pytest.raises(ConfigError, match="named epoch-<eee>.yaml"):
+        scorecard.review_files(tmp_path)
