@@ -18,6 +18,10 @@ include: "rules/validate.smk"
 include: "rules/lora.smk"
 
 
+onsuccess:
+    print(summary.where_to_look(RUN))
+
+
 rule all:
     input:
         all_targets,

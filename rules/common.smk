@@ -7,11 +7,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from charlora import demo, dedup, plan, refinement, scorecard
-from charlora.config import ConfigError, base_model_path, require_file, validate_config
+from charlora import demo, dedup, plan, refinement, scorecard, summary
+from charlora.config import ConfigError, base_model_path, check_consent, require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images
 
-validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+# The config files in the order Snakemake merges them (the Snakefile's, then each --configfile), and the
+# --config values, which win: errors name where a bad key was set.
+CLI_CONFIGFILES = [Path(f) for f in workflow.config_settings.configfiles]
+validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml",
+                [Path(f) for f in workflow.configfiles if Path(f).absolute() not in CLI_CONFIGFILES] + CLI_CONFIGFILES,
+                dict(workflow.config_settings.config))
+check_consent(config["subject"])  # a real person: no job runs without the written consent record
 # What the per-photo rules depend on: the split's share is left out, so changing it reruns the split only.
 INGEST = {k: v for k, v in config["ingest"].items() if k != "val_fraction"}
 

@@ -78,6 +78,19 @@ def test_raising_epochs_plans_only_the_new_block(trained):
     # which epoch's LoRA is extracted once the select_epoch checkpoint has scored their samples
 
 
+def test_a_section_on_the_command_line_a_bad_override_file_and_the_consent_gate(trained):
+    ws, _ = trained
+    planned = jobs_run(snakemake(ws, "-n", "--config", "train={epochs: 6}").stdout)  # '6' read as the integer 6
+    assert ("train_epochs_005_006", "") in planned
+    (ws / "my run.yaml").write_text("train:\n  epochs: six\n")
+    failed = snakemake(ws, "-n", "--configfile", "my run.yaml", check=False)
+    assert failed.returncode != 0 and jobs_run(failed.stdout) == set()
+    assert "train.epochs: 'six' is not of type 'integer'  [set in " in failed.stdout and "my run.yaml]" in failed.stdout
+    # a real person without the written consent record: nothing runs
+    failed = snakemake(ws, "-n", "--config", "subject={real_person: true, consent: consent.pdf}", check=False)
+    assert "subject.consent: consent.pdf does not exist" in failed.stdout and jobs_run(failed.stdout) == set()
+
+
 def test_editing_a_caption_plans_training_from_epoch_1(trained, tmp_path):
     ws = copy_workspace(trained[0], tmp_path / "ws")
     caption = ws / "results/demo/captions" / demo.CAPTION_FILES[0]
@@ -147,6 +160,12 @@ def test_the_run_ends_with_a_verified_lora_of_the_selected_epoch(trained):
     assert 0 < record["layers"]["relative_error"]["median"] < 0.6
     assert (ws / "results/runs/demo/lora/epoch-004.verify.png").stat().st_size > 10_000
     assert "the run's LoRA: " in result.stdout and str(run_lora.resolve()) in result.stdout
+    # the end of the run says where everything is
+    summary = result.stdout.split("charlora: done. Where to look:\n", 1)[1]
+    assert "  the LoRA        results/runs/demo/demo.safetensors\n" in summary
+    assert "  dataset report  results/dataset/report.html  (19 of 24 files kept, 3 near-duplicates, 2 rejected" in summary
+    assert "  TensorBoard     .venv/bin/tensorboard --logdir results/runs\n" in summary
+    assert "(selected: epoch 4, why: results/runs/demo/validate/selected.json)" in summary
 
 
 def test_any_saved_epochs_lora_on_request_and_a_lora_setting_reruns_only_extraction(trained, tmp_path):

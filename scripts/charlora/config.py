@@ -83,16 +83,92 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"  {_key_of(error)}: {message}"
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
-    """Fill defaults into `config` in place and check it; raise ConfigError naming every bad key."""
+def _number_or_boolean(text: str):
+    for convert in (int, float):  # float, not YAML: YAML 1.1 reads 1e-5 (no dot) as a string
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    parsed = yaml.safe_load(text) if text.strip().lower() in ("true", "false", "yes", "no", "on", "off") else None
+    return parsed if isinstance(parsed, bool) else None
+
+
+def coerce_strings(value, schema: dict, root: dict):
+    """`value` with the strings that `--config 'train={epochs: 6}'` makes of every nested value (Snakemake
+    reads only top-level values as numbers) turned into what the schema asks for: '6' -> 6, 'true' -> True,
+    '1e-5' -> 1e-05. A string the schema accepts as it is, or one that reads as nothing it accepts, stays."""
+    schema = dict(schema, definitions=root.get("definitions", {}))
+    if "$ref" in schema:
+        schema = dict(root["definitions"][schema["$ref"].rsplit("/", 1)[-1]], definitions=schema["definitions"])
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {k: coerce_strings(v, properties[k], root) if k in properties else v for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce_strings(v, schema["items"], root) for v in value]
+    if isinstance(value, str):
+        validator = jsonschema.Draft7Validator(schema)
+        if not validator.is_valid(value):
+            parsed = _number_or_boolean(value)
+            if parsed is not None and validator.is_valid(parsed):
+                return parsed
+    return value
+
+
+def key_source(path: list, configfiles: list[Path], overrides: dict | None) -> str:
+    """Where a config key was set: the --config values, else the last config file that has it."""
+    def has(tree, keys):
+        for key in keys:
+            if not isinstance(tree, dict) or key not in tree:
+                return False
+            tree = tree[key]
+        return True
+
+    if overrides and has(overrides, path):
+        return "--config"
+    for file in reversed(configfiles):
+        try:
+            if has(yaml.safe_load(Path(file).read_text(encoding="utf-8")), path):
+                return str(file)
+        except (OSError, yaml.YAMLError):
+            continue
+    return ""
+
+
+GUIDE_CONSENT = ("If the model is based on a real individual, written consent is mandatory. This consent must "
+                 "include permission to use their images, to train the model, and to generate content using "
+                 "their likeness.")
+
+
+def check_consent(subject: dict) -> Path | None:
+    """subject.real_person: true needs subject.consent naming a file that exists and is not empty (the
+    guide's ethical requirement, quoted in the message). Returns the consent record's path."""
+    if not subject["real_person"]:
+        return None
+    path = Path(subject["consent"]).expanduser()
+    problem = ("does not exist" if not path.exists() else "is not a file" if not path.is_file()
+               else "is empty" if path.stat().st_size == 0 else None)
+    if problem:
+        raise ConfigError(f"subject.consent: {path} {problem}. subject.real_person is true, and the guide says: "
+                          f'"{GUIDE_CONSENT}" Put the written consent record (or a copy of it) at that path.')
+    return path
+
+
+def validate_config(config: dict, schema_path: str | Path, configfiles: list[Path] = (),
+                    overrides: dict | None = None) -> dict:
+    """Fill defaults into `config` in place and check it; raise ConfigError naming every bad key and the
+    file it came from (`configfiles` in the order Snakemake merged them; `overrides`: the --config values)."""
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    config.update(coerce_strings(config, schema, schema))
     validator = _with_defaults(jsonschema.Draft7Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        raise ConfigError(
-            f"the config does not match {schema_path}:\n" + "\n".join(map(_message, errors))
-            + "\nFix these keys in config/config.yaml (or the --config values) and run again."
-        )
+        lines = []
+        for error in errors:
+            source = key_source(list(error.absolute_path), list(configfiles), overrides)
+            lines.append(_message(error) + (f"  [set in {source}]" if source else ""))
+        files = ", ".join(map(str, configfiles)) or "config/config.yaml"
+        raise ConfigError(f"the config does not match {schema_path}:\n" + "\n".join(lines)
+                          + f"\nFix these keys where they are set ({files}, or the --config values) and run again.")
     return config
 
 

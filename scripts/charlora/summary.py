@@ -1,0 +1,37 @@
+"""What the end of a successful run prints: where its results are (Snakefile `onsuccess`). Light
+imports only: it runs in the Snakemake process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from charlora import dedup, plan
+
+
+def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake") -> str:
+    """Lines naming the files a user reads next, for whichever of them exist."""
+    lines = ["charlora: done. Where to look:"]
+    table = Path("results/dataset/dedup.tsv")
+    if table.is_file():
+        rows = dedup.read_table(table)
+        counts = {s: sum(r.status == s for r in rows) for s in (dedup.KEPT, dedup.DUPLICATE, dedup.REJECTED)}
+        lines.append(f"  dataset report  results/dataset/report.html  ({counts[dedup.KEPT]} of {len(rows)} files "
+                     f"kept, {counts[dedup.DUPLICATE]} near-duplicates, {counts[dedup.REJECTED]} rejected: "
+                     "see results/dataset/dedup.tsv)")
+        rejected = [r.file for r in rows if r.status == dedup.REJECTED]
+        if rejected:
+            lines.append("  rejected        " + ", ".join(rejected[:5]) + (" ..." if len(rejected) > 5 else ""))
+    run_dir = Path(plan.run_dir(run))
+    if (run_dir / "tensorboard").is_dir():
+        lines.append(f"  TensorBoard     .venv/bin/tensorboard --logdir {run_dir.parent}")
+    selected = run_dir / "validate" / "selected.json"
+    if selected.is_file():
+        record = json.loads(selected.read_text(encoding="utf-8"))
+        lines.append(f"  scorecard       {run_dir / 'validate' / 'scorecard.tsv'}  (selected: epoch {record['epoch']}, "
+                     f"why: {selected})")
+    lora = run_dir / f"{run}.safetensors"
+    if lora.is_file():
+        lines.append(f"  the LoRA        {lora}")
+    lines.append(f"  run report      {snakemake_command} --report report.zip  (samples, grids, losses, scorecard)")
+    return "\n".join(lines)
