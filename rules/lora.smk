@@ -57,7 +57,7 @@ rule verify_lora:
 rule run_lora:
     input:
         unpack(run_lora_inputs),
-        selection=[] if LORA_EPOCH else f"{RUN_DIR}/validate/selected.json",  # re-evaluated when it changes
+        selection=[] if LORA_EPOCH is not None else f"{RUN_DIR}/validate/selected.json",  # re-evaluated when it changes
     output:
         f"{RUN_DIR}/{RUN}.safetensors",
     log:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from itertools import combinations
 from pathlib import Path
 
@@ -99,7 +100,7 @@ class Reference:
     photos: list[Photo]
     min_face: int
 
-    @property
+    @cached_property  # read for every sample: computed once
     def face_descriptors(self) -> np.ndarray:
         rows = [p.face for p in self.photos if p.face is not None]
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), 128)
@@ -107,11 +108,11 @@ class Reference:
     def limit(self, values: list[float]) -> float:
         return float(np.percentile(values, TRAINING_PERCENTILE)) if values else float("inf")
 
-    @property
+    @cached_property
     def sharpness_limit(self) -> float:
         return self.limit([p.high_frequency for p in self.photos])
 
-    @property
+    @cached_property
     def blown_limit(self) -> float:
         return max(self.limit([p.blown for p in self.photos]), 0.01)  # at least 1 % of the frame
 

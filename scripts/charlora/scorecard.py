@@ -123,14 +123,19 @@ def graded(value: float | None, high: float, moderate: float) -> int | None:
     return 0 if value >= high else 1 if value >= moderate else 2
 
 
+def worst_level(criterion: str, *grades: int | None) -> str:
+    """The criterion's level of the worst of its graded figures ("n/a" when none could be measured)."""
+    known = [g for g in grades if g is not None]
+    return LEVELS[criterion][max(known)] if known else "n/a"
+
+
 def prompt_accuracy(e: Evidence, base: Evidence) -> tuple[str, str]:
     adherence = change(e.adherence, base.adherence)
     sensitivity = ratio(e.diversity_prompts, base.diversity_prompts)
-    grades = [g for g in (graded(adherence, ADHERENCE_HIGH, ADHERENCE_MODERATE),
-                          graded(sensitivity, SENSITIVITY_HIGH, SENSITIVITY_MODERATE)) if g is not None]
     words = [f"adherence {adherence:+.1%} vs epoch 0" if adherence is not None else "adherence n/a",
              f"prompt sensitivity {sensitivity:.2f}x epoch 0's" if sensitivity is not None else "prompt sensitivity n/a"]
-    return (LEVELS["prompt_accuracy"][max(grades)] if grades else "n/a"), "; ".join(words)
+    return worst_level("prompt_accuracy", graded(adherence, ADHERENCE_HIGH, ADHERENCE_MODERATE),
+                       graded(sensitivity, SENSITIVITY_HIGH, SENSITIVITY_MODERATE)), "; ".join(words)
 
 
 def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
@@ -158,11 +163,10 @@ def generalisation(e: Evidence, base: Evidence) -> tuple[str, str]:
                                                                               base.adherence_validation)
     gap = unseen - seen if unseen is not None and seen is not None else None
     seeds = ratio(e.diversity_seeds, base.diversity_seeds)
-    grades = [g for g in (graded(gap, GAP_HIGH, GAP_MODERATE), graded(seeds, DIVERSITY_HIGH, DIVERSITY_MODERATE))
-              if g is not None]
     words = [f"unseen prompts {gap:+.1%} against the validation captions" if gap is not None else "unseen prompts n/a",
              f"diversity across seeds {seeds:.2f}x epoch 0's" if seeds is not None else "diversity across seeds n/a"]
-    return (LEVELS["generalisation"][max(grades)] if grades else "n/a"), "; ".join(words)
+    return worst_level("generalisation", graded(gap, GAP_HIGH, GAP_MODERATE),
+                       graded(seeds, DIVERSITY_HIGH, DIVERSITY_MODERATE)), "; ".join(words)
 
 
 def overfit_signs(e: Evidence, base: Evidence, loss_past_minimum: str | None) -> tuple[str, str]:
