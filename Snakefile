@@ -16,6 +16,7 @@ include: "rules/captions.smk"
 include: "rules/train.smk"
 include: "rules/validate.smk"
 include: "rules/lora.smk"
+include: "rules/runs.smk"
 
 
 onsuccess:
@@ -32,3 +33,9 @@ rule all:
 rule dataset:
     input:
         dataset_targets,
+
+
+# `snakemake onetrainer`: the curated dataset in OneTrainer's layout, with its concepts file.
+rule onetrainer:
+    input:
+        "results/export/onetrainer",

@@ -17,7 +17,7 @@ CLI_CONFIGFILES = [Path(f) for f in workflow.config_settings.configfiles]
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml",
                 [Path(f) for f in workflow.configfiles if Path(f).absolute() not in CLI_CONFIGFILES] + CLI_CONFIGFILES,
                 dict(workflow.config_settings.config))
-check_consent(config["subject"])  # a real person: no job runs without the written consent record
+CONSENT = check_consent(config["subject"])  # a real person: no job runs without the written consent record
 # What the per-photo rules depend on: the split's share is left out, so changing it reruns the split only.
 INGEST = {k: v for k, v in config["ingest"].items() if k != "val_fraction"}
 
@@ -125,6 +125,15 @@ def kept_masks(wildcards):
     return expand("results/dataset/masks/{id}.{ext}", id=kept_ids(wildcards), ext=["png", "json"])
 
 
+def kept_captions(wildcards):
+    return expand("results/dataset/captions/{id}.txt", id=kept_ids(wildcards))
+
+
+def kept_mask_images(wildcards):
+    """The masks the training reads (none with masks.method: none)."""
+    return expand("results/dataset/masks/{id}.png", id=kept_ids(wildcards)) if USES_MASKS else []
+
+
 def kept_caption_records(wildcards):
     return expand("results/dataset/captions/{id}.json", id=kept_ids(wildcards))
 
@@ -144,11 +153,10 @@ def train_inputs(first):
     """Input function of the block starting at epoch `first`: the dataset, and the previous block's state."""
 
     def inputs(wildcards):
-        ids = kept_ids(wildcards)
         files = dict(
-            images=expand("results/dataset/images/{id}.png", id=ids),
-            captions=expand("results/dataset/captions/{id}.txt", id=ids),
-            masks=expand("results/dataset/masks/{id}.png", id=ids) if USES_MASKS else [],
+            images=kept_images(wildcards),
+            captions=kept_captions(wildcards),
+            masks=kept_mask_images(wildcards),
             split="results/dataset/split.tsv",
             model=BASE_MODEL,
             model_hash="results/models/base_model.sha256",
@@ -247,6 +255,14 @@ def run_lora_inputs(wildcards):
                 record=f"{RUN_DIR}/lora/epoch-{epoch:03d}.verify.json")
 
 
+def run_record_inputs(wildcards):
+    """What run.yaml fingerprints: the curated files the training reads, the split, the base model's
+    hash and the consent record."""
+    return dict(images=kept_images(wildcards), masks=kept_mask_images(wildcards), captions=kept_captions(wildcards),
+                split="results/dataset/split.tsv", model_hash="results/models/base_model.sha256",
+                consent=[str(CONSENT)] if CONSENT else [])
+
+
 def dataset_targets(wildcards=None):
     # Plain paths, no checkpoint: the report needs every kept photo, and Snakemake resolves the
     # validation's refine_sampling checkpoint only where the target list does not itself wait for dedup.
@@ -255,6 +271,7 @@ def dataset_targets(wildcards=None):
 
 def all_targets(wildcards):
     targets = dataset_targets(wildcards) + all_epoch_files() + validation_targets() + [f"{RUN_DIR}/{RUN}.safetensors"]
+    targets += [f"{RUN_DIR}/run.yaml", f"{RUN_DIR}/runs.tsv"]
     if TRAIN["export"]:
         targets.append(f"{RUN_DIR}/export/epoch-{TRAIN['epochs']:03d}.safetensors")
     return targets

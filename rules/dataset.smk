@@ -1,5 +1,6 @@
 # Dataset stage: demo photos (when dataset: demo) -> audit per photo -> dedup checkpoint ->
-# normalised image per kept photo -> dataset report (which also shows the masks of rules/masks.smk).
+# normalised image per kept photo, and the files of photos no longer kept removed -> dataset report
+# (which also shows the masks of rules/masks.smk).
 
 
 rule demo_dataset:
@@ -94,9 +95,27 @@ rule split:
         "../scripts/split.py"
 
 
+# Per-photo files of photos that are not (or no longer) in the dataset, as kept: removed, and listed.
+rule prune_dataset:
+    input:
+        table="results/dataset/dedup.tsv",
+    output:
+        table="results/dataset/pruned.tsv",
+    log:
+        "logs/dataset/prune.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/prune_dataset.py"
+
+
 rule dataset_report:
     input:
         table="results/dataset/dedup.tsv",
+        pruned="results/dataset/pruned.tsv",  # so that the report is written after the stale files are gone
         audits=expand("results/dataset/audit/{id}.json", id=IDS),
         images=kept_images,
         masks=kept_masks,
@@ -128,3 +147,26 @@ rule dataset_report:
         "../envs/charlora.yaml"
     script:
         "../scripts/dataset_report.py"
+
+
+# On request (`snakemake onetrainer`): the curated dataset as OneTrainer reads it.
+rule onetrainer_export:
+    input:
+        images=kept_images,
+        captions=kept_captions,
+        masks=kept_mask_images,
+        split="results/dataset/split.tsv",
+    output:
+        directory("results/export/onetrainer"),
+    params:
+        token=config["subject"]["token"],
+        seed=TRAIN["seed"],
+    log:
+        "logs/dataset/onetrainer_export.log",
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/onetrainer_export.py"

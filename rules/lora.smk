@@ -8,12 +8,14 @@ rule extract_lora:
         weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
         model=BASE_MODEL,
         model_hash="results/models/base_model.sha256",
+        consent=[str(CONSENT)] if CONSENT else [],
     output:
         f"{RUN_DIR}/lora/epoch-{{eee}}.safetensors",
     params:
         settings=LORA_SETTINGS,
         run=RUN,
         token=config["subject"]["token"],
+        rights_holder=config["subject"]["rights_holder"],
         resolution=TRAIN["resolution"],
     log:
         f"logs/runs/{RUN}/lora/epoch-{{eee}}.log",

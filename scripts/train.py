@@ -18,9 +18,11 @@ if settings.masked_training:
 sides = split.read_table(inp.split)
 val_ids = [s.id for s in samples if sides.get(s.id) == split.VAL]
 run_dir = Path(snakemake.output.state).parent
-saved_in_run = sum(len(plan.saved_epochs(first, last, settings.save_every))
-                   for first, last in plan.blocks(train["epochs"], train["epochs_per_job"]))
+later_blocks = [(first, last) for first, last in plan.blocks(train["epochs"], train["epochs_per_job"])
+                if first >= params.first]  # this job's and the ones after it: what the disk must still hold
+still_to_write = (sum(len(plan.saved_epochs(first, last, settings.save_every)) for first, last in later_blocks),
+                  len(later_blocks))
 train_block(base_model=Path(inp.model), model_hash=Path(inp.model_hash).read_text().strip(), samples=samples,
             val_ids=val_ids, settings=settings, first=params.first, last=params.last, out_dir=run_dir,
             previous_state=Path(inp.state) if "state" in inp.keys() else None, cache_dir=Path("results/cache"),
-            tensorboard_dir=run_dir.parent / "tensorboard", saved_in_run=saved_in_run)
+            tensorboard_dir=run_dir.parent / "tensorboard", still_to_write=still_to_write)

@@ -73,3 +73,31 @@ def test_framing_of_every_demo_shot(shots):
 def test_no_face_means_unknown_framing():
     flat = Image.fromarray(np.full((512, 384, 3), 128, np.uint8))
     assert framing.classify(flat, 0.28, 0.14).label == framing.UNKNOWN
+
+
+def test_files_of_photos_no_longer_kept_are_found_stale_with_the_reason(tmp_path):
+    from charlora import stale
+
+    root = tmp_path / "results/dataset"
+    names = {"audit": ["a.b.json", "c.json", "gone.json"], "images": ["a.b.png", "c.png", "gone.png"],
+             "captions": ["a.b.txt", "a.b.json", "c.txt", "c.json", "gone [1].txt", "notes.md"],
+             "masks": ["a.b.png", "a.b.json", ".c.png.x1y2.tmp"], "tags": ["c.json"]}
+    for folder, files in names.items():
+        (root / folder).mkdir(parents=True)
+        for name in files:
+            (root / folder / name).write_text("x")
+    rows = [dedup.DedupRow("a.b.jpg", "a.b", dedup.KEPT),
+            dedup.DedupRow("c.jpg", "c", dedup.DUPLICATE, duplicate_of="a.b", distance="2")]
+    found = {str(item.path.relative_to(root)): item.reason for item in stale.find_stale(root, rows)}
+    assert found == {
+        "audit/gone.json": "no photo 'gone' in the current dataset",  # c keeps its audit: it is still listed
+        "images/c.png": "c.jpg is now a duplicate of a.b", "images/gone.png": "no photo 'gone' in the current dataset",
+        "captions/c.txt": "c.jpg is now a duplicate of a.b", "captions/c.json": "c.jpg is now a duplicate of a.b",
+        "captions/gone [1].txt": "no photo 'gone [1]' in the current dataset",
+        "captions/notes.md": "not a file charlora writes in captions/",
+        "tags/c.json": "c.jpg is now a duplicate of a.b",
+    }  # a.b's files (an id with a dot) and the half-written temporary file stay
+    stale.remove_stale(stale.find_stale(root, rows))
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
+        "audit/a.b.json", "audit/c.json", "captions/a.b.json", "captions/a.b.txt", "images/a.b.png",
+        "masks/.c.png.x1y2.tmp", "masks/a.b.json", "masks/a.b.png"]

@@ -76,12 +76,14 @@ def test_jpeg_quality_estimate(tmp_path, quality):
 
 
 def test_listing_gives_ids_and_rejects_what_cannot_have_one(tmp_path):
-    for name in ["a.jpg", "a.png", "café au lait.png", "b.PNG", "notes.txt", ".DS_Store", "Thumbs.db"]:
+    for name in ["a.jpg", "a.png", "café au lait.png", "b.PNG", "notes.txt", ".DS_Store", "Thumbs.db", "x{y}.png",
+                 "[1] 'q' $;,.png"]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     listing = list_dataset_images(tmp_path)
-    assert listing.images == {"café au lait": "café au lait.png", "b": "b.PNG"}
-    assert set(listing.rejected) == {"a.jpg", "a.png", "notes.txt", "sub"}
+    assert listing.images == {"café au lait": "café au lait.png", "b": "b.PNG", "[1] 'q' $;,": "[1] 'q' $;,.png"}
+    assert set(listing.rejected) == {"a.jpg", "a.png", "notes.txt", "sub", "x{y}.png"}
+    assert listing.rejected["x{y}.png"].startswith("braces { } in the name: Snakemake reads them as wildcards")
     assert "ambiguous id 'a': a.png has the same name" in listing.rejected["a.jpg"]
     assert "unsupported file type '.txt'" in listing.rejected["notes.txt"]
 

@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import badfiles
-from charlora import buckets, optim, plan, sdxl, split
+from charlora import buckets, disk_space, optim, plan, sdxl, split
 from charlora.config import defaults
 from charlora.diffusion import masked_mse, val_timesteps
 from charlora.train import Sample, Settings, TrainingDiverged, train_block, write_metrics, EpochResult
@@ -189,9 +189,12 @@ def samples(tmp_path_factory):
     return out
 
 
+SMALL_BLOCKS = dict(resolution=64, bucket_step=32, precision="fp32", gradient_checkpointing=False, lr=1e-4,
+                    batch_size=2, device="cpu", val_timesteps=2)
+
+
 def run_blocks(tiny_model, samples, tmp_path, blocks, **settings):
-    settings = Settings.from_schema(**(dict(resolution=64, bucket_step=32, precision="fp32", gradient_checkpointing=False,
-                                            lr=1e-4, batch_size=2, device="cpu", val_timesteps=2) | settings))
+    settings = Settings.from_schema(**(SMALL_BLOCKS | settings))
     out = tmp_path / "train"
     previous = None
     for first, last in blocks:
@@ -218,6 +221,28 @@ def test_chained_blocks_give_the_weights_of_one_block(tiny_model, samples, tmp_p
     base = sdxl.load_sdxl(tiny_model).unet.state_dict()
     assert not torch.equal(a["conv_in.weight"].float(), base["conv_in.weight"])  # it did train
     assert (one / "epoch-003.metrics.tsv").read_text() == (chained / "epoch-003.metrics.tsv").read_text()
+    # the disk check's estimate is what the job wrote: an epoch file, a state folder
+    s = Settings.from_schema(**(SMALL_BLOCKS | settings))
+    need = disk_space.training_need(sdxl.unet_parameter_shapes(tiny_model), s.weight_dtype.itemsize, "", s.optimizer,
+                                    bool(s.ema_decay), epochs=1, states=1)
+    state_bytes = sum(f.stat().st_size for f in (chained / "epoch-001.state").iterdir())
+    assert need.epoch_bytes == pytest.approx((chained / "epoch-001.safetensors").stat().st_size, rel=0.01)
+    assert need.state_bytes == pytest.approx(state_bytes, rel=0.05), (need.state_bytes, state_bytes)
+
+
+def test_a_run_that_would_fill_the_disk_stops_before_training(tiny_model, samples, tmp_path):
+    import shutil
+    free = shutil.disk_usage(tmp_path).free
+    s = Settings.from_schema(**SMALL_BLOCKS)
+    per_epoch = disk_space.training_need(sdxl.unet_parameter_shapes(tiny_model), 4, "float32", s.optimizer, False, 1, 0)
+    epochs = free // per_epoch.epoch_bytes + 1  # one more saved epoch than the disk holds
+    with pytest.raises(disk_space.NotEnoughDisk, match=rf"is on a disk with [0-9.]+ GB free, and the rest of the run "
+                       rf"writes {epochs} saved epoch\(s\) x 0.10 GB \(the UNet in float32\) \+ {epochs} training "
+                       r"state\(s\)"):
+        train_block(base_model=tiny_model, model_hash="tiny", samples=samples, val_ids=["p4"], settings=s, first=1,
+                    last=1, out_dir=tmp_path / "train", previous_state=None, cache_dir=tmp_path / "cache",
+                    still_to_write=(epochs, epochs), progress=False)
+    assert not (tmp_path / "cache").exists()  # stopped before any work
 
 
 def test_a_diverging_loss_stops_naming_epoch_and_step(tiny_model, samples, tmp_path):

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 import badfiles
 from charlora import dedup, demo
 from tiny_onnx import wd14_tagger
-from workflow import jobs_run, make_workspace, snakemake, snapshot
+from workflow import copy_workspace, jobs_run, make_workspace, snakemake, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_demo_runs_to_the_dataset_report(demo_ws):
         assert im.size == (384, 512)  # stored sideways with EXIF orientation 6, ingested upright
     html = (demo_ws / "results/dataset/report.html").read_text()
     for needed in ["Near-duplicate groups", "portrait neutral (copy).png", demo.TRUNCATED, "too small", "close-up",
-                   "<h2>Masks</h2>"]:
+                   '<h2 id="masks">Masks</h2>']:
         assert needed in html
     assert (demo_ws / "results/dataset/framing.png").stat().st_size > 1000
     for log in ["logs/dataset/demo_dataset.log", "logs/dataset/dedup.log", "logs/dataset/report.log",
@@ -60,8 +61,45 @@ def test_demo_tagger_fills_every_caption_slot_and_the_photos_cover_the_intent(de
             assert record["slots"]["clothing"] == [shot.outfit]
     assert composed == len(demo.SHOTS) - len(demo.CAPTION_FILES)
     html = (demo_ws / "results/dataset/report.html").read_text()
-    assert "<h2>Intent coverage</h2>" in html and "<td>poses</td><td>walking</td><td>1</td>" in html
+    assert '<h2 id="intent">Intent coverage</h2>' in html and "<td>poses</td><td>walking</td><td>1</td>" in html
     assert "intent:" not in (demo_ws / "logs/dataset/report.log").read_text()  # every value has a photo
+
+
+# OneTrainer's ConceptConfig.default_values() (Nerogar/OneTrainer at 23df383, modules/util/config/ConceptConfig.py),
+# with BaseConfig.to_dict's "__version": the keys its concepts file is read with
+ONETRAINER_CONCEPT = ["__version", "image", "text", "name", "path", "seed", "enabled", "type", "include_subdirectories",
+                      "image_variations", "text_variations", "balancing", "balancing_strategy", "loss_weight",
+                      "concept_stats"]
+ONETRAINER_TEXT = ["__version", "prompt_source", "prompt_path", "enable_tag_shuffling", "tag_delimiter", "keep_tags_count",
+                   "tag_dropout_enable", "tag_dropout_mode", "tag_dropout_probability", "tag_dropout_special_tags_mode",
+                   "tag_dropout_special_tags", "tag_dropout_special_tags_regex", "caps_randomize_enable",
+                   "caps_randomize_mode", "caps_randomize_probability", "caps_randomize_lowercase"]
+
+
+def test_onetrainer_export_is_the_layout_onetrainer_reads(demo_ws, tmp_path):
+    ws = copy_workspace(demo_ws, tmp_path / "ws")
+    assert jobs_run(snakemake(ws, "onetrainer").stdout) == {("onetrainer_export", ""), ("onetrainer", "")}
+    out = ws / "results/export/onetrainer"
+    concepts = json.loads((out / "concepts.json").read_text())
+    assert [c["type"] for c in concepts] == ["STANDARD", "VALIDATION"]
+    sides = dict(line.split("\t") for line in (ws / "results/dataset/split.tsv").read_text().splitlines()[1:])
+    for c in concepts:
+        assert list(c) == ONETRAINER_CONCEPT and list(c["text"]) == ONETRAINER_TEXT
+        assert c["text"]["prompt_source"] == "sample" and c["enabled"] and not c["image"]["enable_random_flip"]
+        folder = Path(c["path"])
+        assert folder.is_absolute() and folder.parent == out.resolve()
+        # what OneTrainer's CollectPaths and ModifyPath do: images without -masklabel/-condlabel, then
+        # <stem>.txt for the prompt (prompt source "sample") and <stem>-masklabel.png for the mask
+        images = [p for p in folder.iterdir() if p.suffix == ".png" and not p.stem.endswith(("-masklabel", "-condlabel"))]
+        want = "train" if c["type"] == "STANDARD" else "val"
+        assert sorted(p.stem for p in images) == sorted(i for i, side in sides.items() if side == want)
+        for image in images:
+            curated = ws / "results/dataset"
+            assert image.read_bytes() == (curated / "images" / image.name).read_bytes()
+            assert image.with_suffix(".txt").read_text() == (curated / "captions" / f"{image.stem}.txt").read_text()
+            mask = folder / f"{image.stem}-masklabel.png"
+            assert mask.read_bytes() == (curated / "masks" / image.name).read_bytes()
+    assert len(list((out / "train").iterdir())) + len(list((out / "val").iterdir())) == 3 * len(sides)
 
 
 def test_demo_masks_are_single_channel_at_the_photos_size(demo_ws):
@@ -94,6 +132,7 @@ JUNK = {
     "cut off.jpg": (badfiles.truncated_jpeg, "truncated or corrupt image data"),
     "wave.gif": (badfiles.animated_gif, "animated GIF with 3 frames"),
     "huge.png": (badfiles.decompression_bomb_png, "declares 60000x60000 pixels"),
+    "set {2}.png": (lambda path: badfiles.photo(seed=13).save(path), "braces { } in the name"),  # a good photo
 }
 AWKWARD = {  # valid photos in awkward encodings: all must be kept
     "print cmyk.jpg": badfiles.cmyk_jpeg,
@@ -194,7 +233,7 @@ def test_incremental_reruns(user_ws):
     ran = jobs_run(snakemake(ws, *args).stdout)
     assert ran == {("audit", "id=new shot"), ("dedup", ""), ("ingest", "id=new shot"), ("mask", "id=new shot"),
                    ("tag", "id=new shot"), ("caption", "id=new shot"), ("caption_lint", ""), ("split", ""),
-                   ("dataset_report", ""), ("dataset", "")}
+                   ("prune_dataset", ""), ("dataset_report", ""), ("dataset", "")}
     # fixing a mask by hand: only that photo's mask and the report
     with Image.open(ws / "results/dataset/masks/studio_wave_mid.png") as generated:
         generated.save(ws / "photos/masks/studio_wave_mid.png")
@@ -210,6 +249,20 @@ def test_incremental_reruns(user_ws):
     ran = jobs_run(snakemake(ws, *args).stdout)
     kept = [r.id for r in rows_by_file(ws).values() if r.status == "kept"]
     assert ran == {("caption", f"id={i}") for i in kept} | {("caption_lint", ""), ("dataset_report", ""), ("dataset", "")}
+    # removing a photo: its files leave results/dataset/ too, listed in the log and pruned.tsv
+    new_files = sorted(p.relative_to(ws) for p in (ws / "results/dataset").rglob("new shot.*"))
+    assert len(new_files) == 7  # audit, image, mask and its record, tags, caption and its record
+    (photos / "new shot.png").unlink()
+    ran = jobs_run(snakemake(ws, *args).stdout)
+    assert ran == {("dedup", ""), ("prune_dataset", ""), ("split", ""), ("caption_lint", ""), ("dataset_report", ""),
+                   ("dataset", "")}
+    assert not list((ws / "results/dataset").rglob("new shot.*"))
+    pruned = (ws / "results/dataset/pruned.tsv").read_text().splitlines()
+    assert sorted(line.split("\t")[0] for line in pruned[1:]) == [str(p) for p in new_files]
+    assert all(line.endswith("\tno photo 'new shot' in the current dataset") for line in pruned[1:])
+    log = (ws / "logs/dataset/prune.log").read_text()
+    assert all(f"removed {p}: no photo 'new shot'" in log for p in new_files)
+    assert "new shot" not in (ws / "results/dataset/report.html").read_text()
 
 
 def test_strict_turns_rejections_into_a_failed_run(user_ws):

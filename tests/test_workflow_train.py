@@ -1,6 +1,7 @@
 """Training run for real through Snakemake on the demo: the chain of jobs, what it writes, what a
 change of config or caption plans, and a kill -9 in the middle."""
 
+import hashlib
 import json
 import os
 import signal
@@ -8,7 +9,9 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
+import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -21,6 +24,7 @@ TRAIN = "results/runs/demo/train"
 VALIDATION = {("validation_prompts", ""), ("refine_sampling", ""), ("compare_epochs", ""), ("loss_curves", ""),
               ("tiny_clip", ""), ("reference_photos", ""), ("select_epoch", "")} | {
     (rule, f"eee={e:03d}") for e in range(5) for rule in ("sample_epoch", "score_epoch")}
+RECORD = {("run_record", ""), ("compare_runs", "")}  # the run record has the effective config: any change rewrites it
 
 
 def metrics(path):
@@ -32,7 +36,7 @@ def test_demo_trains_in_a_chain_of_jobs(trained):
     ws, result = trained
     assert jobs_run(result.stdout) == {("tiny_model", ""), ("model_hash", ""), ("train_epochs_001_002", ""),
                                        ("train_epochs_003_004", ""), ("extract_lora", "eee=004"),
-                                       ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")} | VALIDATION
+                                       ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")} | VALIDATION | RECORD
     train = ws / TRAIN
     base_keys = None
     for epoch in (1, 2, 3, 4):
@@ -52,7 +56,9 @@ def test_demo_trains_in_a_chain_of_jobs(trained):
     assert metrics(train / "epoch-001.metrics.tsv")[1] != metrics(train / "epoch-004.metrics.tsv")[1]
     log1 = (ws / "logs/runs/demo/train/epochs-001-002.log").read_text()
     log2 = (ws / "logs/runs/demo/train/epochs-003-004.log").read_text()
-    assert "expected disk use of this run's UNet files: 4 saved epochs" in log1 and "encoding" in log1
+    assert "disk: the rest of the run writes 4 saved epoch(s) x 0.10 GB (the UNet in float32) + 2 training state(s)" \
+        in log1 and "encoding" in log1
+    assert "disk: the rest of the run writes 2 saved epoch(s)" in log2
     assert "epoch 3: train loss" in log2 and "encoding" not in log2  # the second job found everything cached
 
 
@@ -73,7 +79,7 @@ def test_raising_epochs_plans_only_the_new_block(trained):
     (ws / "more.yaml").write_text("train:\n  epochs: 6\n")
     assert jobs_run(snakemake(ws, "-n", "--configfile", "more.yaml").stdout) == {
         ("train_epochs_005_006", ""), ("run_lora", ""), ("refine_sampling", ""), ("compare_epochs", ""),
-        ("select_epoch", ""), ("loss_curves", ""), ("all", "")}
+        ("select_epoch", ""), ("loss_curves", ""), ("all", "")} | RECORD
     # which epochs are sampled is known once the refine_sampling checkpoint has read the new losses, and
     # which epoch's LoRA is extracted once the select_epoch checkpoint has scored their samples
 
@@ -166,6 +172,7 @@ def test_the_run_ends_with_a_verified_lora_of_the_selected_epoch(trained):
     assert "  dataset report  results/dataset/report.html  (19 of 24 files kept, 3 near-duplicates, 2 rejected" in summary
     assert "  TensorBoard     .venv/bin/tensorboard --logdir results/runs\n" in summary
     assert "(selected: epoch 4, why: results/runs/demo/validate/selected.json)" in summary
+    assert "  the runs        results/runs/demo/runs.tsv  (this run's record: results/runs/demo/run.yaml)\n" in summary
 
 
 def test_any_saved_epochs_lora_on_request_and_a_lora_setting_reruns_only_extraction(trained, tmp_path):
@@ -174,10 +181,10 @@ def test_any_saved_epochs_lora_on_request_and_a_lora_setting_reruns_only_extract
     assert ran == {("extract_lora", "eee=003")}
     (ws / "rank.yaml").write_text("lora:\n  rank: 4\n")
     assert jobs_run(snakemake(ws, "-n", "--configfile", "rank.yaml").stdout) == {
-        ("extract_lora", "eee=004"), ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")}
+        ("extract_lora", "eee=004"), ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")} | RECORD
     (ws / "third.yaml").write_text("lora:\n  epoch: 3\n")
     assert jobs_run(snakemake(ws, "-n", "--configfile", "third.yaml").stdout) == {
-        ("verify_lora", "eee=003"), ("run_lora", ""), ("all", "")}
+        ("verify_lora", "eee=003"), ("run_lora", ""), ("all", "")} | RECORD
 
 
 def test_lora_rebuilds_byte_identical(trained, tmp_path):
@@ -187,3 +194,69 @@ def test_lora_rebuilds_byte_identical(trained, tmp_path):
     ran = jobs_run(snakemake(ws, "--forcerun", "extract_lora", "verify_lora").stdout)
     assert {("extract_lora", "eee=004"), ("verify_lora", "eee=004")} <= ran
     assert snapshot(lora_dir) == before
+
+
+
+@pytest.fixture(scope="module")
+def second_run(trained, tmp_path_factory):
+    """A copy of the demo with a second run, `again`: the same training settings, its first job only,
+    built after the tiny model, the captions and the split were made again; a real person with a
+    consent record and a rights holder; its run record and its epoch 2 LoRA."""
+    ws = copy_workspace(trained[0], tmp_path_factory.mktemp("again") / "ws")
+    before = {"model": snapshot(ws / "results/models"), "captions": snapshot(ws / "results/dataset/captions"),
+              "split": snapshot(ws / "results/dataset")["split.tsv"]}
+    (ws / "consent.pdf").write_bytes(b"%PDF signed by the person pictured")
+    (ws / "again.yaml").write_text("run: again\nrationale: the demo again, from scratch\nsubject:\n  real_person: true\n"
+                                   "  consent: consent.pdf\n  rights_holder: Mira Example\nlora:\n  rank: 4\n")
+    (ws / "results/models/tiny.safetensors").unlink()  # a second build of the model, in another process
+    targets = ["results/runs/again/train/epoch-002.safetensors", "results/runs/again/run.yaml",
+               "results/runs/again/lora/epoch-002.safetensors"]
+    result = snakemake(ws, *targets, "--configfile", "again.yaml", "--forcerun", "caption", "split")
+    return ws, before, jobs_run(result.stdout)
+
+
+def test_the_model_captions_split_and_training_rebuild_byte_identical(second_run):
+    ws, before, ran = second_run
+    dataset = ws / "results/dataset"
+    assert {("tiny_model", ""), ("model_hash", ""), ("split", ""), ("train_epochs_001_002", "")} <= ran
+    assert snapshot(ws / "results/models") == before["model"]
+    assert snapshot(dataset / "captions") == before["captions"] and snapshot(dataset)["split.tsv"] == before["split"]
+    again = {name: digest for name, digest in snapshot(ws / "results/runs/again/train").items()
+             if not name.endswith(".snakemake_timestamp")}  # TensorBoard's files are beside train/, not in it
+    assert sorted(again) == ["epoch-001.metrics.tsv", "epoch-001.safetensors", "epoch-002.metrics.tsv",
+                             "epoch-002.safetensors", "epoch-002.state/optimizer.safetensors",
+                             "epoch-002.state/trainer.json"]
+    assert again == {name: digest for name, digest in snapshot(ws / TRAIN).items() if name in again}
+
+
+def test_the_run_record_and_the_comparison_of_runs(second_run):
+    from charlora import run_record
+    ws, _, _ = second_run
+    record = yaml.safe_load((ws / "results/runs/again/run.yaml").read_text())
+    consent_hash = hashlib.sha256(b"%PDF signed by the person pictured").hexdigest()
+    assert (record["run"], record["rationale"], record["rights_holder"]) == ("again", "the demo again, from scratch",
+                                                                            "Mira Example")
+    assert record["consent"] == {"record": "consent.pdf", "sha256": consent_hash}
+    assert record["base_model"]["sha256"] == (ws / "results/models/base_model.sha256").read_text().strip()
+    assert record["config"]["train"]["lr"] == 4e-6 and record["config"]["lora"]["rank"] == 4  # defaults and overrides
+    kept = sorted(p.stem for p in (ws / "results/dataset/images").glob("*.png"))
+    files = record["dataset"]["files"]
+    assert sorted(files) == kept and record["dataset"]["photos"] == len(kept) == 19
+    caption = ws / "results/dataset/captions" / f"{kept[0]}.txt"
+    assert files[kept[0]]["caption"] == hashlib.sha256(caption.read_bytes()).hexdigest()
+    assert record["packages"]["torch"] == torch.__version__.split("+")[0]
+    # the LoRA carries the rights holder and the consent record's hash
+    with safe_open(str(ws / "results/runs/again/lora/epoch-002.safetensors"), "pt") as f:
+        metadata = f.metadata()
+    assert metadata["charlora.rights_holder"] == "Mira Example" and metadata["charlora.consent_sha256"] == consent_hash
+    # both runs side by side: the demo's record is the trained fixture's; again has trained 2 epochs, selected none
+    header, rows = run_record.compare([run_record.read_run(ws / "results/runs" / r) for r in ("demo", "again")])
+    assert header[:4] == ["run", "rationale", "lowest validation loss (epoch)", "selected epoch"]
+    assert set(header[4:]) == {"lora.rank", "subject.consent", "subject.real_person", "subject.rights_holder"}
+    demo_losses = {e: metrics(ws / TRAIN / f"epoch-{e:03d}.metrics.tsv")[1]["mean"] for e in (1, 2, 3, 4)}
+    best = min(demo_losses, key=demo_losses.get)
+    assert rows[0][:4] == ["demo", "The demo, to see every stage run on the CPU in minutes.",
+                           f"{demo_losses[best]:.6g} ({best})", "4 (scorecard)"]
+    assert rows[1][3] == "not yet" and rows[1][2].endswith(f"({min((1, 2), key=demo_losses.get)})")
+    shown = (ws / "results/runs/demo/runs.tsv").read_text().splitlines()  # written when the demo finished
+    assert shown[1].startswith("demo\tThe demo")

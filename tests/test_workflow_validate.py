@@ -52,7 +52,8 @@ def test_the_run_samples_the_base_and_every_second_saved_epoch(trained):
 def test_a_new_intent_or_prompt_resamples_every_epoch_and_never_retrains(trained, tmp_path):
     ws = copy_workspace(trained[0], tmp_path / "ws")
     resampled = {("validation_prompts", ""), ("compare_epochs", ""), ("select_epoch", ""), ("loss_curves", ""),
-                 ("run_lora", ""), ("all", "")} | {(rule, f"eee={e:03d}") for e in range(5) for rule in ("sample_epoch", "score_epoch")}
+                 ("run_lora", ""), ("run_record", ""), ("compare_runs", ""), ("all", "")} | {
+        (rule, f"eee={e:03d}") for e in range(5) for rule in ("sample_epoch", "score_epoch")}
     (ws / "prompts.yaml").write_text("validate:\n  extra_prompts: ['mira, in the rain, umbrella']\n")
     assert jobs_run(snakemake(ws, "-n", "--configfile", "prompts.yaml").stdout) == resampled
     (ws / "intent.yaml").write_text("intent:\n  poses: [jumping]\n  scenes: [snow]\n")
@@ -108,7 +109,8 @@ def test_every_sampled_epoch_is_measured_scored_and_one_selected(trained):
         assert f.metadata()["charlora.epoch"] == str(selection["epoch"])
     snakemake(ws, "--report", "run-report.zip")  # the run's report holds all of it
     names = zipfile.ZipFile(ws / "run-report.zip").namelist()
-    for name in ("scorecard.tsv", "selected.json", "losses.png", "compare.png", "epoch-002.png", "epoch-004.verify.png"):
+    for name in ("scorecard.tsv", "selected.json", "losses.png", "compare.png", "epoch-002.png", "epoch-004.verify.png",
+                 "runs.tsv"):
         assert any(n.endswith("/" + name) for n in names), name
 
 
@@ -120,7 +122,7 @@ def test_a_review_overrides_cells_and_a_rejection_moves_the_lora(trained, tmp_pa
     (review / "epoch-003.yaml").write_text("visual_fidelity: excellent\n")
     ran = jobs_run(snakemake(ws).stdout)
     assert ran == {("select_epoch", ""), ("loss_curves", ""), ("extract_lora", "eee=003"), ("verify_lora", "eee=003"),
-                   ("run_lora", ""), ("all", "")}
+                   ("run_lora", ""), ("compare_runs", ""), ("all", "")}
     rows = {r.epoch: r for r in scorecard.read_scorecard(ws / VALIDATE / "scorecard.tsv")}
     assert rows[4].reject and rows[4].note == "the hands are wrong"
     assert rows[3].levels["visual_fidelity"] == "excellent" and rows[3].reviewed == ["visual_fidelity"]

@@ -6,17 +6,19 @@ so stage packages would still need a common one, and every import would grow a l
 used by one stage only carries the stage's name (train_data, lora_verify) or is listed under it.
 
 rules/dataset.smk   dataset (listing), images (reading, EXIF, fingerprints), audit, framing, dedup,
-                    split, report; demo, demo_render (the demo's photos)
+                    stale (files of photos no longer kept), split, report, onetrainer (the export);
+                    demo, demo_render (the demo's photos)
 rules/masks.smk     masks
 rules/captions.smk  tags, captions, tokenizer (prompt lengths)
 rules/train.smk     train (the loop), train_data (encoding, cache, batches), train_state (resume),
-                    diffusion (noise, loss), optim, ema, buckets
+                    diffusion (noise, loss), optim, ema, buckets, disk_space (will the run fit)
 rules/validate.smk  sample (SDXL pipeline, PNG parameters), validate_prompts, intent (also the report's
                     coverage table), refinement (which epochs around the losses' landmarks), validate_plots,
                     sample_metrics (what is measured on a sample), faces (identity), scorecard (levels,
                     review files, selection)
 rules/lora.smk      lora (extraction), lora_verify
+rules/runs.smk      run_record (run.yaml, the table of runs)
 every stage         plan (blocks, saved epochs, paths: also read by rules/common.smk), config (schema,
                     defaults, path checks), sdxl (model I/O), ldm_layout (checkpoint key names),
-                    atomic (temp file, then rename), hashing, logs
+                    atomic (temp file, then rename), hashing, logs, summary (the end of a run)
 """

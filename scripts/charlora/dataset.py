@@ -41,6 +41,11 @@ def list_dataset_images(images_dir: str | Path) -> DatasetListing:
             continue
         if entry.is_dir():
             listing.rejected[name] = "is a folder: charlora reads images/ flat, move its photos up"
+        elif "{" in name or "}" in name:
+            listing.rejected[name] = (
+                "braces { } in the name: Snakemake reads them as wildcards in file paths, so the photo cannot "
+                "be processed; rename it (e.g. with ( ) instead)"
+            )
         elif entry.suffix.lower() not in SUPPORTED_SUFFIXES:
             listing.rejected[name] = (
                 f"unsupported file type {entry.suffix or '(no extension)'!r}: "

@@ -60,6 +60,7 @@ from safetensors.torch import save_file
 from charlora import ldm_layout, sdxl
 from charlora.atomic import atomic_path
 from charlora.config import pickle_refusal
+from charlora.hashing import file_sha256
 
 log = logging.getLogger("charlora.lora")
 
@@ -351,9 +352,11 @@ def save(state: dict[str, torch.Tensor], out: Path, metadata: dict[str, str]) ->
 
 
 def kohya_metadata(*, settings: Settings, run: str, epoch: int, token: str, resolution: int,
-                   base_name: str, base_hash: str) -> dict[str, str]:
-    """kohya's ss_* keys and the modelspec.* keys that A1111/Forge, ComfyUI managers and model hubs read.
-    No date: a rebuild gives the same bytes."""
+                   base_name: str, base_hash: str, rights_holder: str | None = None,
+                   consent: Path | None = None) -> dict[str, str]:
+    """kohya's ss_* keys and the modelspec.* keys that A1111/Forge, ComfyUI managers and model hubs read,
+    and charlora's: the epoch, the base model's hash, the rights holder and the consent record's hash
+    (subject.rights_holder, subject.consent), each where it is set. No date: a rebuild gives the same bytes."""
     args = {"conv_dim": str(settings.conv_rank), "conv_alpha": str(float(settings.conv_rank))} if settings.conv_rank else {}
     return {
         "ss_v2": "False",
@@ -376,4 +379,5 @@ def kohya_metadata(*, settings: Settings, run: str, epoch: int, token: str, reso
                                   f"{settings.clamp_quantile:g}, min diff {settings.min_diff:g}."),
         "charlora.epoch": str(epoch),
         "charlora.base_model_sha256": base_hash,
-    }
+    } | ({"charlora.rights_holder": rights_holder} if rights_holder else {}) | (
+        {"charlora.consent_sha256": file_sha256(consent)} if consent else {})

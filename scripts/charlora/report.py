@@ -141,17 +141,16 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     counts = {s: sum(r.status == s for r in rows) for s in (KEPT, DUPLICATE, REJECTED)}
     framing = framing_summary(kept, targets)
     framing_chart(framing, targets, chart_path)
-    warnings = list(framing.warnings)
+    warnings = [("framing", w) for w in framing.warnings]  # (section, text): listed once, at the top
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>charlora dataset report</title>"
              f"<style>{CSS}</style></head><body><h1>Dataset report</h1>",
              f"<p>{len(rows)} files in {html.escape(str(images_dir))}: <b>{counts[KEPT]} kept</b>, "
              f"{counts[DUPLICATE]} near-duplicates set aside, {counts[REJECTED]} rejected.</p>",
              ""]  # the warnings of every section go here once they are known
-    parts.append("<h2>Framing</h2>")
+    parts.append('<h2 id="framing">Framing</h2>')
     chart_uri = "data:image/png;base64," + base64.b64encode(Path(chart_path).read_bytes()).decode("ascii")
     parts.append(f'<img src="{chart_uri}" alt="framing chart">')
-    parts += [f'<p class="warn">{html.escape(w)}</p>' for w in framing.warnings]
 
     parts.append("<h2>Rejected files</h2>")
     rejected = [[html.escape(r.file), html.escape(r.reason)] for r in rows if r.status == REJECTED]
@@ -179,7 +178,7 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     flagged = [[html.escape(a["file"]), "<br>".join(html.escape(f) for f in a["flags"])] for a in kept if a["flags"]]
     parts.append(_table(["file", "flags"], flagged) if flagged else "<p>No flags on kept photos.</p>")
 
-    parts.append("<h2>Masks</h2><p>Red: background that masked training ignores.</p>")
+    parts.append('<h2 id="masks">Masks</h2><p>Red: background that masked training ignores.</p>')
     mask_figures = []
     for image_id in sorted(kept_masks):
         mask_path, record = kept_masks[image_id]
@@ -188,11 +187,11 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
         caption = f"{html.escape(image_id)}<br>{record['source']}, {record['coverage']:.0%}"
         if record["flags"]:
             caption += "".join(f'<br><span class="warn">{html.escape(f)}</span>' for f in record["flags"])
-            warnings.extend(f"mask of {image_id}: {f}" for f in record["flags"])
+            warnings.extend(("masks", f"mask of {image_id}: {f}") for f in record["flags"])
         mask_figures.append(_figure(uri, caption))
     parts.append("".join(mask_figures) or "<p>No masks.</p>")
 
-    parts.append("<h2>Captions and lint</h2>")
+    parts.append('<h2 id="captions">Captions and lint</h2>')
     parts.append(_table(
         ["file", "caption", "tokens", "lint"],
         [[html.escape(by_id[r.id]["file"]),
@@ -200,9 +199,9 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
           str(r.tokens), "<br>".join(html.escape(i) for i in r.issues)] for r in lint_rows]))
     over = [r.id for r in lint_rows if r.cut]
     if over:
-        warnings.append(f"captions: {len(over)} caption(s) longer than the text encoders read: {', '.join(over)}")
+        warnings.append(("captions", f"captions: {len(over)} caption(s) longer than the text encoders read: {', '.join(over)}"))
 
-    parts.append("<h2>Intent coverage</h2>")
+    parts.append('<h2 id="intent">Intent coverage</h2>')
     if coverage:
         parts.append("<p>For each value the intent lists, the kept photos whose caption carries it. The "
                      "validation prompts sample every value; one that no photo shows is learnt from the base "
@@ -212,7 +211,7 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
                              for field, value, n in coverage]))
         missing = [value for _, value, n in coverage if not n]
         if missing:
-            warnings.append(f"intent: no kept photo's caption shows {', '.join(missing)}")
+            warnings.append(("intent", f"intent: no kept photo's caption shows {', '.join(missing)}"))
     else:
         parts.append("<p>The intent lists no values (config <code>intent:</code>).</p>")
 
@@ -225,7 +224,8 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
           "" if a["jpeg_quality"] is None else str(a["jpeg_quality"]),
           html.escape(f"{a['source_format']} {a['source_mode']}" + (", EXIF-rotated" if a["exif_transposed"] else ""))]
          for a in kept]))
-    parts[2] = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warnings)
+    parts[2] = "".join(f'<p class="warn">{html.escape(text)} <a href="#{section}">(details)</a></p>'
+                       for section, text in warnings)
     parts.append("</body></html>\n")
     atomic.write_text(html_path, "\n".join(parts))
-    return ReportSummary(counts, framing, warnings)
+    return ReportSummary(counts, framing, [text for _, text in warnings])

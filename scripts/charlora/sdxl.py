@@ -178,6 +178,15 @@ def unet_with(weights: dict[str, torch.Tensor], config: dict) -> torch.nn.Module
     return unet
 
 
+def unet_parameter_shapes(base_model: str | os.PathLike) -> list[tuple[int, ...]]:
+    """The shapes of the UNet's parameters, from its config alone (built on the meta device: nothing read)."""
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(unet_config(base_model))
+    return [tuple(p.shape) for p in unet.parameters()]
+
+
 def load_epoch_unet(epoch_file: str | os.PathLike, base_model: str | os.PathLike) -> torch.nn.Module:
     """A saved epoch's UNet (diffusers names), built with the base model's config, fp32, CPU."""
     with safe_open(str(epoch_file), framework="pt") as f:  # tensor by tensor: never the file's copy and fp32's at once

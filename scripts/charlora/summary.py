@@ -33,5 +33,7 @@ def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake") -> s
     lora = run_dir / f"{run}.safetensors"
     if lora.is_file():
         lines.append(f"  the LoRA        {lora}")
+    if (run_dir / "runs.tsv").is_file():
+        lines.append(f"  the runs        {run_dir / 'runs.tsv'}  (this run's record: {run_dir / 'run.yaml'})")
     lines.append(f"  run report      {snakemake_command} --report report.zip  (samples, grids, losses, scorecard)")
     return "\n".join(lines)

@@ -30,12 +30,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from charlora import atomic, plan
+from charlora import atomic, disk_space, plan
 from charlora.config import defaults
 from charlora.diffusion import add_noise, draw_noise, masked_mse, predict_noise, training_loss, val_timesteps
 from charlora.ema import EMA
 from charlora.optim import FusedBackward, make_optimizer
-from charlora.sdxl import load_unet, noise_scheduler, pick_device, save_safetensors, unet_config, unet_with
+from charlora.sdxl import (load_unet, noise_scheduler, pick_device, save_safetensors, unet_config,
+                           unet_parameter_shapes, unet_with)
 from charlora.train_data import EncodingCache, Sample, encode_samples, epoch_batches, make_batch
 from charlora.train_state import TrainerState, optimizer_state
 
@@ -165,14 +166,23 @@ def write_metrics(path: Path, result: EpochResult) -> None:
 
 def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val_ids: list[str], settings: Settings,
                 first: int, last: int, out_dir: Path, previous_state: Path | None, cache_dir: Path,
-                tensorboard_dir: Path | None = None, saved_in_run: int | None = None,
+                tensorboard_dir: Path | None = None, still_to_write: tuple[int, int] | None = None,
                 progress: bool = True) -> list[EpochResult]:
-    """Train epochs first..last (1-based) and write epoch files, metrics and the state after `last`."""
+    """Train epochs first..last (1-based) and write epoch files, metrics and the state after `last`.
+
+    `still_to_write`: (saved epochs, job states) that this job and the run's later jobs write; the job
+    stops before any work when the disk cannot hold them (default: this job's own)."""
     from tqdm import tqdm
 
     for stale in out_dir.glob(".epoch-*.tmp"):  # temp files of a job that was killed mid-write
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     settings.check()
+    epochs, states = still_to_write or (len(plan.saved_epochs(first, last, settings.save_every)), 1)
+    need = disk_space.training_need(unet_parameter_shapes(base_model), settings.weight_dtype.itemsize,
+                                    str(settings.weight_dtype).removeprefix("torch."), settings.optimizer,
+                                    bool(settings.ema_decay), epochs, states)
+    free = disk_space.check_free_space(out_dir, need, f"training epochs {first}-{last} and the jobs after them")
+    log.info("disk: the rest of the run writes %s; %.2f GB free", need.describe(), free / 1e9)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = pick_device(settings.device)
     train_ids = [s.id for s in samples if s.id not in set(val_ids)]
@@ -188,10 +198,6 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
     else:  # with EMA the epoch file holds the average, and the state the raw weights
         weights = state.unet or load_file(str(out_dir / plan.epoch_name(first - 1, "safetensors")))
     unet = unet_with(weights, unet_config(base_model)).to(device, settings.weight_dtype)
-    if first == 1:
-        log.info("expected disk use of this run's UNet files: %s, plus the optimizer state of each job",
-                 expected_disk_use(sum(p.numel() for p in unet.parameters()), settings,
-                                   saved_in_run or len(plan.saved_epochs(first, last, settings.save_every))))
     if settings.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
@@ -286,7 +292,3 @@ def tensorboard(folder: Path | None, global_step: int):
     from torch.utils.tensorboard import SummaryWriter
     return SummaryWriter(str(folder), purge_step=global_step + 1 if global_step else None)
 
-
-def expected_disk_use(unet_parameters: int, settings: Settings, saved: int) -> str:
-    per_epoch = unet_parameters * settings.weight_dtype.itemsize
-    return f"{saved} saved epochs x {per_epoch / 1e9:.2f} GB = {saved * per_epoch / 1e9:.1f} GB"
