@@ -20,7 +20,7 @@ include: "rules/runs.smk"
 
 
 onsuccess:
-    print(summary.where_to_look(RUN))
+    print(summary.where_to_look(RUN, strays=STRAYS))
 
 
 rule all:

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from charlora import demo, dedup, plan, refinement, scorecard, summary
 from charlora.config import ConfigError, base_model_path, check_consent, require_file, validate_config
-from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images
+from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images, stray_files
 
 # The config files in the order Snakemake merges them (the Snakefile's, then each --configfile), and the
 # --config values, which win: errors name where a bad key was set.
@@ -18,8 +18,9 @@ validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml",
                 [Path(f) for f in workflow.configfiles if Path(f).absolute() not in CLI_CONFIGFILES] + CLI_CONFIGFILES,
                 dict(workflow.config_settings.config))
 CONSENT = check_consent(config["subject"])  # a real person: no job runs without the written consent record
-# What the per-photo rules depend on: the split's share is left out, so changing it reruns the split only.
-INGEST = {k: v for k, v in config["ingest"].items() if k != "val_fraction"}
+# What the per-photo rules depend on: the split's share and the dataset-wide date check are left out, so
+# changing them reruns the split or the report only.
+INGEST = {k: v for k, v in config["ingest"].items() if k not in ("val_fraction", "max_years_from_median")}
 
 # The local model files the config names: checked here, so a missing one stops the run before any
 # job, and made inputs of the jobs that use them, so a new model reruns those jobs.
@@ -79,6 +80,8 @@ else:
 IDS = sorted(LISTING.images)
 if not IDS:
     raise ValueError(f"no photos found in {DATASET}/images (supported: {' '.join(SUPPORTED_SUFFIXES)})")
+# Captions and masks that match no photo: reported (dedup's log, the report), and fatal with strict: true.
+STRAYS = {} if IS_DEMO else stray_files(DATASET, set(IDS))
 
 
 def source_image(wildcards):

@@ -47,6 +47,7 @@ checkpoint dedup:
         dedup=config["dedup"],
         ingest=INGEST,
         unlisted=LISTING.rejected,
+        strays=STRAYS,
         strict=config["strict"],
     log:
         "logs/dataset/dedup.log",
@@ -138,6 +139,8 @@ rule dataset_report:
         targets=config["ingest"]["framing"]["targets"],
         intent=config["intent"],
         dataset=DATASET,
+        strays=STRAYS,
+        max_years=config["ingest"]["max_years_from_median"],
     log:
         "logs/dataset/report.log",
     resources:

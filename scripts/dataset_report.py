@@ -19,7 +19,8 @@ coverage = intent.coverage(intent.Intent.from_config(snakemake.params.intent, vo
                            {i: record["caption"] for i, record in kept_captions.items()}, vocabulary)
 summary = report.write_dataset_report(
     rows, audits, kept_images, kept_masks, kept_captions, lint_rows, Path(snakemake.params.dataset) / "images",
-    snakemake.params.targets, coverage, snakemake.output.html, snakemake.output.framing,
+    snakemake.params.targets, coverage, snakemake.output.html, snakemake.output.framing, snakemake.params.strays,
+    snakemake.params.max_years,
 )
 for warning in summary.warnings:
     log.warning("%s", warning)

@@ -28,7 +28,10 @@ log.info("%d files: %d kept, %d near-duplicates, %d rejected", len(rows), *count
 for row in rows:
     if row.status != dedup.KEPT:
         log.warning("%s: %s %s", row.file, row.status, row.reason)
-message = dedup.rejection_message(rows)
+strays = snakemake.params.strays
+for where, reason in strays.items():
+    log.warning("%s: %s", where, reason)
+message = dedup.rejection_message(rows, strays)
 if message and snakemake.params.strict:
     log.error("%s", message)
     raise SystemExit(message)

@@ -62,6 +62,9 @@ def test_table_round_trips_and_strict_message_lists_rejections(tmp_path):
     dedup.write_table(rows, tmp_path / "dedup.tsv")
     assert dedup.read_table(tmp_path / "dedup.tsv") == rows
     assert dedup.rejection_message(rows).endswith("c.jpg: truncated or corrupt image data")
+    with_stray = dedup.rejection_message(rows, {"captions/d.txt": "no photo named 'd' in images/"})
+    assert "and 1 caption/mask file(s) unused" in with_stray and with_stray.endswith("captions/d.txt: no photo named 'd' in images/")
+    assert dedup.rejection_message([], {}) is None
 
 
 def test_framing_of_every_demo_shot(shots):

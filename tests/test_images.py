@@ -110,3 +110,40 @@ def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed mid-write")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json"]
+
+
+def _with_exif(path, **tags):
+    exif = Image.Exif()
+    for tag, value in tags.items():
+        if tag == "DateTime":
+            exif[0x0132] = value
+        else:
+            exif.get_ifd(0x8769)[{"DateTimeOriginal": 0x9003, "DateTimeDigitized": 0x9004}[tag]] = value
+    badfiles.photo(64, 64).save(path, "JPEG", exif=exif)
+    return path
+
+
+@pytest.mark.parametrize("tags, expected", [
+    (dict(DateTimeOriginal="2019:05:01 10:00:00", DateTime="2024:01:01 00:00:00"), "2019-05-01"),  # taken, not edited
+    (dict(DateTimeDigitized="2018:02:03 04:05:06"), "2018-02-03"),
+    (dict(DateTime="2021:12:24 18:00:00"), "2021-12-24"),
+    (dict(DateTimeOriginal="0000:00:00 00:00:00", DateTime="2020:07:07 07:07:07"), "2020-07-07"),  # a placeholder
+    (dict(DateTimeOriginal="    :  :     :  :  "), None),
+    ({}, None),
+])
+def test_capture_date_from_exif(tmp_path, tags, expected):
+    from charlora.images import decode_rgb
+    assert decode_rgb(_with_exif(tmp_path / "p.jpg", **tags), 100).captured == expected
+
+
+def test_photos_taken_far_from_the_others_and_undated_ones_are_listed():
+    from charlora.audit import capture_dates
+    audits = [{"file": f"{n}.jpg", "captured": d} for n, d in
+              [("a", "2023-03-01"), ("b", "2023-06-01"), ("c", "2023-07-15"), ("d", "2020-01-10"), ("e", "2026-02-01")]]
+    audits.append({"file": "drawn.png", "captured": None})
+    dates = capture_dates(audits, max_years=2)
+    assert (dates.earliest, dates.latest, dates.median) == ("2020-01-10", "2026-02-01", "2023-06-01")
+    assert dates.far == [("d.jpg", "2020-01-10", 3.4), ("e.jpg", "2026-02-01", 2.7)]
+    assert dates.undated == ["drawn.png"]
+    assert capture_dates(audits, max_years=5).far == []
+    assert capture_dates(audits[-1:], max_years=2).median is None

@@ -25,7 +25,8 @@ def test_each_warning_is_shown_once_and_links_to_its_section(tmp_path):
         kept_masks[image_id] = (tmp_path / f"{image_id}.mask.png", {"source": "colour_key", "coverage": 1.0, "flags": flags})
         audits.append({"id": image_id, "file": f"{image_id}.jpg", "flags": [], "width": 48, "height": 64,
                        "sharpness": 50.0, "jpeg_quality": 90, "source_format": "JPEG", "source_mode": "RGB",
-                       "exif_transposed": False, "framing": {"label": "close_up", "face_height": 0.5}})
+                       "exif_transposed": False, "framing": {"label": "close_up", "face_height": 0.5},
+                       "captured": {"a": "2024-05-01", "b [2]": "2024-06-01", "c": "2019-01-01"}[image_id]})
     audits.append({**audits[0], "id": "d", "file": "d.jpg"})
     Image.new("RGB", (48, 64)).save(images / "d.jpg")
     rows = [DedupRow("a.jpg", "a", KEPT), DedupRow("b [2].jpg", "b [2]", KEPT), DedupRow("c.jpg", "c", KEPT),
@@ -36,7 +37,8 @@ def test_each_warning_is_shown_once_and_links_to_its_section(tmp_path):
     coverage = [("scenes", "park", 2), ("scenes", "beach", 0)]
 
     summary = report.write_dataset_report(rows, audits, kept_images, kept_masks, captions, lint_rows, images,
-                                          TARGETS, coverage, tmp_path / "report.html", tmp_path / "framing.png")
+                                          TARGETS, coverage, tmp_path / "report.html", tmp_path / "framing.png",
+                                          {"captions/IMG_001.txt": "no photo named 'IMG_001' in images/"})
 
     page = (tmp_path / "report.html").read_text()
     assert summary.counts == {KEPT: 3, DUPLICATE: 1, REJECTED: 1}
@@ -44,14 +46,18 @@ def test_each_warning_is_shown_once_and_links_to_its_section(tmp_path):
         "framing: close-up is 100% of kept photos (3 of 3), above the guide's 20-30%",
         "framing: mid shot is 0% of kept photos (0 of 3), below the guide's 40-50%",
         "framing: full body is 0% of kept photos (0 of 3), below the guide's 20-30%",
+        "captions/IMG_001.txt: no photo named 'IMG_001' in images/",
+        "capture date: c.jpg was taken 2019-01-01, 5.3 years from the median 2024-05-01 (ingest.max_years_from_median "
+        "2): the subject's looks may have changed",
         "mask of c: mask covers 100% of the photo (expected 5%-85%): check it",
         "captions: 1 caption(s) longer than the text encoders read: a",
         "intent: no kept photo's caption shows beach",
     ]
-    sections = ["framing"] * 3 + ["masks", "captions", "intent"]
+    sections = ["framing"] * 3 + ["strays", "dates", "masks", "captions", "intent"]
     for warning, section in zip(summary.warnings, sections):
         assert page.count(f'{html.escape(warning)} <a href="#{section}">(details)</a>') == 1, warning
         assert page.count(f'id="{section}"') == 1
     framing_text = re.compile(r"close-up is 100% of kept photos")
     assert len(framing_text.findall(page)) == 1  # at the top only; the Framing section shows the chart
+    assert "3 of 3 kept photos have an EXIF capture date: from 2019-01-01 to 2024-06-01, median 2024-05-01" in page
     assert "b [2].jpg" in page and "d.jpg<br>distance 3" in page and "unsupported file type" in page

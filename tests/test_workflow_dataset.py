@@ -1,6 +1,7 @@
 """The dataset stage run for real: the embedded demo, a user's folder full of junk, strict mode,
 a bad config, and what reruns after the user edits the folder."""
 
+import html
 import json
 import os
 import shutil
@@ -161,6 +162,7 @@ def user_ws(tmp_path_factory, demo_ws):
     (ws / "photos" / "captions").mkdir()
     (ws / "photos/captions/park_walk.txt").write_text("mira, walking, smiling, white t-shirt, park, full body\n")
     (ws / "photos/captions/backlit_mid.txt").write_bytes(b"mira, backlight, \xff\xfe broken")  # not UTF-8
+    (ws / "photos/captions/studio_wave_mid2.txt").write_text("mira, waving\n")  # matches no photo: reported
     wd14_tagger(ws / "models" / "tagger")  # the user's tagger folder; the config names it
     config = (ws / "config/config.yaml").read_text()
     assert "  tagger: demo " in config
@@ -168,13 +170,14 @@ def user_ws(tmp_path_factory, demo_ws):
     (ws / "photos" / "masks").mkdir()
     shutil.copy2(demo_ws / "results/demo/masks/park_walk.png", ws / "photos/masks/park_walk.png")
     Image.new("L", (10, 10), 255).save(ws / "photos/masks/red_dress_mid.png")  # wrong size
+    Image.new("L", (384, 512), 255).save(ws / "photos/masks/sitting_full.jpg")  # masks are PNG: reported
     before = snapshot(ws / "photos")
     result = snakemake(ws, "dataset", "--config", f"dataset={ws / 'photos'}")
     return ws, before, result
 
 
 def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
-    ws, _, _ = user_ws
+    ws, _, result = user_ws
     rows = rows_by_file(ws)
     for name, (_, reason) in JUNK.items():
         assert rows[name].status == "rejected" and reason in rows[name].reason, (name, rows[name])
@@ -206,6 +209,14 @@ def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
     assert red["source"] == "colour_key"
     assert "the mask is 10x10 but its photo is 384x512" in red["flags"][0]
     assert "the mask is 10x10" in report
+    # captions and masks that no photo uses: in the report and the log, never silently ignored
+    strays = {"captions/studio_wave_mid2.txt": "no photo named 'studio_wave_mid2' in images/, so this caption is "
+                                               "not used; did you mean 'studio_wave_mid'?",
+              "masks/sitting_full.jpg": "not used: only <photo name>.png files are read as masks"}
+    log = (ws / "logs/dataset/dedup.log").read_text()
+    for where, reason in strays.items():
+        assert f"{where}: {reason}" in log and html.escape(f"{where}: {reason}") in report
+    assert "  not used        captions/studio_wave_mid2.txt, masks/sitting_full.jpg  (no photo has" in result.stdout
 
 
 def test_the_users_folder_is_left_untouched(user_ws):
@@ -269,7 +280,8 @@ def test_strict_turns_rejections_into_a_failed_run(user_ws):
     ws, _, _ = user_ws
     result = snakemake(ws, "dataset", "--config", f"dataset={ws / 'photos'}", "strict=True", check=False)
     assert result.returncode != 0
-    assert "dataset file(s) rejected (strict: true" in result.stdout
+    assert "dataset file(s) rejected and 2 caption/mask file(s) unused (strict: true" in result.stdout
+    assert "  captions/studio_wave_mid2.txt: no photo named 'studio_wave_mid2'" in result.stdout
     for name, (_, reason) in JUNK.items():
         assert f"{name}: {reason}" in result.stdout
 

@@ -7,6 +7,8 @@ decoded, it is below the minimum size) rejects it. Everything else is a flag in 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import cv2
@@ -85,8 +87,38 @@ def audit_image(path: str | Path, image_id: str, settings: dict) -> dict:
         "icc_converted": decoded.icc_converted,
         "had_alpha": decoded.had_alpha,
         "jpeg_quality": decoded.jpeg_quality,
+        "captured": decoded.captured,
     })
     rules = settings["framing"]
     record["framing"] = framing.classify(image, rules["close_up_min_face"], rules["full_body_max_face"]).as_dict()
     record["flags"] = flags_for(record, settings)
     return record
+
+
+# --- dataset-wide -------------------------------------------------------------------------------
+
+@dataclass
+class CaptureDates:
+    """When the kept photos were taken (EXIF): the guide warns against photos taken far apart in time,
+    when the subject's looks change."""
+    earliest: str | None = None
+    latest: str | None = None
+    median: str | None = None
+    far: list[tuple[str, str, float]] = field(default_factory=list)  # (file, date, years from the median)
+    undated: list[str] = field(default_factory=list)                  # files
+
+
+def capture_dates(audits: list[dict], max_years: float) -> CaptureDates:
+    """The span and median of the photos' capture dates, and the photos further than `max_years` from
+    the median (the lower middle date of an even count, so that the result is one of the dates)."""
+    dated = sorted((date.fromisoformat(a["captured"]), a["file"]) for a in audits if a.get("captured"))
+    result = CaptureDates(undated=sorted(a["file"] for a in audits if not a.get("captured")))
+    if not dated:
+        return result
+    median = dated[(len(dated) - 1) // 2][0]
+    result.earliest, result.latest, result.median = dated[0][0].isoformat(), dated[-1][0].isoformat(), median.isoformat()
+    for when, file in dated:
+        years = abs((when - median).days) / 365.25
+        if years > max_years:
+            result.far.append((file, when.isoformat(), round(years, 1)))
+    return result

@@ -3,6 +3,7 @@ to run each time Snakemake parses the workflow."""
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -64,3 +65,31 @@ def list_dataset_images(images_dir: str | Path) -> DatasetListing:
                     "(captions and masks are matched by name); rename or remove one of them"
                 )
     return listing
+
+
+# The user's own files beside images/: folder -> (the suffix charlora reads, what such a file is)
+USER_FILES = {"captions": (".txt", "caption"), "masks": (".png", "mask")}
+
+
+def stray_files(dataset_dir: str | Path, ids: set[str]) -> dict[str, str]:
+    """Files in the dataset's captions/ and masks/ that no photo will use ('captions/IMG_001.txt'
+    beside images/IMG_0001.jpg), each with the reason and the likely photo: the user believes they
+    are used. Names only, cheap like the listing."""
+    strays = {}
+    for folder, (suffix, what) in USER_FILES.items():
+        folder_path = Path(dataset_dir) / folder
+        if not folder_path.is_dir():
+            continue
+        for entry in sorted(folder_path.iterdir()):
+            name, where = entry.name, f"{folder}/{entry.name}"
+            if name.startswith(".") or name.lower() in IGNORED_NAMES:
+                continue
+            if entry.is_dir():
+                strays[where] = f"is a folder: {folder}/ is read flat, so nothing in it is used"
+            elif entry.suffix != suffix:
+                strays[where] = f"not used: only <photo name>{suffix} files are read as {what}s"
+            elif entry.stem not in ids:
+                close = difflib.get_close_matches(entry.stem, sorted(ids), n=1, cutoff=0.8)
+                strays[where] = (f"no photo named {entry.stem!r} in images/, so this {what} is not used"
+                                 + (f"; did you mean {close[0]!r}?" if close else ""))
+    return strays

@@ -116,10 +116,12 @@ def read_table(path: str | Path) -> list[DedupRow]:
         return [DedupRow(**row) for row in csv.DictReader(fh, delimiter="\t")]
 
 
-def rejection_message(rows: list[DedupRow]) -> str | None:
-    """The text `strict: true` fails with: every rejected file and why."""
+def rejection_message(rows: list[DedupRow], strays: dict[str, str] | None = None) -> str | None:
+    """The text `strict: true` fails with: every rejected file and every caption or mask no photo uses."""
     rejected = [r for r in rows if r.status == REJECTED]
-    if not rejected:
+    strays = strays or {}
+    if not rejected and not strays:
         return None
-    lines = "\n".join(f"  {r.file}: {r.reason}" for r in rejected)
-    return f"{len(rejected)} dataset file(s) rejected (strict: true turns rejections into errors):\n{lines}"
+    lines = [f"  {r.file}: {r.reason}" for r in rejected] + [f"  {where}: {reason}" for where, reason in strays.items()]
+    return (f"{len(rejected)} dataset file(s) rejected and {len(strays)} caption/mask file(s) unused "
+            "(strict: true turns these into errors):\n" + "\n".join(lines))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ class Decoded:
     icc_converted: bool
     had_alpha: bool
     jpeg_quality: int | None  # estimated from the quantisation tables; None when not a JPEG
+    captured: str | None = None  # the EXIF capture date, YYYY-MM-DD; None without one
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -81,12 +83,13 @@ def decode_rgb(path: str | Path, max_megapixels: float, alpha_background=(255, 2
             raise ImageRejected(f"truncated or corrupt image data ({exc}); re-export or copy the photo again") from None
         icc = im.info.get("icc_profile")
         exif_transposed = _orientation(im) not in (None, 1)
+        captured = capture_date(im)
         rgb, had_alpha = _to_rgb8(ImageOps.exif_transpose(im), alpha_background)
         icc_converted = False
         if icc:
             rgb, icc_converted = _to_srgb(rgb, icc, source_mode), True
     return Decoded(rgb, source_format, source_mode, (width, height), bool(exif_transposed),
-                   icc_converted, had_alpha, jpeg_quality)
+                   icc_converted, had_alpha, jpeg_quality, captured)
 
 
 def _orientation(im: Image.Image) -> int | None:
@@ -94,6 +97,30 @@ def _orientation(im: Image.Image) -> int | None:
         return im.getexif().get(0x0112)
     except Exception:  # broken EXIF blocks are common; orientation is then unknown
         return None
+
+
+EXIF_IFD, DATE_TIME_ORIGINAL, DATE_TIME_DIGITIZED, DATE_TIME = 0x8769, 0x9003, 0x9004, 0x0132
+
+
+def capture_date(im: Image.Image) -> str | None:
+    """When the photo was taken, from EXIF: DateTimeOriginal, else DateTimeDigitized, else the file's
+    DateTime; as YYYY-MM-DD. None when there is no valid date (drawings, scans, stripped metadata)."""
+    try:
+        exif = im.getexif()
+        sub = exif.get_ifd(EXIF_IFD)
+        candidates = [sub.get(DATE_TIME_ORIGINAL), sub.get(DATE_TIME_DIGITIZED), exif.get(DATE_TIME)]
+    except Exception:  # a broken EXIF block: no date
+        return None
+    for value in candidates:
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        if not isinstance(value, str):
+            continue
+        try:
+            return datetime.strptime(value.strip("\x00 ")[:10], "%Y:%m:%d").date().isoformat()
+        except ValueError:  # "0000:00:00 00:00:00" and other placeholders
+            continue
+    return None
 
 
 def _to_rgb8(im: Image.Image, alpha_background) -> tuple[Image.Image, bool]:

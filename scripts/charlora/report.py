@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from charlora import atomic
+from charlora.audit import capture_dates
 from charlora.dedup import DUPLICATE, KEPT, REJECTED, DedupRow
 from charlora.framing import FRAMINGS, UNKNOWN, WORDS
 from charlora.images import ImageRejected, decode_rgb
@@ -128,13 +129,16 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
                          kept_masks: dict[str, tuple[Path, dict]], kept_captions: dict[str, dict],
                          lint_rows: list, images_dir: Path, targets: dict[str, list[float]],
                          coverage: list[tuple[str, str, int]], html_path: str | Path,
-                         chart_path: str | Path) -> ReportSummary:
+                         chart_path: str | Path, strays: dict[str, str] | None = None,
+                         max_years: float = 2.0) -> ReportSummary:
     """Write the HTML report and the framing chart; return the counts and the warnings shown.
 
     `kept_images`: id -> normalised PNG of each kept photo; `kept_masks`: id -> (mask PNG, mask
     record); `kept_captions`: id -> caption record; `lint_rows`: the caption lint; `images_dir`: the
     dataset's originals (the set-aside duplicates are shown from there); `coverage`: (intent field,
-    value, kept photos whose caption carries it) for each value the intent lists (intent.coverage).
+    value, kept photos whose caption carries it) for each value the intent lists (intent.coverage);
+    `strays`: the dataset's captions and masks that no photo uses, with the reason (dataset.stray_files);
+    `max_years`: photos taken further than this from the median capture date are flagged.
     """
     by_id = {a["id"]: a for a in audits}
     kept = [by_id[r.id] for r in rows if r.status == KEPT]
@@ -155,6 +159,12 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     parts.append("<h2>Rejected files</h2>")
     rejected = [[html.escape(r.file), html.escape(r.reason)] for r in rows if r.status == REJECTED]
     parts.append(_table(["file", "reason"], rejected) if rejected else "<p>None.</p>")
+
+    parts.append('<h2 id="strays">Unused captions and masks</h2>')
+    strays = strays or {}
+    parts.append(_table(["file", "why it is not used"], [[html.escape(w), html.escape(r)] for w, r in strays.items()])
+                 if strays else "<p>None: every caption and mask file belongs to a photo.</p>")
+    warnings.extend(("strays", f"{where}: {reason}") for where, reason in strays.items())
 
     parts.append("<h2>Near-duplicate groups</h2>")
     groups: dict[str, list[DedupRow]] = {}
@@ -177,6 +187,22 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     parts.append("<h2>Audit flags</h2>")
     flagged = [[html.escape(a["file"]), "<br>".join(html.escape(f) for f in a["flags"])] for a in kept if a["flags"]]
     parts.append(_table(["file", "flags"], flagged) if flagged else "<p>No flags on kept photos.</p>")
+
+    parts.append('<h2 id="dates">Capture dates</h2>')
+    dates = capture_dates(kept, max_years)
+    if dates.median:
+        parts.append(f"<p>{len(kept) - len(dates.undated)} of {len(kept)} kept photos have an EXIF capture date: "
+                     f"from {dates.earliest} to {dates.latest}, median {dates.median}.</p>")
+    else:
+        parts.append("<p>No kept photo has an EXIF capture date (drawings, scans, or metadata stripped).</p>")
+    if dates.far:
+        parts.append(_table(["file", "taken", "years from the median"],
+                            [[html.escape(f), d, f"{y:g}"] for f, d, y in dates.far]))
+    warnings.extend(("dates", f"capture date: {f} was taken {d}, {y:g} years from the median {dates.median} "
+                              f"(ingest.max_years_from_median {max_years:g}): the subject's looks may have changed")
+                    for f, d, y in dates.far)
+    if dates.undated and dates.median:
+        parts.append("<p>Without a date: " + ", ".join(html.escape(f) for f in dates.undated) + ".</p>")
 
     parts.append('<h2 id="masks">Masks</h2><p>Red: background that masked training ignores.</p>')
     mask_figures = []

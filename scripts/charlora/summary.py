@@ -9,8 +9,9 @@ from pathlib import Path
 from charlora import dedup, plan
 
 
-def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake") -> str:
-    """Lines naming the files a user reads next, for whichever of them exist."""
+def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake", strays: dict[str, str] | None = None) -> str:
+    """Lines naming the files a user reads next, for whichever of them exist; `strays`: the dataset's
+    captions and masks that no photo uses."""
     lines = ["charlora: done. Where to look:"]
     table = Path("results/dataset/dedup.tsv")
     if table.is_file():
@@ -22,6 +23,9 @@ def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake") -> s
         rejected = [r.file for r in rows if r.status == dedup.REJECTED]
         if rejected:
             lines.append("  rejected        " + ", ".join(rejected[:5]) + (" ..." if len(rejected) > 5 else ""))
+        if strays:
+            lines.append("  not used        " + ", ".join(list(strays)[:5]) + (" ..." if len(strays) > 5 else "")
+                         + "  (no photo has their name: see the report)")
     run_dir = Path(plan.run_dir(run))
     if (run_dir / "tensorboard").is_dir():
         lines.append(f"  TensorBoard     .venv/bin/tensorboard --logdir {run_dir.parent}")
