@@ -104,3 +104,28 @@ def test_files_of_photos_no_longer_kept_are_found_stale_with_the_reason(tmp_path
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
         "audit/a.b.json", "audit/c.json", "captions/a.b.json", "captions/a.b.txt", "images/a.b.png",
         "masks/.c.png.x1y2.tmp", "masks/a.b.json", "masks/a.b.png"]
+
+
+def test_the_copy_with_the_most_real_content_then_the_least_processed_is_kept(tmp_path):
+    import skimage.data
+    from charlora import audit, config
+
+    settings = config.defaults()["ingest"] | {"min_side": 256}
+    photo = Image.fromarray(skimage.data.astronaut())  # 512 x 512, a real photo
+    photo.save(tmp_path / "original.png")
+    canvas = Image.new("RGB", (912, 612), (0, 0, 0))  # pasted on a wider black canvas, as screenshots do
+    canvas.paste(photo, (150, 30))  # not centred
+    canvas.save(tmp_path / "letterboxed.png")
+    ImageEnhance.Brightness(photo).enhance(1.1).save(tmp_path / "brightened.jpg", quality=90)
+    photo.resize((384, 384), Image.LANCZOS).save(tmp_path / "smaller.png")
+    audits = {p.stem: audit.audit_image(p, p.stem, settings) for p in tmp_path.iterdir()}
+    assert audits["letterboxed"]["content_size"] == [512, 512] and audits["original"]["content_size"] == [512, 512]
+    hashes = dedup.hash_images({i: Image.open(tmp_path / a["file"]).convert("RGB") for i, a in audits.items()},
+                               DEFAULT_METHOD)
+    duplicates = dedup.group_duplicates(hashes, audits, DEFAULT_METHOD, 30)  # a loose distance: all one group here
+    assert {i: kept for i, (kept, _) in duplicates.items() if i != "letterboxed"} == {"brightened": "original",
+                                                                                      "smaller": "original"}
+    rows = {r.id: r.reason for r in dedup.build_table(audits, {}, duplicates)}
+    assert rows["smaller"].endswith("kept for more image content (512x512 without borders vs 384x384 without borders)")
+    assert rows["brightened"].endswith("kept for lossless (PNG vs JPEG)")
+    assert dedup.why_kept(audits["original"], audits["letterboxed"]).startswith("sharper")  # same content, same format

@@ -30,7 +30,8 @@ def test_each_warning_is_shown_once_and_links_to_its_section(tmp_path):
     audits.append({**audits[0], "id": "d", "file": "d.jpg"})
     Image.new("RGB", (48, 64)).save(images / "d.jpg")
     rows = [DedupRow("a.jpg", "a", KEPT), DedupRow("b [2].jpg", "b [2]", KEPT), DedupRow("c.jpg", "c", KEPT),
-            DedupRow("d.jpg", "d", DUPLICATE, duplicate_of="a", distance="3"),
+            DedupRow("d.jpg", "d", DUPLICATE, duplicate_of="a", distance="3",
+                     reason="near-duplicate of a.jpg, kept for sharper (sharpness 50 vs 20)"),
             DedupRow("e.txt", "", REJECTED, reason="unsupported file type '.txt'")]
     captions = {i: {"caption": f"mira, {i}", "source": "composed"} for i in kept_images}
     lint_rows = [LintRow(i, "composed", 5, "far too long" if i == "a" else "", []) for i in kept_images]
@@ -60,4 +61,4 @@ def test_each_warning_is_shown_once_and_links_to_its_section(tmp_path):
     framing_text = re.compile(r"close-up is 100% of kept photos")
     assert len(framing_text.findall(page)) == 1  # at the top only; the Framing section shows the chart
     assert "3 of 3 kept photos have an EXIF capture date: from 2019-01-01 to 2024-06-01, median 2024-05-01" in page
-    assert "b [2].jpg" in page and "d.jpg<br>distance 3" in page and "unsupported file type" in page
+    assert "b [2].jpg" in page and "d.jpg<br>distance 3<br>near-duplicate of a.jpg, kept for sharper" in page and "unsupported file type" in page

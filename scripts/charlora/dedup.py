@@ -45,9 +45,32 @@ def hash_images(images: dict[str, "object"], method: str) -> dict[str, str]:
     return {image_id: encoder.encode_image(image_array=np.asarray(image)) for image_id, image in images.items()}
 
 
+def _criteria(audit: dict) -> list[tuple[str, float, str]]:
+    """What makes the copy of a group worth keeping, in order, each as (what, value: higher is better,
+    the value in words): the most real image content (plain borders cut away before counting pixels),
+    then the least processed (lossless over JPEG, then the higher estimated JPEG quality), then the
+    sharpest."""
+    width, height = audit.get("content_size") or (audit["width"], audit["height"])
+    quality = audit.get("jpeg_quality")
+    return [
+        ("more image content", width * height, f"{width}x{height} without borders"),
+        ("lossless", 0 if quality is not None else 1, "JPEG" if quality is not None else audit.get("source_format", "lossless")),
+        ("a higher JPEG quality", 101 if quality is None else quality, "lossless" if quality is None else f"quality {quality}"),
+        ("sharper", audit["sharpness"], f"sharpness {audit['sharpness']:.0f}"),
+    ]
+
+
 def _quality_key(audit: dict):
-    """Sort key: the best image of a group comes first (more pixels, then sharper, then by id)."""
-    return (-audit["width"] * audit["height"], -audit["sharpness"], audit["id"])
+    """Sort key: the best image of a group comes first (`_criteria`, then by id)."""
+    return (*(-value for _, value, _ in _criteria(audit)), audit["id"])
+
+
+def why_kept(kept: dict, other: dict) -> str:
+    """Why `kept` (an audit record) was kept over `other`: the first criterion that tells them apart."""
+    for (what, value, words), (_, other_value, other_words) in zip(_criteria(kept), _criteria(other)):
+        if value != other_value:
+            return f"{what} ({words} vs {other_words})"
+    return "equal by every measure: the first name is kept"
 
 
 def group_duplicates(hashes: dict[str, str], audits: dict[str, dict], method: str, max_distance: int) -> dict[str, tuple[str, int]]:
@@ -96,7 +119,7 @@ def build_table(audits: dict[str, dict], unlisted: dict[str, str], duplicates: d
         elif image_id in duplicates:
             kept, distance = duplicates[image_id]
             rows.append(DedupRow(audit["file"], image_id, DUPLICATE, kept, str(distance),
-                                 f"near-duplicate of {audits[kept]['file']} (kept: more pixels or sharper)"))
+                                 f"near-duplicate of {audits[kept]['file']}, kept for {why_kept(audits[kept], audit)}"))
         else:
             rows.append(DedupRow(audit["file"], image_id, KEPT))
     return sorted(rows, key=lambda r: r.file)

@@ -181,7 +181,8 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
                 image = decode_rgb(images_dir / d.file, max_megapixels=1e9).image
             except ImageRejected:
                 continue
-            figures.append(_figure(_thumb_uri(image), f"{html.escape(d.file)}<br>distance {d.distance}"))
+            figures.append(_figure(_thumb_uri(image), f"{html.escape(d.file)}<br>distance {d.distance}<br>"
+                                                      f"{html.escape(d.reason)}"))
         parts.append(f'<div class="group">{"".join(figures)}</div>')
 
     parts.append("<h2>Audit flags</h2>")
