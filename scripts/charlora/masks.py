@@ -104,8 +104,8 @@ def backdrop_model(rgb: np.ndarray, iterations: int = 4) -> np.ndarray:
 
 # A plain backdrop: half of the border strip within this share of `tolerance` of the fitted backdrop.
 # Measured at tolerance 30: the demo's studio and plain-backdrop shots 3.0-5.2 (median distance), the
-# demo's drawn street, cafe and brick wall scenes 15.7-18.7, real photos with a room or landscape
-# behind the subject (scikit-image's astronaut, coffee, chelsea; matplotlib's grace_hopper) 20-39.
+# demo's drawn brick-wall scenes (street, café, brick wall, a brick close-up) 13-19, real photos with a
+# room or landscape behind the subject (scikit-image's astronaut, coffee, chelsea; grace_hopper) 20-39.
 PLAIN_BACKDROP_SHARE = 1 / 3
 
 
