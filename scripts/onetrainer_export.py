@@ -1,15 +1,11 @@
 """Rule onetrainer_export: the curated dataset in OneTrainer's layout (charlora/onetrainer.py)."""
 
-from pathlib import Path
-
 from charlora import logs, onetrainer, split
+from charlora.dataset import files_by_id
 
 log = logs.setup(snakemake.log[0])
 inp, params = snakemake.input, snakemake.params
-files = {Path(p).stem: {"image": Path(p)} for p in inp.images}
-for kind in ("caption", "mask"):
-    for path in dict(inp.items()).get(f"{kind}s", []):
-        files[Path(path).stem][kind] = Path(path)
+files = files_by_id(images=inp.images, captions=inp.captions, masks=inp.masks)
 for image_id in files:
     if onetrainer.file_stem(image_id) != image_id:
         log.warning("%s is exported as %s.png: OneTrainer skips images whose name ends with -masklabel or -condlabel",

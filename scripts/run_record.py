@@ -3,13 +3,11 @@
 from pathlib import Path
 
 from charlora import logs, run_record
+from charlora.dataset import files_by_id
 
 log = logs.setup(snakemake.log[0])
 inp, params = snakemake.input, snakemake.params
-named, files = dict(inp.items()), {}
-for kind in run_record.KINDS:
-    for path in named.get(f"{kind}s", []):
-        files.setdefault(Path(path).stem, {})[kind] = Path(path)
+files = files_by_id(images=inp.images, masks=inp.masks, captions=inp.captions)
 record = run_record.make_record(
     config=params.config, dataset=params.dataset, files=files, split=Path(inp.split), base_model=params.base_model,
     base_hash=Path(inp.model_hash).read_text().strip(), consent=Path(inp.consent[0]) if inp.consent else None,

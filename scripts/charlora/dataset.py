@@ -93,3 +93,13 @@ def stray_files(dataset_dir: str | Path, ids: set[str]) -> dict[str, str]:
                 strays[where] = (f"no photo named {entry.stem!r} in images/, so this {what} is not used"
                                  + (f"; did you mean {close[0]!r}?" if close else ""))
     return strays
+
+
+def files_by_id(**files: list[str | Path]) -> dict[str, dict[str, Path]]:
+    """Curated files grouped by photo: `images=[...], captions=[...]` -> {id: {"image": ..., "caption": ...}}
+    (the id is the file name's stem; the kind is the keyword without its plural s)."""
+    grouped: dict[str, dict[str, Path]] = {}
+    for kind, paths in files.items():
+        for path in paths:
+            grouped.setdefault(Path(path).stem, {})[kind.removesuffix("s")] = Path(path)
+    return grouped

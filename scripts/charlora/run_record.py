@@ -17,6 +17,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -31,7 +32,6 @@ from charlora.hashing import file_sha256
 PACKAGES = ("torch", "diffusers", "transformers", "safetensors", "accelerate", "peft", "bitsandbytes", "numpy",
             "pillow", "opencv-python-headless", "imagededup", "rembg", "onnxruntime", "dlib-bin", "scikit-image",
             "open-clip-torch", "snakemake")
-KINDS = ("image", "mask", "caption")
 
 
 def package_versions() -> dict[str, str]:
@@ -113,16 +113,17 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
 
 
 def lowest_validation_loss(train_dir: Path) -> tuple[int, float] | None:
-    """The epoch with the lowest mean validation loss among the epochs' metrics.tsv files."""
-    best = None
-    for path in sorted(train_dir.glob("epoch-*.metrics.tsv")):
-        epoch = int(path.name[len("epoch-"):].split(".")[0])
-        with open(path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                if row["kind"] == "val" and row["timestep"] == "mean" and row["loss"] != "nan":
-                    if best is None or float(row["loss"]) < best[1]:
-                        best = (epoch, float(row["loss"]))
-    return best
+    """The epoch with the lowest mean validation loss among the epochs' metrics.tsv files (the earliest
+    on a tie)."""
+    from charlora.validate_plots import read_losses
+
+    metrics = {int(p.name[len("epoch-"):].split(".")[0]): p for p in train_dir.glob("epoch-*.metrics.tsv")}
+    _, val = read_losses(metrics)
+    means = {epoch: losses["mean"] for epoch, losses in val.items() if not math.isnan(losses.get("mean", math.nan))}
+    if not means:
+        return None
+    best = min(means, key=lambda epoch: (means[epoch], epoch))
+    return best, means[best]
 
 
 def read_run(run_dir: Path) -> RunSummary | None:
