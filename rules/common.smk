@@ -20,7 +20,7 @@ validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml",
 CONSENT = check_consent(config["subject"])  # a real person: no job runs without the written consent record
 # What the per-photo rules depend on: the split's share and the dataset-wide date check are left out, so
 # changing them reruns the split or the report only.
-INGEST = {k: v for k, v in config["ingest"].items() if k not in ("val_fraction", "max_years_from_median")}
+INGEST = {k: v for k, v in config["ingest"].items() if k not in ("val_fraction", "max_years_from_median", "max_skin_shift")}
 
 # The local model files the config names: checked here, so a missing one stops the run before any
 # job, and made inputs of the jobs that use them, so a new model reruns those jobs.

@@ -141,6 +141,7 @@ rule dataset_report:
         dataset=DATASET,
         strays=STRAYS,
         max_years=config["ingest"]["max_years_from_median"],
+        max_skin_shift=config["ingest"]["max_skin_shift"],
     log:
         "logs/dataset/report.log",
     resources:

@@ -1,11 +1,12 @@
-"""Checkpoint dedup: hash every usable photo, group near-duplicates, write dedup.tsv."""
+"""Checkpoint dedup: hash every usable photo, check the candidate pairs geometrically, group the
+copies, write dedup.tsv."""
 
 import json
 from pathlib import Path
 
 from tqdm import tqdm
 
-from charlora import dedup, logs
+from charlora import dedup, logs, near_duplicates
 from charlora.images import decode_rgb
 
 log = logs.setup(snakemake.log[0])
@@ -16,18 +17,24 @@ for path in snakemake.input.audits:
     audits[record["id"]] = record
 sources = {Path(p).name: p for p in snakemake.input.images}
 usable = sorted(i for i, a in audits.items() if a["status"] == "ok")
-images = {}
+encoder = dedup.hasher(settings["method"])
+photos = {}
 for image_id in tqdm(usable, desc=f"hashing ({settings['method']})"):
-    images[image_id] = decode_rgb(sources[audits[image_id]["file"]], ingest["max_megapixels"],
-                                  ingest["alpha_background"]).image
-hashes = dedup.hash_images(images, settings["method"])
-duplicates = dedup.group_duplicates(hashes, audits, settings["method"], settings["max_distance"])
-rows = dedup.build_table(audits, snakemake.params.unlisted, duplicates)
+    image = decode_rgb(sources[audits[image_id]["file"]], ingest["max_megapixels"], ingest["alpha_background"]).image
+    photos[image_id] = near_duplicates.prepare(image_id, image, encoder)
+relations = near_duplicates.find_relations(photos, settings["max_distance"], progress=tqdm)
+for relation in relations:
+    log.info("%s ~ %s: %s (hash distance %d; %s)", relation.a, relation.b, relation.kind,
+             relation.hash_distance, relation.evidence)
+duplicates = dedup.group_duplicates(relations, audits, settings["mirrors"])
+rows = dedup.build_table(audits, snakemake.params.unlisted, duplicates, dedup.similar_shots(relations, duplicates))
 counts = {s: sum(r.status == s for r in rows) for s in (dedup.KEPT, dedup.DUPLICATE, dedup.REJECTED)}
 log.info("%d files: %d kept, %d near-duplicates, %d rejected", len(rows), *counts.values())
 for row in rows:
     if row.status != dedup.KEPT:
         log.warning("%s: %s %s", row.file, row.status, row.reason)
+    elif row.similar_to:
+        log.warning("%s: kept; a second capture of the scene of %s (both kept: see the report)", row.file, row.similar_to)
 strays = snakemake.params.strays
 for where, reason in strays.items():
     log.warning("%s: %s", where, reason)

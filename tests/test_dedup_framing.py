@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from badfiles import cropped, reencoded
-from charlora import dedup, demo, demo_render, framing
+from charlora import dedup, demo, demo_render, framing, near_duplicates
+from near_copies import EDITS, demo_bursts, real_bursts, real_photos
 
-DEFAULT_METHOD, DEFAULT_DISTANCE = "phash", 10  # the schema's defaults
+DEFAULT_METHOD, DEFAULT_DISTANCE = "phash", 22  # the schema's defaults
 
 
 @pytest.fixture(scope="module")
@@ -16,41 +16,61 @@ def shots():
     return {shot.name: demo_render.render(shot) for shot in demo.SHOTS}
 
 
-EDITS = {
-    "resized": lambda im: im.resize((im.width * 2 // 3, im.height * 2 // 3), Image.LANCZOS),
-    "re-encoded": lambda im: reencoded(im, 75),
-    "slightly cropped": lambda im: cropped(im, 0.02),
-    "brightened": lambda im: ImageEnhance.Brightness(im).enhance(1.12),
-}
-
-
 def audit_of(image_id, image):
-    return {"id": image_id, "file": image_id + ".png", "status": "ok", "width": image.width,
-            "height": image.height, "sharpness": 100.0}
+    from charlora import audit
+
+    return {"id": image_id, "file": image_id + ".png", "status": "ok", **audit.measure(image)}
 
 
-def test_curators_near_duplicates_are_found_and_distinct_shots_kept(shots):
-    images = dict(shots)
-    for name in ["studio_smile_closeup.png", "park_walk.jpg", "red_dress_mid.png", "sitting_full.png"]:
-        for edit, fn in EDITS.items():
-            images[f"{name} ({edit})"] = fn(shots[name])
-    hashes = dedup.hash_images(images, DEFAULT_METHOD)
+def related(images: dict):
+    encoder = dedup.hasher(DEFAULT_METHOD)
+    photos = {i: near_duplicates.prepare(i, im, encoder) for i, im in images.items()}
+    return near_duplicates.find_relations(photos, DEFAULT_DISTANCE)
+
+
+def test_edited_copies_and_mirrors_are_found_and_bursts_and_distinct_shots_kept(shots):
+    """The issue's edits of demo drawings and a real photo, one burst of each, and the other 18
+    drawings (distinct photos of one character): copies grouped, the burst kept with similar_to."""
+    edits = ["half size", "JPEG q30", "crop 10%", "rotate -5", "letterbox black", "brighter 15%", "mirror",
+             "crop+rotate"]
+    images = {name.rsplit(".", 1)[0]: image for name, image in shots.items()}
+    images["astronaut"] = real_photos()["astronaut"]
+    expected = {}
+    for original in ["studio_smile_closeup", "park_walk", "astronaut"]:
+        for edit in edits:
+            images[f"{original} ({edit})"] = EDITS[edit](images[original]).convert("RGB")
+            expected[f"{original} ({edit})"] = original
+    burst = {**demo_bursts(), **real_bursts({"astronaut": images["astronaut"]} | real_photos())}
+    images["park_walk [burst]"] = burst["park_walk", "park_walk [burst: waving]"]
+    images["astronaut [burst]"] = burst["astronaut", "astronaut [burst: moved]"]
+    relations = related(images)
     audits = {i: audit_of(i, im) for i, im in images.items()}
-    duplicates = dedup.group_duplicates(hashes, audits, DEFAULT_METHOD, DEFAULT_DISTANCE)
-    expected = {i: i.split(" (")[0] for i in images if " (" in i}
-    # every crafted copy is a duplicate of its original (the original has more pixels or the same)
+    for image_id in images:
+        if "JPEG" in image_id:  # what the audit of the saved file would say
+            audits[image_id]["jpeg_quality"] = int(image_id.split("JPEG q")[1][:2])
+    duplicates = dedup.group_duplicates(relations, audits, "duplicate")
     assert {i: kept for i, (kept, _) in duplicates.items()} == expected
+    assert duplicates["astronaut (mirror)"][1].kind == "mirror"
+    similar = dedup.similar_shots(relations, duplicates)
+    assert similar["park_walk"] == ["park_walk [burst]"] and similar["astronaut"] == ["astronaut [burst]"]
+    rows = {r.id: r for r in dedup.build_table(audits, {}, duplicates, similar)}
+    assert rows["astronaut [burst]"].status == "kept" and rows["astronaut [burst]"].similar_to == "astronaut"
+    assert rows["astronaut (mirror)"].reason.startswith("mirror image of astronaut.png, kept for ")
+    assert "matched points" in rows["park_walk (rotate -5)"].reason
+    # dedup.mirrors: keep leaves the mirror images (and only those) as photos of their own
+    kept_mirrors = dedup.group_duplicates(relations, audits, "keep")
+    assert set(duplicates) - set(kept_mirrors) == {f"{o} (mirror)" for o in ["studio_smile_closeup", "park_walk", "astronaut"]}
 
 
 def test_best_of_group_is_kept_deterministically(shots):
     big = shots["park_walk.jpg"]
     small = big.resize((big.width // 2, big.height // 2))
     images = {"b_small": small, "a_big": big, "c_same": big.copy()}
-    hashes = dedup.hash_images(images, DEFAULT_METHOD)
     audits = {i: audit_of(i, im) for i, im in images.items()}
     audits["c_same"]["sharpness"] = 50.0  # same size as a_big, softer
-    duplicates = dedup.group_duplicates(hashes, audits, DEFAULT_METHOD, DEFAULT_DISTANCE)
-    assert duplicates == {"b_small": ("a_big", 0), "c_same": ("a_big", 0)}
+    duplicates = dedup.group_duplicates(related(images), audits, "duplicate")
+    assert {i: kept for i, (kept, _) in duplicates.items()} == {"b_small": "a_big", "c_same": "a_big"}
+    assert duplicates["c_same"][1].hash_distance == 0 and duplicates["c_same"][1].kind == "copy"
     rows = dedup.build_table(audits, {"x.txt": "unsupported"}, duplicates)
     assert [(r.file, r.status) for r in rows] == [
         ("a_big.png", "kept"), ("b_small.png", "duplicate"), ("c_same.png", "duplicate"), ("x.txt", "rejected")]
@@ -120,12 +140,36 @@ def test_the_copy_with_the_most_real_content_then_the_least_processed_is_kept(tm
     photo.resize((384, 384), Image.LANCZOS).save(tmp_path / "smaller.png")
     audits = {p.stem: audit.audit_image(p, p.stem, settings) for p in tmp_path.iterdir()}
     assert audits["letterboxed"]["content_size"] == [512, 512] and audits["original"]["content_size"] == [512, 512]
-    hashes = dedup.hash_images({i: Image.open(tmp_path / a["file"]).convert("RGB") for i, a in audits.items()},
-                               DEFAULT_METHOD)
-    duplicates = dedup.group_duplicates(hashes, audits, DEFAULT_METHOD, 30)  # a loose distance: all one group here
+    relations = related({i: Image.open(tmp_path / a["file"]).convert("RGB") for i, a in audits.items()})
+    duplicates = dedup.group_duplicates(relations, audits, "duplicate")
     assert {i: kept for i, (kept, _) in duplicates.items() if i != "letterboxed"} == {"brightened": "original",
                                                                                       "smaller": "original"}
+    assert "letterboxed" in duplicates  # its borders are cut before the comparison
     rows = {r.id: r.reason for r in dedup.build_table(audits, {}, duplicates)}
-    assert rows["smaller"].endswith("kept for more image content (512x512 without borders vs 384x384 without borders)")
-    assert rows["brightened"].endswith("kept for lossless (PNG vs JPEG)")
-    assert dedup.why_kept(audits["original"], audits["letterboxed"]).startswith("sharper")  # same content, same format
+    assert "kept for more image content (512x512 without borders vs 384x384 without borders)" in rows["smaller"]
+    assert "kept for lossless (PNG vs JPEG);" in rows["brightened"]
+    assert duplicates["letterboxed"][0] == "original"
+    assert dedup.why_kept(audits["original"], audits["letterboxed"]) == (  # same content, same format
+        "no added borders (no borders vs borders around 512x512)")
+
+
+def test_a_colour_cast_on_the_skin_is_flagged_against_the_dataset(shots):
+    """The demo's frontal, side and back light keep the skin within the limit whatever the backdrop;
+    a photo with a blue cast (red cut by 15 %, blue raised) stands out, and so does a real face
+    whose white balance is off."""
+    from charlora import audit
+
+    def record(name, image):
+        face = framing.classify(image, 0.28, 0.14).face_box
+        return {"file": name, "colour": audit.colour(image, face)}
+
+    records = [record(name, image) for name, image in shots.items()]
+    assert audit.skin_tones(records, 8.0).outliers == []  # brick wall, sky, park: grey-world moves, skin does not
+    assert max(abs(r["colour"]["grey_world_ab"][0]) for r in records) > 20
+    pixels = np.asarray(shots["park_walk.jpg"]).astype(np.float64) * [0.85, 1.0, 1.12]
+    records.append(record("blue cast.png", Image.fromarray(pixels.clip(0, 255).astype(np.uint8))))
+    tones = audit.skin_tones(records, 8.0)
+    assert [(f, way) for f, _, way in tones.outliers] == [("blue cast.png", "bluer and greener")]
+    astronaut = record("astronaut.png", real_photos()["astronaut"])
+    l_star, a_star, b_star = astronaut["colour"]["skin_lab"]
+    assert 50 < l_star < 90 and 5 < a_star < 30 and 5 < b_star < 30  # a real face's skin

@@ -26,10 +26,13 @@ def test_each_warning_is_shown_once_and_links_to_its_section(tmp_path):
         audits.append({"id": image_id, "file": f"{image_id}.jpg", "flags": [], "width": 48, "height": 64,
                        "sharpness": 50.0, "jpeg_quality": 90, "source_format": "JPEG", "source_mode": "RGB",
                        "exif_transposed": False, "framing": {"label": "close_up", "face_height": 0.5},
-                       "captured": {"a": "2024-05-01", "b [2]": "2024-06-01", "c": "2019-01-01"}[image_id]})
+                       "captured": {"a": "2024-05-01", "b [2]": "2024-06-01", "c": "2019-01-01"}[image_id],
+                       "colour": {"skin_lab": {"a": [76, 12, 21], "b [2]": [76, 13, 20], "c": [70, 0, 10]}[image_id],
+                                  "grey_world_ab": [1.5, -2.0]}})
     audits.append({**audits[0], "id": "d", "file": "d.jpg"})
     Image.new("RGB", (48, 64)).save(images / "d.jpg")
-    rows = [DedupRow("a.jpg", "a", KEPT), DedupRow("b [2].jpg", "b [2]", KEPT), DedupRow("c.jpg", "c", KEPT),
+    rows = [DedupRow("a.jpg", "a", KEPT), DedupRow("b [2].jpg", "b [2]", KEPT, similar_to="c"),
+            DedupRow("c.jpg", "c", KEPT, similar_to="b [2]"),
             DedupRow("d.jpg", "d", DUPLICATE, duplicate_of="a", distance="3",
                      reason="near-duplicate of a.jpg, kept for sharper (sharpness 50 vs 20)"),
             DedupRow("e.txt", "", REJECTED, reason="unsupported file type '.txt'")]
@@ -48,17 +51,23 @@ def test_each_warning_is_shown_once_and_links_to_its_section(tmp_path):
         "framing: mid shot is 0% of kept photos (0 of 3), below the guide's 40-50%",
         "framing: full body is 0% of kept photos (0 of 3), below the guide's 20-30%",
         "captions/IMG_001.txt: no photo named 'IMG_001' in images/",
+        "1 pair(s) of photos look like second captures of one scene: both kept, check they add something",
+        "skin colour: c.jpg is greener and bluer than the dataset by 15.6 (ingest.max_skin_shift 8): a colour cast?",
         "capture date: c.jpg was taken 2019-01-01, 5.3 years from the median 2024-05-01 (ingest.max_years_from_median "
         "2): the subject's looks may have changed",
         "mask of c: mask covers 100% of the photo (expected 5%-85%): check it",
         "captions: 1 caption(s) longer than the text encoders read: a",
         "intent: no kept photo's caption shows beach",
     ]
-    sections = ["framing"] * 3 + ["strays", "dates", "masks", "captions", "intent"]
+    sections = ["framing"] * 3 + ["strays", "similar", "skin", "dates", "masks", "captions", "intent"]
     for warning, section in zip(summary.warnings, sections):
         assert page.count(f'{html.escape(warning)} <a href="#{section}">(details)</a>') == 1, warning
         assert page.count(f'id="{section}"') == 1
     framing_text = re.compile(r"close-up is 100% of kept photos")
     assert len(framing_text.findall(page)) == 1  # at the top only; the Framing section shows the chart
     assert "3 of 3 kept photos have an EXIF capture date: from 2019-01-01 to 2024-06-01, median 2024-05-01" in page
+    skin = page.split('id="skin"')[1].split("<h2")[0]
+    assert "median a* 12, b* 20; typical: a.jpg" in skin and skin.count("<figure") == 2  # beside the typical photo
+    similar = page.split('id="similar"')[1].split("<h2")[0]
+    assert similar.count("<figure") == 2 and "b [2].jpg" in similar and "c.jpg" in similar  # side by side, once
     assert "b [2].jpg" in page and "d.jpg<br>distance 3<br>near-duplicate of a.jpg, kept for sharper" in page and "unsupported file type" in page

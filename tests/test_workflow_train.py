@@ -169,7 +169,7 @@ def test_the_run_ends_with_a_verified_lora_of_the_selected_epoch(trained):
     # the end of the run says where everything is
     summary = result.stdout.split("charlora: done. Where to look:\n", 1)[1]
     assert "  the LoRA        results/runs/demo/demo.safetensors\n" in summary
-    assert "  dataset report  results/dataset/report.html  (19 of 24 files kept, 3 near-duplicates, 2 rejected" in summary
+    assert "  dataset report  results/dataset/report.html  (19 of 25 files kept, 4 near-duplicates, 2 rejected" in summary
     assert "  TensorBoard     .venv/bin/tensorboard --logdir results/runs\n" in summary
     assert "(selected: epoch 4, why: results/runs/demo/validate/selected.json)" in summary
     assert "  the runs        results/runs/demo/runs.tsv  (this run's record: results/runs/demo/run.yaml)\n" in summary

@@ -26,12 +26,13 @@ def sharpness(gray: np.ndarray) -> float:
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 
-def content_size(image: Image.Image, tolerance: float = 3.0, max_share: float = 0.45) -> tuple[int, int]:
-    """Width and height of the picture inside plain borders (letterbox, pillarbox, a canvas it was
-    pasted on). A border is a run of whole rows (or columns) along two opposite edges, each within
-    `tolerance` of one colour that both edges share: the canvas's. A scene's own flat areas (a shirt
-    along the bottom, a backdrop above the head) rarely span whole lines on both sides in one colour,
-    and a photographed backdrop's noise breaks the tolerance. At most `max_share` of a side is cut."""
+def content_box(image: Image.Image, tolerance: float = 3.0, max_share: float = 0.45) -> tuple[int, int, int, int]:
+    """The picture inside plain borders (letterbox, pillarbox, a canvas it was pasted on), as
+    (left, top, right, bottom). A border is a run of whole rows (or columns) along two opposite edges,
+    each within `tolerance` of one colour that both edges share: the canvas's. A scene's own flat
+    areas (a shirt along the bottom, a backdrop above the head) rarely span whole lines on both sides
+    in one colour, and a photographed backdrop's noise breaks the tolerance. At most `max_share` of a
+    side is cut."""
     rgb = np.asarray(image, dtype=np.int16)
 
     def plain_run(lines: np.ndarray, colour: np.ndarray) -> int:  # lines[i]: i-th row/column from the edge
@@ -49,26 +50,69 @@ def content_size(image: Image.Image, tolerance: float = 3.0, max_share: float = 
 
     top, bottom = trim(rgb)
     left, right = trim(rgb.transpose(1, 0, 2))
-    return image.width - left - right, image.height - top - bottom
+    return left, top, image.width - right, image.height - bottom
+
+
+def content_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height of the picture inside plain borders (`content_box`)."""
+    left, top, right, bottom = content_box(image)
+    return right - left, bottom - top
+
+
+def tone_levels(image: Image.Image) -> int:
+    """Distinct values used in the R, G and B channels together (at most 768). Brightening,
+    darkening or a contrast change of an 8-bit photo clips or merges levels, or skips some: its
+    edited copy uses fewer."""
+    pixels = np.asarray(image).reshape(-1, 3)
+    return int(sum(np.count_nonzero(np.bincount(pixels[:, c], minlength=256)) for c in range(3)))
 
 
 def measure(image: Image.Image) -> dict:
-    """Size, sharpness, exposure clipping and a pixel digest of an RGB image."""
-    scale = min(1.0, SHARPNESS_SHORT_SIDE / min(image.size))
-    small = image if scale == 1.0 else image.resize(
-        (round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
+    """Size, content (inside plain borders), sharpness and tone levels of the content, exposure
+    clipping and a pixel digest of an RGB image."""
+    box = content_box(image)
+    content = image.crop(box)
+    scale = min(1.0, SHARPNESS_SHORT_SIDE / min(content.size))
+    small = content if scale == 1.0 else content.resize(
+        (round(content.width * scale), round(content.height * scale)), Image.BILINEAR)
     gray = np.asarray(small.convert("L"))
     luma = np.asarray(image.convert("L"))
     return {
         "width": image.width,
         "height": image.height,
-        "content_size": list(content_size(image)),
+        "content_size": [box[2] - box[0], box[3] - box[1]],
         "sharpness": round(sharpness(gray), 2),
+        "tone_levels": tone_levels(content),
         "mean_luma": round(float(luma.mean()), 2),
         "highlight_clip": round(float((luma >= 250).mean()), 5),
         "shadow_clip": round(float((luma <= 5).mean()), 5),
         "pixel_sha256": hashlib.sha256(image.tobytes()).hexdigest(),
     }
+
+
+def lab(pixels: np.ndarray) -> np.ndarray:
+    """CIELAB (L* 0-100, a*, b* around 0) of 8-bit sRGB pixels, shape (..., 3)."""
+    scaled = cv2.cvtColor(np.ascontiguousarray(pixels.reshape(-1, 1, 3)), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
+    return np.stack([scaled[:, 0] * 100 / 255, scaled[:, 1] - 128, scaled[:, 2] - 128], axis=1)
+
+
+def colour(image: Image.Image, face_box: list[float] | None) -> dict:
+    """The skin's colour (median CIELAB of the middle of the largest face: cheeks and nose, between
+    the eyes and the chin, clear of hair and background) and the photo's grey-world cast (mean a*,
+    b* of the whole picture: a cast, or simply a colourful backdrop)."""
+    pixels = np.asarray(image)
+    whole = lab(pixels[::4, ::4])
+    result = {"skin_lab": None, "grey_world_ab": [round(float(whole[:, 1].mean()), 1), round(float(whole[:, 2].mean()), 1)]}
+    if face_box:
+        x, y, w, h = face_box
+        width, height = image.size
+        left, right = round((x + 0.3 * w) * width), round((x + 0.7 * w) * width)
+        top, bottom = round((y + 0.45 * h) * height), round((y + 0.75 * h) * height)
+        patch = pixels[top:bottom, left:right]
+        if patch.size:
+            skin = np.median(lab(patch), axis=0)
+            result["skin_lab"] = [round(float(v), 1) for v in skin]
+    return result
 
 
 def flags_for(record: dict, settings: dict) -> list[str]:
@@ -118,6 +162,7 @@ def audit_image(path: str | Path, image_id: str, settings: dict) -> dict:
     })
     rules = settings["framing"]
     record["framing"] = framing.classify(image, rules["close_up_min_face"], rules["full_body_max_face"]).as_dict()
+    record["colour"] = colour(image, record["framing"]["face_box"])
     record["flags"] = flags_for(record, settings)
     return record
 
@@ -148,4 +193,34 @@ def capture_dates(audits: list[dict], max_years: float) -> CaptureDates:
         years = abs((when - median).days) / 365.25
         if years > max_years:
             result.far.append((file, when.isoformat(), round(years, 1)))
+    return result
+
+
+@dataclass
+class SkinTones:
+    """How consistent the skin's colour is across the kept photos (the guide: consistent skin tone,
+    no colour imbalance). Skin, not the whole picture: a grey-world mean follows the backdrop."""
+    median_ab: tuple[float, float] | None = None
+    typical: str | None = None                    # the file whose skin is closest to the median
+    measured: int = 0                             # photos with a face to measure
+    outliers: list[tuple[str, float, str]] = field(default_factory=list)  # (file, a*b* distance, which way)
+
+
+def skin_tones(audits: list[dict], max_shift: float) -> SkinTones:
+    """The photos whose skin colour lies further than `max_shift` (in the CIELAB a*b* plane) from the
+    dataset's median skin colour, with the direction of the shift in words."""
+    skins = sorted((a["file"], a["colour"]["skin_lab"]) for a in audits if (a.get("colour") or {}).get("skin_lab"))
+    result = SkinTones(measured=len(skins))
+    if len(skins) < 3:  # too few to tell an outlier from the rest
+        return result
+    ab = np.array([[s[1], s[2]] for _, s in skins])
+    median = np.median(ab, axis=0)
+    distances = np.hypot(*(ab - median).T)
+    result.median_ab = (round(float(median[0]), 1), round(float(median[1]), 1))
+    result.typical = skins[int(np.argmin(distances))][0]
+    for (file, _), (da, db), distance in zip(skins, ab - median, distances):
+        if distance > max_shift:
+            ways = ([("redder" if da > 0 else "greener", abs(da))] + [("yellower" if db > 0 else "bluer", abs(db))])
+            way = " and ".join(w for w, v in sorted(ways, key=lambda x: -x[1]) if v > max_shift / 2) or ways[0][0]
+            result.outliers.append((file, round(float(distance), 1), way))
     return result

@@ -1,14 +1,14 @@
-"""Find near-duplicate photos with imagededup's perceptual hashes and keep the best of each group.
+"""Group the near-duplicate photos (near_duplicates.py finds them) and keep the best of each group.
 
-Every file of the dataset gets one row in dedup.tsv: kept, a duplicate of the kept image of its
-group (with the Hamming distance between their hashes), or rejected with the reason.
+Every file of the dataset gets one row in dedup.tsv: kept (with the other kept shots of the same
+scene in `similar_to`), a duplicate of the kept image of its group (why, and why that one was kept),
+or rejected with the reason.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -16,6 +16,9 @@ from charlora import atomic
 
 HASH_METHODS = {"phash": "PHash", "dhash": "DHash", "whash": "WHash", "ahash": "AHash"}
 KEPT, DUPLICATE, REJECTED = "kept", "duplicate", "rejected"
+SIMILAR_SEPARATOR = " / "  # ids are file names without the extension: they cannot hold "/"
+COPY, MIRROR, SIMILAR = "copy", "mirror", "similar"  # how two photos relate (near_duplicates.py)
+TONE_STEP = 24  # tone levels are compared in steps of 24 of 768 (3 %): a recompression's noise adds a few
 
 
 @dataclass
@@ -24,8 +27,20 @@ class DedupRow:
     id: str
     status: str  # kept | duplicate | rejected
     duplicate_of: str = ""
-    distance: str = ""
+    distance: str = ""  # Hamming distance between the hashes of the pair that made it a duplicate
     reason: str = ""
+    similar_to: str = ""  # kept photos that are a second capture of the same scene, joined by " / "
+
+
+@dataclass(frozen=True)
+class Relation:
+    """Two photos found related by near_duplicates.compare."""
+    a: str
+    b: str
+    kind: str            # copy | mirror | similar
+    hash_distance: int
+    evidence: str        # what was measured, in words
+    differing_region: float = 0.0  # the largest region where the aligned pictures differ (share of the overlap)
 
 
 def hasher(method: str):
@@ -37,25 +52,22 @@ def hasher(method: str):
     return getattr(methods, HASH_METHODS[method])(verbose=False)
 
 
-def hash_images(images: dict[str, "object"], method: str) -> dict[str, str]:
-    """Hash decoded RGB images (id -> PIL image) with imagededup."""
-    import numpy as np
-
-    encoder = hasher(method)
-    return {image_id: encoder.encode_image(image_array=np.asarray(image)) for image_id, image in images.items()}
-
-
 def _criteria(audit: dict) -> list[tuple[str, float, str]]:
     """What makes the copy of a group worth keeping, in order, each as (what, value: higher is better,
     the value in words): the most real image content (plain borders cut away before counting pixels),
-    then the least processed (lossless over JPEG, then the higher estimated JPEG quality), then the
-    sharpest."""
+    then the least processed (lossless over JPEG, then the higher estimated JPEG quality, then the
+    most tone levels: an exposure or contrast edit clips or merges levels; then no added borders),
+    then the sharpest."""
     width, height = audit.get("content_size") or (audit["width"], audit["height"])
     quality = audit.get("jpeg_quality")
+    levels = audit.get("tone_levels", 0)
     return [
         ("more image content", width * height, f"{width}x{height} without borders"),
         ("lossless", 0 if quality is not None else 1, "JPEG" if quality is not None else audit.get("source_format", "lossless")),
         ("a higher JPEG quality", 101 if quality is None else quality, "lossless" if quality is None else f"quality {quality}"),
+        ("more tone levels", levels // TONE_STEP, f"{levels} of 768 tone levels"),
+        ("no added borders", int([width, height] == [audit["width"], audit["height"]]),
+         "no borders" if [width, height] == [audit["width"], audit["height"]] else f"borders around {width}x{height}"),
         ("sharper", audit["sharpness"], f"sharpness {audit['sharpness']:.0f}"),
     ]
 
@@ -73,55 +85,71 @@ def why_kept(kept: dict, other: dict) -> str:
     return "equal by every measure: the first name is kept"
 
 
-def group_duplicates(hashes: dict[str, str], audits: dict[str, dict], method: str, max_distance: int) -> dict[str, tuple[str, int]]:
-    """Map each duplicate id to (the id kept in its group, Hamming distance between the two hashes).
+def group_duplicates(relations: list[Relation], audits: dict[str, dict], mirrors: str) -> dict[str, tuple[str, Relation]]:
+    """Map each duplicate id to (the id kept in its group, the relation that put it there).
 
-    Groups are the connected components of "within max_distance", so A~B and B~C put A, B and C
-    in one group even when A and C are further apart; each group keeps its best image.
+    Groups are joined by the copy relations (and the mirror relations unless `mirrors` is "keep"),
+    the closest first, so A~B and B~C put A, B and C in one group even when A and C were not
+    compared; but never two photos found to be second captures of one scene (a crop of one that
+    leaves out where they differ is a copy of both: it joins the closer). Each group keeps its
+    best image (`_quality_key`).
     """
-    encoder = hasher(method)
-    with warnings.catch_warnings():  # imagededup warns that encoding workers are unused: we pass hashes
-        warnings.simplefilter("ignore", RuntimeWarning)
-        matches = encoder.find_duplicates(encoding_map=hashes, max_distance_threshold=max_distance,
-                                          scores=True, num_dist_workers=0)
-    parent = {image_id: image_id for image_id in hashes}
-
-    def root(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for a, near in sorted(matches.items()):
-        for b, _distance in near:
-            ra, rb = root(a), root(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[str, list[str]] = {}
-    for image_id in sorted(hashes):
-        groups.setdefault(root(image_id), []).append(image_id)
-    duplicates = {}
-    for members in groups.values():
-        if len(members) < 2:
+    joining = {COPY} | ({MIRROR} if mirrors == "duplicate" else set())
+    apart = {frozenset((r.a, r.b)) for r in relations if r.kind == SIMILAR}
+    group_of: dict[str, set[str]] = {}
+    links: dict[str, list[Relation]] = {}
+    for relation in sorted((r for r in relations if r.kind in joining),
+                           key=lambda r: (r.differing_region, r.hash_distance, r.a, r.b)):
+        ga = group_of.setdefault(relation.a, {relation.a})
+        gb = group_of.setdefault(relation.b, {relation.b})
+        if ga is gb or any(frozenset((x, y)) in apart for x in ga for y in gb):
             continue
+        ga |= gb
+        for member in gb:
+            group_of[member] = ga
+        links.setdefault(relation.a, []).append(relation)
+        links.setdefault(relation.b, []).append(relation)
+    duplicates = {}
+    for members in {id(g): g for g in group_of.values()}.values():
         best, *rest = sorted(members, key=lambda i: _quality_key(audits[i]))
         for other in rest:
-            duplicates[other] = (best, int(encoder.hamming_distance(hashes[best], hashes[other])))
-    return duplicates
+            direct = [r for r in links[other] if best in (r.a, r.b)]
+            duplicates[other] = (best, (direct or links[other])[0])
+    return dict(sorted(duplicates.items()))
 
 
-def build_table(audits: dict[str, dict], unlisted: dict[str, str], duplicates: dict[str, tuple[str, int]]) -> list[DedupRow]:
+def similar_shots(relations: list[Relation], duplicates: dict[str, tuple[str, Relation]]) -> dict[str, list[str]]:
+    """Kept id -> the other kept photos that are a second capture of its scene (relation "similar",
+    each side replaced by the copy kept in its group)."""
+    def kept(i):
+        return duplicates[i][0] if i in duplicates else i
+
+    similar: dict[str, set[str]] = {}
+    for relation in relations:
+        a, b = kept(relation.a), kept(relation.b)
+        if relation.kind == SIMILAR and a != b:
+            similar.setdefault(a, set()).add(b)
+            similar.setdefault(b, set()).add(a)
+    return {i: sorted(others) for i, others in similar.items()}
+
+
+def build_table(audits: dict[str, dict], unlisted: dict[str, str], duplicates: dict[str, tuple[str, Relation]],
+                similar: dict[str, list[str]] | None = None) -> list[DedupRow]:
     """One row per dataset file, sorted by file name. `unlisted`: files that got no id (name -> reason)."""
+    similar = similar or {}
     rows = [DedupRow(file=name, id="", status=REJECTED, reason=reason) for name, reason in unlisted.items()]
     for image_id, audit in audits.items():
         if audit["status"] != "ok":
             rows.append(DedupRow(audit["file"], image_id, REJECTED, reason=audit["reason"]))
         elif image_id in duplicates:
-            kept, distance = duplicates[image_id]
-            rows.append(DedupRow(audit["file"], image_id, DUPLICATE, kept, str(distance),
-                                 f"near-duplicate of {audits[kept]['file']}, kept for {why_kept(audits[kept], audit)}"))
+            kept, relation = duplicates[image_id]
+            what = "mirror image" if relation.kind == MIRROR else "near-duplicate"
+            via = "" if kept in (relation.a, relation.b) else f" (through {relation.b if relation.a == image_id else relation.a})"
+            rows.append(DedupRow(audit["file"], image_id, DUPLICATE, kept, str(relation.hash_distance),
+                                 f"{what} of {audits[kept]['file']}{via}, kept for "
+                                 f"{why_kept(audits[kept], audit)}; {relation.evidence}"))
         else:
-            rows.append(DedupRow(audit["file"], image_id, KEPT))
+            rows.append(DedupRow(audit["file"], image_id, KEPT, similar_to=SIMILAR_SEPARATOR.join(similar.get(image_id, []))))
     return sorted(rows, key=lambda r: r.file)
 
 

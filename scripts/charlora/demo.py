@@ -4,7 +4,7 @@ It has what a real folder has: close-ups, mid shots and full-body shots; several
 expressions, outfits, lights and backgrounds; hand-written captions for some images; hand-fixed
 masks for the photos on textured backdrops; planted
 near-duplicates (resized and re-encoded, brightened and cropped, re-saved under a name with
-spaces); an EXIF-rotated JPEG, a CMYK JPEG and a palette PNG; a photo below the minimum size; and
+spaces, mirrored and turned); an EXIF-rotated JPEG, a CMYK JPEG and a palette PNG; a photo below the minimum size; and
 one truncated JPEG. The same seed gives the same bytes on every machine.
 
 This module is the list of what the demo holds (cheap: the workflow reads it at parse time);
@@ -70,6 +70,7 @@ NEAR_DUPLICATES = {
     "studio_smile_closeup_small.jpg": ("studio_smile_closeup.png", "resized to 75%, JPEG quality 80"),
     "park_walk_bright.jpg": ("park_walk.jpg", "brightened 12%, cropped 4% each side"),
     "portrait neutral (copy).png": ("portrait_neutral.png", "re-encoded through JPEG quality 92, saved as PNG"),
+    "brick_hands_hips_flipped.jpg": ("brick_hands_hips.png", "mirror image, rotated 2 degrees, JPEG quality 85"),
 }
 TOO_SMALL = "thumb_smile.jpg"
 TRUNCATED = "beach_wave.jpg"

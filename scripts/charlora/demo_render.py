@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from charlora import atomic
 from charlora.demo import (EYE, HAIR, HAND_MASKED_BACKGROUNDS, OUTFITS, SHOTS, SKIN, TOO_SMALL, TRUNCATED,
@@ -218,6 +218,10 @@ def build_demo(out_dir: str | Path, progress=lambda it, **kw: it) -> None:
     atomic.write_bytes(out_dir / "images" / "park_walk_bright.jpg", _encode(bright, "x.jpg"))
     copy = Image.open(io.BytesIO(_encode(rendered["portrait_neutral.png"], "x.jpg", quality=92))).convert("RGB")
     atomic.write_bytes(out_dir / "images" / "portrait neutral (copy).png", _encode(copy, "x.png"))
+    flipped = ImageOps.mirror(rendered["brick_hands_hips.png"]).rotate(2, resample=Image.BICUBIC)
+    dx, dy = round(flipped.width * 0.05), round(flipped.height * 0.05)  # the corners the turn left empty
+    flipped = flipped.crop((dx, dy, flipped.width - dx, flipped.height - dy))
+    atomic.write_bytes(out_dir / "images" / "brick_hands_hips_flipped.jpg", _encode(flipped, "x.jpg", quality=85))
     thumb = rendered["studio_wave_mid.png"].resize((150, 200), Image.LANCZOS)
     atomic.write_bytes(out_dir / "images" / TOO_SMALL, _encode(thumb, TOO_SMALL))
     beach = render(Shot(TRUNCATED, "full_body", pose="waving", background="beach", seed=20))

@@ -17,8 +17,8 @@ from pathlib import Path
 from PIL import Image
 
 from charlora import atomic
-from charlora.audit import capture_dates
-from charlora.dedup import DUPLICATE, KEPT, REJECTED, DedupRow
+from charlora.audit import capture_dates, skin_tones
+from charlora.dedup import DUPLICATE, KEPT, REJECTED, SIMILAR_SEPARATOR, DedupRow
 from charlora.framing import FRAMINGS, UNKNOWN, WORDS
 from charlora.images import ImageRejected, decode_rgb
 
@@ -130,7 +130,7 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
                          lint_rows: list, images_dir: Path, targets: dict[str, list[float]],
                          coverage: list[tuple[str, str, int]], html_path: str | Path,
                          chart_path: str | Path, strays: dict[str, str] | None = None,
-                         max_years: float = 2.0) -> ReportSummary:
+                         max_years: float = 2.0, max_skin_shift: float = 8.0) -> ReportSummary:
     """Write the HTML report and the framing chart; return the counts and the warnings shown.
 
     `kept_images`: id -> normalised PNG of each kept photo; `kept_masks`: id -> (mask PNG, mask
@@ -138,7 +138,8 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     dataset's originals (the set-aside duplicates are shown from there); `coverage`: (intent field,
     value, kept photos whose caption carries it) for each value the intent lists (intent.coverage);
     `strays`: the dataset's captions and masks that no photo uses, with the reason (dataset.stray_files);
-    `max_years`: photos taken further than this from the median capture date are flagged.
+    `max_years`: photos taken further than this from the median capture date are flagged;
+    `max_skin_shift`: photos whose skin colour is further than this (CIELAB a*b*) from the median.
     """
     by_id = {a["id"]: a for a in audits}
     kept = [by_id[r.id] for r in rows if r.status == KEPT]
@@ -185,9 +186,49 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
                                                       f"{html.escape(d.reason)}"))
         parts.append(f'<div class="group">{"".join(figures)}</div>')
 
+    parts.append('<h2 id="similar">Similar shots, both kept</h2>')
+    similar = [(r.id, other) for r in rows if r.status == KEPT and r.similar_to
+               for other in r.similar_to.split(SIMILAR_SEPARATOR) if r.id < other]
+    if similar:
+        parts.append("<p>These pairs align like one scene but part of the picture differs (a blink, a head "
+                     "turn, a moved arm): second captures, not edited copies. Both are kept; remove one from "
+                     "the dataset if it adds no new pose or expression.</p>")
+        warnings.append(("similar", f"{len(similar)} pair(s) of photos look like second captures of one scene: "
+                                    "both kept, check they add something"))
+    else:
+        parts.append("<p>None found.</p>")
+    for a, b in similar:
+        parts.append('<div class="group">' + "".join(
+            _figure(_thumb_of(kept_images[i]), html.escape(by_id[i]["file"])) for i in (a, b)) + "</div>")
+
     parts.append("<h2>Audit flags</h2>")
     flagged = [[html.escape(a["file"]), "<br>".join(html.escape(f) for f in a["flags"])] for a in kept if a["flags"]]
     parts.append(_table(["file", "flags"], flagged) if flagged else "<p>No flags on kept photos.</p>")
+
+    parts.append('<h2 id="skin">Skin tone and colour</h2>')
+    skin = skin_tones(kept, max_skin_shift)
+    if skin.median_ab is None:
+        parts.append(f"<p>Skin colour measured on {skin.measured} kept photo(s) with a face: too few to compare.</p>")
+    else:
+        parts.append(f"<p>Skin colour (the middle of the face, CIELAB) measured on {skin.measured} kept photos: "
+                     f"median a* {skin.median_ab[0]:g}, b* {skin.median_ab[1]:g}; typical: "
+                     f"{html.escape(skin.typical)}. A photo further than {max_skin_shift:g} from the median "
+                     "has a colour cast or a white-balance error the model would learn as the skin.</p>")
+        by_file = {a["file"]: a["id"] for a in kept}
+        for file, distance, way in skin.outliers:
+            parts.append('<div class="group">' + _figure(_thumb_of(kept_images[by_file[file]]),
+                                                         f"{html.escape(file)}<br>{way} by {distance:g}")
+                         + _figure(_thumb_of(kept_images[by_file[skin.typical]]),
+                                   f"typical: {html.escape(skin.typical)}") + "</div>")
+            warnings.append(("skin", f"skin colour: {file} is {way} than the dataset by {distance:g} "
+                                     f"(ingest.max_skin_shift {max_skin_shift:g}): a colour cast?"))
+        if not skin.outliers:
+            parts.append("<p>No photo's skin colour stands out.</p>")
+    grey = [[html.escape(a["file"]), f"{a['colour']['grey_world_ab'][0]:g}", f"{a['colour']['grey_world_ab'][1]:g}"]
+            for a in kept if a.get("colour")]
+    if grey:
+        parts.append("<details><summary>Whole-picture colour (grey-world mean a*, b*): a cast, or just a "
+                     "colourful backdrop</summary>" + _table(["file", "a*", "b*"], grey) + "</details>")
 
     parts.append('<h2 id="dates">Capture dates</h2>')
     dates = capture_dates(kept, max_years)

@@ -1,0 +1,265 @@
+"""Which photos are edited copies of one another, which are mirror images, and which are a second
+capture of one scene: perceptual hashes find the candidate pairs, a geometric check decides.
+
+An edited copy is a photo that one similarity transform (scale, rotation, shift), optionally a
+mirror, plus a change of brightness and contrast turns into the other, up to compression noise:
+resized, re-encoded, cropped, slightly rotated, letterboxed, brightened copies. A second capture
+(a burst: a blink, a head turn, a raised arm) aligns with the other photo just as well, but some
+region of the picture differs. The rule, in measurable terms (README, "Near-duplicates"):
+
+1. Candidates. Each photo is cut out of plain borders (audit.content_box) and hashed with the
+   configured imagededup hash four times: whole, its central 80 % (what a 10 % crop leaves), and
+   the mirror image of both. A pair is a candidate when the smallest Hamming distance between a
+   whole-picture hash of one and any hash of the other is at most `dedup.max_distance`.
+2. Alignment. SIFT points of both 512 px copies are matched (Lowe's ratio test, 0.8) and a
+   similarity transform is fitted by RANSAC (3 px). It explains the pair when it has at least
+   MIN_INLIERS inliers, rotates by at most MAX_ROTATION degrees (two copies each turned 5 degrees
+   from the photo), and the overlap covers at least MIN_COVER_SMALLER of one picture and
+   MIN_COVER_LARGER of the other. The mirror image is tried the same way. A picture with too few
+   features (a smooth drawing) is compared frame to frame when its hashes are within
+   CLOSE_HASH_DISTANCE.
+3. Content. The aligned copy's colour channels are matched to the other's by a linear fit
+   (brightness, contrast), both are blurred (sigma 1 px) and the pixels that still differ by more
+   than DIFF_LEVEL of 255 in any channel are marked (where the copy is clipped, only a difference
+   that clipping cannot explain); a 3x3 opening drops isolated pixels and resampled edges. When
+   the largest connected marked region is under MAX_DIFFERING_REGION of the overlap, the pair is
+   an edited copy (relation "copy" or "mirror"). Otherwise, when the marked pixels are at most
+   SIMILAR_MAX_DIFFERING of the overlap and the alignment has at least SIMILAR_MIN_INLIERS
+   inliers, it is a second capture of one scene ("similar"): both stay, the report shows them
+   side by side. Anything else is distinct.
+
+The thresholds were set on benchmarks/dedup_eval.py's crafted copies, bursts and distinct photos
+(the figures are in its output and the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from charlora.dedup import COPY, MIRROR, SIMILAR, Relation
+
+WORK_SIDE = 512            # longer side of the working copy (pixels)
+CENTRE_CROP = 0.10         # per side, for the central hash
+MAX_FEATURES = 1000        # SIFT points per working copy (the strongest)
+RATIO_TEST = 0.8
+RANSAC_PIXELS = 3.0
+MIN_INLIERS = 12
+MAX_ROTATION = 10.0        # degrees: two copies each turned up to 5 degrees from the photo
+SIMILAR_MIN_INLIERS = 24   # a second capture needs a well-supported alignment
+MIN_COVER_SMALLER, MIN_COVER_LARGER = 0.85, 0.45
+CLOSE_HASH_DISTANCE = 10   # featureless pictures are compared frame to frame within this distance
+DIFF_LEVEL = 30            # of 255, after the brightness/contrast match and a 1 px blur
+MAX_DIFFERING_REGION = 0.0002   # of the overlap: 0.02 %, about 40 pixels of a 512x384 copy
+SIMILAR_MAX_DIFFERING = 0.15    # of the overlap
+
+
+
+@dataclass
+class Photo:
+    """One photo ready to compare: border-trimmed, longer side WORK_SIDE, and its four hashes."""
+    id: str
+    pixels: np.ndarray                # RGB uint8
+    hashes: dict[str, str]            # photo | centre | mirror | mirror centre
+    border: tuple[int, int, int, int]  # content box in the decoded photo (left, top, right, bottom)
+
+
+def _centre(image: Image.Image) -> Image.Image:
+    dx, dy = round(image.width * CENTRE_CROP), round(image.height * CENTRE_CROP)
+    return image.crop((dx, dy, image.width - dx, image.height - dy))
+
+
+def prepare(image_id: str, image: Image.Image, encoder) -> Photo:
+    """`image`: the decoded RGB photo; `encoder`: an imagededup hash object (dedup.hasher)."""
+    from charlora.audit import content_box
+
+    box = content_box(image)
+    content = image.crop(box)
+    scale = WORK_SIDE / max(content.size)
+    work = content.resize((max(1, round(content.width * scale)), max(1, round(content.height * scale))), Image.BILINEAR)
+    variants = {"photo": work, "centre": _centre(work), "mirror": ImageOps.mirror(work),
+                "mirror centre": ImageOps.mirror(_centre(work))}
+    hashes = {name: encoder.encode_image(image_array=np.asarray(v)) for name, v in variants.items()}
+    return Photo(image_id, np.asarray(work), hashes, box)
+
+
+def _hamming(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def hash_distances(a: Photo, b: Photo) -> tuple[int, int]:
+    """(as is, mirrored): the smallest distance between a whole-picture hash of one and the
+    matching hashes of the other (whole or central part)."""
+    def closest(mine: tuple[str, str], theirs: tuple[str, str]) -> int:
+        return min(_hamming(a.hashes[mine[0]], b.hashes[theirs[0]]), _hamming(a.hashes[mine[0]], b.hashes[theirs[1]]),
+                   _hamming(a.hashes[mine[1]], b.hashes[theirs[0]]))
+    return closest(("photo", "centre"), ("photo", "centre")), closest(("photo", "centre"), ("mirror", "mirror centre"))
+
+
+def candidate_pairs(photos: dict[str, Photo], max_distance: int) -> list[tuple[str, str, int, int]]:
+    """(a, b, distance as is, distance mirrored) of every pair within `max_distance` either way."""
+    ids = sorted(photos)
+    pairs = []
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            direct, mirrored = hash_distances(photos[a], photos[b])
+            if min(direct, mirrored) <= max_distance:
+                pairs.append((a, b, direct, mirrored))
+    return pairs
+
+
+@dataclass
+class Features:
+    """SIFT points of the working copies, computed once per photo and orientation when needed."""
+    sift: object = field(default_factory=lambda: cv2.SIFT_create(nfeatures=MAX_FEATURES))
+    cache: dict = field(default_factory=dict)
+
+    def of(self, photo: Photo, mirrored: bool):
+        key = (photo.id, mirrored)
+        if key not in self.cache:
+            grey = cv2.cvtColor(_oriented(photo, mirrored), cv2.COLOR_RGB2GRAY)
+            keypoints, descriptors = self.sift.detectAndCompute(grey, None)
+            points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
+            self.cache[key] = (points, descriptors)
+        return self.cache[key]
+
+
+def _oriented(photo: Photo, mirrored: bool) -> np.ndarray:
+    return np.ascontiguousarray(photo.pixels[:, ::-1]) if mirrored else photo.pixels
+
+
+@dataclass
+class Alignment:
+    matrix: np.ndarray   # 2x3, maps the second picture's pixels onto the first's
+    inliers: int
+    scale: float
+    rotation: float      # degrees
+
+
+def align(a_features, b_features) -> Alignment | None:
+    """The similarity transform that maps b onto a, fitted by RANSAC to ratio-tested SIFT matches."""
+    (a_points, a_desc), (b_points, b_desc) = a_features, b_features
+    if a_desc is None or b_desc is None or len(a_desc) < 2 or len(b_desc) < 2:
+        return None
+    matches = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a_desc, b_desc, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < RATIO_TEST * m[1].distance]
+    if len(good) < MIN_INLIERS:
+        return None
+    source = b_points[[m.trainIdx for m in good]]
+    target = a_points[[m.queryIdx for m in good]]
+    matrix, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC,
+                                                  ransacReprojThreshold=RANSAC_PIXELS, maxIters=2000,
+                                                  confidence=0.999, refineIters=10)
+    if matrix is None or inliers.sum() < MIN_INLIERS:
+        return None
+    return Alignment(matrix, int(inliers.sum()), float(np.hypot(matrix[0, 0], matrix[1, 0])),
+                     float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))))
+
+
+def frame_to_frame(a: np.ndarray, b: np.ndarray) -> Alignment:
+    """The transform that stretches b's whole frame over a's (for pictures without features)."""
+    sx, sy = a.shape[1] / b.shape[1], a.shape[0] / b.shape[0]
+    return Alignment(np.array([[sx, 0, 0], [0, sy, 0]], np.float64), 0, (sx + sy) / 2, 0.0)
+
+
+@dataclass
+class Difference:
+    cover_a: float          # share of a's picture that b covers once aligned
+    cover_b: float
+    largest_region: float   # the largest connected differing region, as a share of the overlap
+    differing: float        # all differing pixels, as a share of the overlap
+
+
+def difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> Difference:
+    """Step 3 of the rule: how much of the picture still differs once b is aligned onto a and its
+    brightness and contrast matched."""
+    height, width = a.shape[:2]
+    warped = cv2.warpAffine(b, matrix, (width, height), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(np.full(b.shape[:2], 255, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST)
+    overlap = cv2.erode((inside > 128).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    back = cv2.warpAffine(np.full((height, width), 255, np.uint8), cv2.invertAffineTransform(matrix),
+                          (b.shape[1], b.shape[0]), flags=cv2.INTER_NEAREST)
+    cover_a, cover_b = float(overlap.mean()), float((back > 128).mean())
+    if overlap.sum() < 100:
+        return Difference(cover_a, cover_b, 1.0, 1.0)
+    unclipped = overlap & np.all((a > 3) & (a < 252) & (warped > 3) & (warped < 252), axis=2)
+    fit_on = unclipped if unclipped.sum() >= 1000 else overlap
+    a_blur = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)
+    b_blur = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), 1.0)
+    residual = np.zeros((height, width), np.float32)
+    near = np.ones((5, 5), np.uint8)  # a clipped pixel's blur reaches 2 px
+    for c in range(3):
+        x, y = b_blur[..., c][fit_on], a_blur[..., c][fit_on]
+        x_mean, y_mean = float(x.mean()), float(y.mean())
+        x_var = float(np.square(x - x_mean).mean())
+        gain = float(((x - x_mean) * (y - y_mean)).mean()) / x_var if x_var > 1 else 1.0  # least squares
+        offset = y_mean - gain * x_mean
+        matched = np.clip(gain * b_blur[..., c] + offset, 0, 255)
+        gap = a_blur[..., c] - matched
+        # where b is clipped its true value lies beyond, so only a difference on the other side counts
+        high = cv2.dilate((warped[..., c] >= 252).astype(np.uint8), near) > 0
+        low = cv2.dilate((warped[..., c] <= 3).astype(np.uint8), near) > 0
+        gap = np.where(high, np.minimum(gap, 0), np.where(low, np.maximum(gap, 0), gap)) if gain > 0 else gap
+        residual = np.maximum(residual, np.abs(gap))
+    differs = ((residual > DIFF_LEVEL) & overlap).astype(np.uint8)
+    differs = cv2.morphologyEx(differs, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(differs, connectivity=8)
+    largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0
+    area = float(overlap.sum())
+    return Difference(cover_a, cover_b, largest / area, float(differs.sum()) / area)
+
+
+def _covers(d: Difference) -> bool:
+    return max(d.cover_a, d.cover_b) >= MIN_COVER_SMALLER and min(d.cover_a, d.cover_b) >= MIN_COVER_LARGER
+
+
+def compare(a: Photo, b: Photo, direct: int, mirrored: int, features: Features,
+            max_distance: int = 64) -> Relation | None:
+    """The relation of a candidate pair (`direct`, `mirrored`: its hash distances), or None. Each
+    orientation whose hashes are within `max_distance` is tried, the closer one first."""
+    tries = sorted(t for t in [(direct, False), (mirrored, True)] if t[0] <= max_distance)
+    found = []
+    for distance, flipped in tries:
+        b_pixels = _oriented(b, flipped)
+        alignment = align(features.of(a, False), features.of(b, flipped))
+        how = "SIFT"
+        if alignment is None and distance <= CLOSE_HASH_DISTANCE:
+            alignment, how = frame_to_frame(a.pixels, b_pixels), "frame to frame"
+        if alignment is None or abs(alignment.rotation) > MAX_ROTATION:
+            continue
+        diff = difference(a.pixels, b_pixels, alignment.matrix)
+        if not _covers(diff):
+            continue
+        found.append((diff, flipped, distance, alignment, how))
+        if diff.largest_region < MAX_DIFFERING_REGION:
+            break
+    if not found:
+        return None
+    diff, flipped, distance, alignment, how = min(found, key=lambda f: (f[0].largest_region, f[1]))
+    aligned = (f"aligned {how}" + (f" ({alignment.inliers} matched points, scale {alignment.scale:.2f}, "
+                                   f"rotation {alignment.rotation:.1f} deg)" if how == "SIFT" else "")
+               + (", mirrored" if flipped else ""))
+    measured = (f"largest differing region {diff.largest_region:.3%} of the overlap, "
+                f"{diff.differing:.2%} differing in all")
+    if diff.largest_region < MAX_DIFFERING_REGION:
+        return Relation(a.id, b.id, MIRROR if flipped else COPY, distance, f"{aligned}; {measured}",
+                        diff.largest_region)
+    if diff.differing <= SIMILAR_MAX_DIFFERING and alignment.inliers >= SIMILAR_MIN_INLIERS:
+        return Relation(a.id, b.id, SIMILAR, distance, f"{aligned}; {measured}", diff.largest_region)
+    return None
+
+
+def find_relations(photos: dict[str, Photo], max_distance: int, progress=lambda it, **kw: it) -> list[Relation]:
+    """Every copy, mirror and similar relation among the candidate pairs of `photos`, in a fixed
+    order. Every candidate pair is checked, also within a group of copies: a 10 % crop is a copy of
+    a photo and of its burst twin alike, and only the burst pair's own check says they differ."""
+    features = Features()
+    relations = []
+    for a, b, direct, mirrored in progress(candidate_pairs(photos, max_distance), desc="geometric check"):
+        relation = compare(photos[a], photos[b], direct, mirrored, features, max_distance)
+        if relation is not None:
+            relations.append(relation)
+    return relations
