@@ -15,7 +15,7 @@ def test_shipped_config_is_valid_and_defaults_are_filled():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     validate_config(config, SCHEMA)
     assert config["dataset"] == "demo"
-    assert config["dedup"] == {"method": "phash", "max_distance": 10}
+    assert config["dedup"] == {"method": "phash", "max_distance": 22, "mirrors": "duplicate"}
     assert config["ingest"]["min_side"] == 256 and config["ingest"]["max_megapixels"] == 100
     assert config["ingest"]["framing"]["targets"]["mid_shot"] == [40, 50]
 
