@@ -16,6 +16,7 @@ import argparse
 import base64
 import itertools
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def configure(ws: Path) -> dict:
     brightness_segmenter(ws / "models" / "segmenter.onnx")
     wd14_tagger(ws / "models" / "tagger")
     text = (ws / "config/config.yaml").read_text()
-    text = text.replace("  tagger: none", "  tagger: wd14\n  wd14: {folder: models/tagger}")
+    text = re.sub(r"(?m)^  tagger: \w+.*$", "  tagger: wd14\n  wd14: {folder: models/tagger}", text)
     text = text.replace("  method: colour_key", "  method: rembg\n  rembg: {model: models/segmenter.onnx, session: u2net_custom}")
     (ws / "config/config.yaml").write_text(text)
     return validate_config(yaml.safe_load(text), REPO / "config" / "schema.yaml")
