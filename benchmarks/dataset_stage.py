@@ -124,7 +124,7 @@ def main():
     print(f"generated {args.images} photos of {SIDE}x{SIDE} in {time.perf_counter() - t0:.0f} s")
     ws = make_workspace(root / "ws")
     config = configure(ws)
-    smk = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", f"dataset={photos.parent}"]
+    smk = [sys.executable, "-m", "snakemake", "dataset", "--cores", "2", "--config", f"dataset={photos.parent}"]
 
     wall = timed(smk, ws)
     jobs = {name: job_times(ws, prefix) for name, prefix in [

@@ -54,7 +54,7 @@ MIN_COVER_SMALLER, MIN_COVER_LARGER = 0.85, 0.45
 CLOSE_HASH_DISTANCE = 10   # featureless pictures are compared frame to frame within this distance
 DIFF_LEVEL = 30            # of 255, after the brightness/contrast match and a 1 px blur
 MAX_DIFFERING_REGION = 0.0002   # of the overlap: 0.02 %, about 40 pixels of a 512x384 copy
-SIMILAR_MAX_DIFFERING = 0.15    # of the overlap
+SIMILAR_MAX_DIFFERING = 0.05    # of the overlap: a blink, a head turn, a gesture; not another pose
 
 
 
