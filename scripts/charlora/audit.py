@@ -53,12 +53,6 @@ def content_box(image: Image.Image, tolerance: float = 3.0, max_share: float = 0
     return left, top, image.width - right, image.height - bottom
 
 
-def content_size(image: Image.Image) -> tuple[int, int]:
-    """Width and height of the picture inside plain borders (`content_box`)."""
-    left, top, right, bottom = content_box(image)
-    return right - left, bottom - top
-
-
 def tone_levels(image: Image.Image) -> int:
     """Distinct values used in the R, G and B channels together (at most 768). Brightening,
     darkening or a contrast change of an 8-bit photo clips or merges levels, or skips some: its
@@ -220,7 +214,7 @@ def skin_tones(audits: list[dict], max_shift: float) -> SkinTones:
     result.typical = skins[int(np.argmin(distances))][0]
     for (file, _), (da, db), distance in zip(skins, ab - median, distances):
         if distance > max_shift:
-            ways = ([("redder" if da > 0 else "greener", abs(da))] + [("yellower" if db > 0 else "bluer", abs(db))])
+            ways = [("redder" if da > 0 else "greener", abs(da)), ("yellower" if db > 0 else "bluer", abs(db))]
             way = " and ".join(w for w, v in sorted(ways, key=lambda x: -x[1]) if v > max_shift / 2) or ways[0][0]
             result.outliers.append((file, round(float(distance), 1), way))
     return result

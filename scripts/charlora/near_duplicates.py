@@ -57,14 +57,12 @@ MAX_DIFFERING_REGION = 0.0002   # of the overlap: 0.02 %, about 40 pixels of a 5
 SIMILAR_MAX_DIFFERING = 0.05    # of the overlap: a blink, a head turn, a gesture; not another pose
 
 
-
 @dataclass
 class Photo:
     """One photo ready to compare: border-trimmed, longer side WORK_SIDE, and its four hashes."""
     id: str
     pixels: np.ndarray                # RGB uint8
     hashes: dict[str, str]            # photo | centre | mirror | mirror centre
-    border: tuple[int, int, int, int]  # content box in the decoded photo (left, top, right, bottom)
 
 
 def _centre(image: Image.Image) -> Image.Image:
@@ -76,14 +74,13 @@ def prepare(image_id: str, image: Image.Image, encoder) -> Photo:
     """`image`: the decoded RGB photo; `encoder`: an imagededup hash object (dedup.hasher)."""
     from charlora.audit import content_box
 
-    box = content_box(image)
-    content = image.crop(box)
+    content = image.crop(content_box(image))
     scale = WORK_SIDE / max(content.size)
     work = content.resize((max(1, round(content.width * scale)), max(1, round(content.height * scale))), Image.BILINEAR)
     variants = {"photo": work, "centre": _centre(work), "mirror": ImageOps.mirror(work),
                 "mirror centre": ImageOps.mirror(_centre(work))}
     hashes = {name: encoder.encode_image(image_array=np.asarray(v)) for name, v in variants.items()}
-    return Photo(image_id, np.asarray(work), hashes, box)
+    return Photo(image_id, np.asarray(work), hashes)
 
 
 def _hamming(a: str, b: str) -> int:
