@@ -51,6 +51,7 @@ checkpoint dedup:
         strict=config["strict"],
     log:
         "logs/dataset/dedup.log",
+    threads: 4  # the geometric check of candidate pairs runs in threads; capped at --cores
     resources:
         mem_mb=4000,
         runtime=30,

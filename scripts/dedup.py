@@ -16,13 +16,16 @@ for path in snakemake.input.audits:
     record = json.loads(Path(path).read_text(encoding="utf-8"))
     audits[record["id"]] = record
 sources = {Path(p).name: p for p in snakemake.input.images}
-usable = sorted(i for i, a in audits.items() if a["status"] == "ok")
-encoder = dedup.hasher(settings["method"])
-photos = {}
-for image_id in tqdm(usable, desc=f"hashing ({settings['method']})"):
-    image = decode_rgb(sources[audits[image_id]["file"]], ingest["max_megapixels"], ingest["alpha_background"]).image
-    photos[image_id] = near_duplicates.prepare(image_id, image, encoder)
-relations = near_duplicates.find_relations(photos, settings["max_distance"], progress=tqdm)
+usable = {i: sources[a["file"]] for i, a in audits.items() if a["status"] == "ok"}
+
+
+def decode(path):
+    return decode_rgb(path, ingest["max_megapixels"], ingest["alpha_background"]).image
+
+
+log.info("%d usable photos, hashed with %s; %d threads", len(usable), settings["method"], snakemake.threads)
+photos = near_duplicates.prepare_files(usable, decode, dedup.hasher(settings["method"]), snakemake.threads, tqdm)
+relations = near_duplicates.find_relations(photos, settings["max_distance"], snakemake.threads, tqdm)
 for relation in relations:
     log.info("%s ~ %s: %s (hash distance %d; %s)", relation.a, relation.b, relation.kind,
              relation.hash_distance, relation.evidence)

@@ -22,10 +22,10 @@ def audit_of(image_id, image):
     return {"id": image_id, "file": image_id + ".png", "status": "ok", **audit.measure(image)}
 
 
-def related(images: dict):
+def related(images: dict, workers: int = 1):
     encoder = dedup.hasher(DEFAULT_METHOD)
-    photos = {i: near_duplicates.prepare(i, im, encoder) for i, im in images.items()}
-    return near_duplicates.find_relations(photos, DEFAULT_DISTANCE)
+    photos = near_duplicates.prepare_files(images, lambda image: image, encoder, workers)
+    return near_duplicates.find_relations(photos, DEFAULT_DISTANCE, workers)
 
 
 def test_edited_copies_and_mirrors_are_found_and_bursts_and_distinct_shots_kept(shots):
@@ -44,6 +44,7 @@ def test_edited_copies_and_mirrors_are_found_and_bursts_and_distinct_shots_kept(
     images["park_walk [burst]"] = burst["park_walk", "park_walk [burst: neutral]"]
     images["astronaut [burst]"] = burst["astronaut", "astronaut [burst: moved]"]
     relations = related(images)
+    assert related(images, workers=2) == relations  # the dedup job's threads change nothing
     audits = {i: audit_of(i, im) for i, im in images.items()}
     for image_id in images:
         if "JPEG" in image_id:  # what the audit of the saved file would say

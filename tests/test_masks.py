@@ -1,6 +1,11 @@
 """Masks: rembg over a local ONNX file (a tiny model built here), the colour key, user masks, and
 post-processing. Every mask is a single-channel 8-bit image of the photo's size."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -42,6 +47,29 @@ def test_rembg_runs_a_local_onnx_file_without_downloading(tmp_path, square_photo
     assert record["source"] == "rembg" and iou(mask, expected) > 0.9
     assert not (tmp_path / "nothing-here").exists()
 
+
+
+def test_rembg_mask_equals_rembgs_remove_and_leaves_alpha_matting_unloaded(tmp_path, square_photo):
+    """The mask job loads rembg's sessions without rembg.bg (pymatting and numba: 1.5-2.5 s per job):
+    the mask is still exactly what rembg's own `remove(only_mask=True)` gives, and `import rembg`
+    afterwards still gets the whole package."""
+    model = brightness_segmenter(tmp_path / "model.onnx")
+    check = f"""
+import sys
+import numpy as np
+from PIL import Image
+from charlora import masks
+image = Image.open({str(square_photo[0])!r}).convert("RGB")
+masker = masks.RembgMasker({str(model)!r}, "u2net_custom")
+ours = masker(image)
+assert not {{"pymatting", "numba", "rembg.bg"}} & set(sys.modules), sorted(sys.modules)
+import rembg
+theirs = np.asarray(rembg.remove(image, session=masker.session, only_mask=True), dtype=np.float32) / 255.0
+assert ours.shape == theirs.shape and np.array_equal(ours, theirs), np.abs(ours - theirs).max()
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(masks.__file__).parents[1])}
+    result = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 def test_missing_model_names_the_file_and_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match=r"masks.rembg.model: .*missing.onnx does not exist. Put the ONNX model"):

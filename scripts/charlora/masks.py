@@ -9,7 +9,9 @@ is always a single-channel 8-bit PNG of the image's size.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from charlora.config import require_file
 
@@ -126,9 +127,7 @@ def colour_key_mask(image: Image.Image, tolerance: float) -> ColourKey:
     rgb = np.asarray(image, dtype=np.float32)
     distance = np.linalg.norm(rgb - backdrop_model(rgb), axis=-1)
     subject = np.clip((distance - tolerance) / (0.5 * tolerance), 0.0, 1.0)
-    labels, _ = ndimage.label(subject < 0.5)
-    touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    connected = np.isin(labels, touching[touching > 0])
+    connected = _reaching_border(subject < 0.5)
     border = float(np.median(distance[_border_strip(*distance.shape)]))
     return ColourKey(np.where(connected, subject, 1.0).astype(np.float32), border)
 
@@ -144,8 +143,7 @@ class RembgMasker:
         link = Path(self._home.name) / f"{session}.onnx"
         link.symlink_to(model_path.resolve())
         os.environ["U2NET_HOME"] = self._home.name
-        from rembg import new_session
-
+        new_session = _rembg_session_factory()
         try:
             if session in REMBG_CUSTOM_SESSIONS:
                 self.session = new_session(session, model_path=str(link))
@@ -157,13 +155,41 @@ class RembgMasker:
             raise MaskError(f"rembg could not load {model_path} as session {session!r}: {exc}") from None
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        from rembg import remove
+        """The session's mask of an upright RGB image, 0..1 (the union where a model gives several),
+        as rembg's `remove(image, only_mask=True)` computes it, without its alpha-matting module."""
+        masks = self.session.predict(image)
+        return np.maximum.reduce([np.asarray(m.convert("L"), dtype=np.float32) for m in masks]) / 255.0
 
-        mask = remove(image, session=self.session, only_mask=True)
-        return np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
+
+def _rembg_session_factory():
+    """rembg's `new_session`, imported without running rembg/__init__.py. That file imports
+    rembg.bg for `remove`, and with it pymatting's alpha matting, whose numba functions cost 1.5-2.5 s
+    in every mask job (minutes where numba cannot write its cache beside a read-only install) for a
+    feature masks never use. The sessions are rembg's own: same models, same pre- and post-processing.
+    The bare package is taken out of sys.modules again, so a later `import rembg` loads it whole."""
+    if "rembg" in sys.modules:
+        from rembg import new_session
+        return new_session
+    spec = importlib.util.find_spec("rembg")
+    if spec is None:
+        raise MaskError("masks.method: rembg needs the rembg package (pip install rembg); "
+                        "or use masks.method: colour_key")
+    sys.modules["rembg"] = importlib.util.module_from_spec(spec)
+    try:
+        from rembg.session_factory import new_session
+    finally:
+        del sys.modules["rembg"]
+    return new_session
 
 
 # --- post-processing ----------------------------------------------------------------------------
+
+def _reaching_border(region: np.ndarray) -> np.ndarray:
+    """The pixels of `region` (boolean) joined to the picture's edge through 4-neighbours within it."""
+    _, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=4)
+    touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, touching[touching > 0])
+
 
 def postprocess(alpha: np.ndarray, settings: PostProcess) -> np.ndarray:
     """Threshold, fill holes, dilate and feather a 0..1 mask; return it as uint8 0..255."""
@@ -171,7 +197,7 @@ def postprocess(alpha: np.ndarray, settings: PostProcess) -> np.ndarray:
     if settings.threshold is not None:
         mask = (mask >= settings.threshold).astype(np.float32)
     if settings.fill_holes:
-        filled = ndimage.binary_fill_holes(mask >= 0.5)
+        filled = ~_reaching_border(mask < 0.5)  # the subject and the holes in it
         mask = np.maximum(mask, filled.astype(np.float32))
     if settings.dilate_px > 0:
         size = 2 * settings.dilate_px + 1

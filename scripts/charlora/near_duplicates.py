@@ -26,7 +26,8 @@ region of the picture differs. The rule, in measurable terms (README, "Near-dupl
    an edited copy (relation "copy" or "mirror"). Otherwise, when the marked pixels are at most
    SIMILAR_MAX_DIFFERING of the overlap and the alignment has at least SIMILAR_MIN_INLIERS
    inliers, it is a second capture of one scene ("similar"): both stay, the report shows them
-   side by side. Anything else is distinct.
+   side by side. Anything else is distinct. (The same check at half the resolution comes first and
+   settles most pairs of distinct photos for a quarter of the work: coarse_difference.)
 
 The thresholds were set on benchmarks/dedup_eval.py's crafted copies, bursts and distinct photos
 (the figures are in its output and the README).
@@ -34,7 +35,10 @@ The thresholds were set on benchmarks/dedup_eval.py's crafted copies, bursts and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -55,6 +59,7 @@ CLOSE_HASH_DISTANCE = 10   # featureless pictures are compared frame to frame wi
 DIFF_LEVEL = 30            # of 255, after the brightness/contrast match and a 1 px blur
 MAX_DIFFERING_REGION = 0.0002   # of the overlap: 0.02 %, about 40 pixels of a 512x384 copy
 SIMILAR_MAX_DIFFERING = 0.05    # of the overlap: a blink, a head turn, a gesture; not another pose
+COARSE_MAX_DIFFERING = 0.15     # at half resolution: three times the above (coarse_difference)
 
 
 @dataclass
@@ -83,6 +88,15 @@ def prepare(image_id: str, image: Image.Image, encoder) -> Photo:
     return Photo(image_id, np.asarray(work), hashes)
 
 
+def prepare_files(files: dict[str, str | Path], decode: Callable[[str | Path], Image.Image], encoder,
+                  workers: int = 1, progress=lambda it, **kw: it) -> dict[str, Photo]:
+    """`prepare` for every photo file (id -> path), `decode` reading each, in `workers` threads."""
+    ids = sorted(files)
+    with ThreadPoolExecutor(workers) as pool:
+        prepared = pool.map(lambda i: prepare(i, decode(files[i]), encoder), ids)
+        return dict(zip(ids, progress(prepared, total=len(ids), desc="hashing")))
+
+
 def _hamming(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
@@ -108,20 +122,14 @@ def candidate_pairs(photos: dict[str, Photo], max_distance: int) -> list[tuple[s
     return pairs
 
 
-@dataclass
-class Features:
-    """SIFT points of the working copies, computed once per photo and orientation when needed."""
-    sift: object = field(default_factory=lambda: cv2.SIFT_create(nfeatures=MAX_FEATURES))
-    cache: dict = field(default_factory=dict)
+Features = tuple[np.ndarray, np.ndarray | None]   # SIFT point positions (N x 2) and descriptors
 
-    def of(self, photo: Photo, mirrored: bool):
-        key = (photo.id, mirrored)
-        if key not in self.cache:
-            grey = cv2.cvtColor(_oriented(photo, mirrored), cv2.COLOR_RGB2GRAY)
-            keypoints, descriptors = self.sift.detectAndCompute(grey, None)
-            points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
-            self.cache[key] = (points, descriptors)
-        return self.cache[key]
+
+def features(photo: Photo, mirrored: bool) -> Features:
+    """SIFT points of a working copy (or of its mirror image): the MAX_FEATURES strongest."""
+    grey = cv2.cvtColor(_oriented(photo, mirrored), cv2.COLOR_RGB2GRAY)
+    keypoints, descriptors = cv2.SIFT_create(nfeatures=MAX_FEATURES).detectAndCompute(grey, None)
+    return np.float32([k.pt for k in keypoints]).reshape(-1, 2), descriptors
 
 
 def _oriented(photo: Photo, mirrored: bool) -> np.ndarray:
@@ -163,27 +171,42 @@ def frame_to_frame(a: np.ndarray, b: np.ndarray) -> Alignment:
 
 
 @dataclass
+class Overlap:
+    inside: np.ndarray      # a's pixels that b covers once aligned, 2 px in from b's edges
+    cover_a: float          # share of a's picture that b covers
+    cover_b: float          # share of b's picture that a covers
+
+    def covers(self) -> bool:
+        return (max(self.cover_a, self.cover_b) >= MIN_COVER_SMALLER
+                and min(self.cover_a, self.cover_b) >= MIN_COVER_LARGER)
+
+
+def overlap(a_shape: tuple[int, ...], b_shape: tuple[int, ...], matrix: np.ndarray) -> Overlap:
+    """Where the pictures overlap once b is aligned onto a (`matrix` maps b's pixels onto a's)."""
+    (height, width), (b_height, b_width) = a_shape[:2], b_shape[:2]
+    inside = cv2.warpAffine(np.full((b_height, b_width), 255, np.uint8), matrix, (width, height),
+                            flags=cv2.INTER_NEAREST)
+    inside = cv2.erode((inside > 128).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    back = cv2.warpAffine(np.full((height, width), 255, np.uint8), cv2.invertAffineTransform(matrix),
+                          (b_width, b_height), flags=cv2.INTER_NEAREST)
+    return Overlap(inside, float(inside.mean()), float((back > 128).mean()))
+
+
+@dataclass
 class Difference:
-    cover_a: float          # share of a's picture that b covers once aligned
-    cover_b: float
     largest_region: float   # the largest connected differing region, as a share of the overlap
     differing: float        # all differing pixels, as a share of the overlap
 
 
-def difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> Difference:
-    """Step 3 of the rule: how much of the picture still differs once b is aligned onto a and its
-    brightness and contrast matched."""
+def difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: np.ndarray) -> Difference:
+    """Step 3 of the rule: how much of the overlap (`inside`, from `overlap`) still differs once b
+    is aligned onto a and its brightness and contrast matched."""
     height, width = a.shape[:2]
+    if inside.sum() < 100:
+        return Difference(1.0, 1.0)
     warped = cv2.warpAffine(b, matrix, (width, height), flags=cv2.INTER_LINEAR)
-    inside = cv2.warpAffine(np.full(b.shape[:2], 255, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST)
-    overlap = cv2.erode((inside > 128).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    back = cv2.warpAffine(np.full((height, width), 255, np.uint8), cv2.invertAffineTransform(matrix),
-                          (b.shape[1], b.shape[0]), flags=cv2.INTER_NEAREST)
-    cover_a, cover_b = float(overlap.mean()), float((back > 128).mean())
-    if overlap.sum() < 100:
-        return Difference(cover_a, cover_b, 1.0, 1.0)
-    unclipped = overlap & np.all((a > 3) & (a < 252) & (warped > 3) & (warped < 252), axis=2)
-    fit_on = unclipped if unclipped.sum() >= 1000 else overlap
+    unclipped = inside & np.all((a > 3) & (a < 252) & (warped > 3) & (warped < 252), axis=2)
+    fit_on = unclipped if unclipped.sum() >= 1000 else inside
     a_blur = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)
     b_blur = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), 1.0)
     residual = np.zeros((height, width), np.float32)
@@ -201,35 +224,50 @@ def difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> Difference:
         low = cv2.dilate((warped[..., c] <= 3).astype(np.uint8), near) > 0
         gap = np.where(high, np.minimum(gap, 0), np.where(low, np.maximum(gap, 0), gap)) if gain > 0 else gap
         residual = np.maximum(residual, np.abs(gap))
-    differs = ((residual > DIFF_LEVEL) & overlap).astype(np.uint8)
+    differs = ((residual > DIFF_LEVEL) & inside).astype(np.uint8)
     differs = cv2.morphologyEx(differs, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(differs, connectivity=8)
     largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0
-    area = float(overlap.sum())
-    return Difference(cover_a, cover_b, largest / area, float(differs.sum()) / area)
+    area = float(inside.sum())
+    return Difference(largest / area, float(differs.sum()) / area)
 
 
-def _covers(d: Difference) -> bool:
-    return max(d.cover_a, d.cover_b) >= MIN_COVER_SMALLER and min(d.cover_a, d.cover_b) >= MIN_COVER_LARGER
+def coarse_difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: np.ndarray) -> Difference:
+    """`difference` at half the resolution: a quarter of the work. Halving blurs fine detail and
+    halves any misalignment, so it marks fewer pixels than the full check, never many more; a pair
+    that differs in over COARSE_MAX_DIFFERING of it (most candidate pairs: distinct photos of one
+    scene) is distinct without the full check."""
+    def half(pixels: np.ndarray) -> np.ndarray:
+        return cv2.resize(pixels, ((pixels.shape[1] + 1) // 2, (pixels.shape[0] + 1) // 2), interpolation=cv2.INTER_AREA)
+    # half-size pixel x covers full-size pixels 2x and 2x + 1, centred on 2x + 0.5: in half-size
+    # pixels the linear part is the same and the shift is (shift + linear (0.5, 0.5) - 0.5) / 2
+    halved = matrix.copy()
+    halved[:, 2] = (matrix[:, 2] + matrix[:, :2].sum(axis=1) * 0.5 - 0.5) / 2
+    small_inside = cv2.resize(inside.astype(np.uint8), (half(a).shape[1], half(a).shape[0]),
+                              interpolation=cv2.INTER_NEAREST) > 0
+    return difference(half(a), half(b), halved, small_inside)
 
 
-def compare(a: Photo, b: Photo, direct: int, mirrored: int, features: Features,
+def compare(a: Photo, b: Photo, direct: int, mirrored: int, features_of: dict,
             max_distance: int = 64) -> Relation | None:
     """The relation of a candidate pair (`direct`, `mirrored`: its hash distances), or None. Each
-    orientation whose hashes are within `max_distance` is tried, the closer one first."""
-    tries = sorted(t for t in [(direct, False), (mirrored, True)] if t[0] <= max_distance)
+    orientation whose hashes are within `max_distance` is tried, the closer one first.
+    `features_of[(photo id, mirrored)]`: the SIFT features of every photo and orientation tried."""
     found = []
-    for distance, flipped in tries:
+    for distance, flipped in _orientations(direct, mirrored, max_distance):
         b_pixels = _oriented(b, flipped)
-        alignment = align(features.of(a, False), features.of(b, flipped))
+        alignment = align(features_of[(a.id, False)], features_of[(b.id, flipped)])
         how = "SIFT"
         if alignment is None and distance <= CLOSE_HASH_DISTANCE:
             alignment, how = frame_to_frame(a.pixels, b_pixels), "frame to frame"
         if alignment is None or abs(alignment.rotation) > MAX_ROTATION:
             continue
-        diff = difference(a.pixels, b_pixels, alignment.matrix)
-        if not _covers(diff):
+        shared = overlap(a.pixels.shape, b_pixels.shape, alignment.matrix)
+        if not shared.covers():
             continue
+        if coarse_difference(a.pixels, b_pixels, alignment.matrix, shared.inside).differing > COARSE_MAX_DIFFERING:
+            continue
+        diff = difference(a.pixels, b_pixels, alignment.matrix, shared.inside)
         found.append((diff, flipped, distance, alignment, how))
         if diff.largest_region < MAX_DIFFERING_REGION:
             break
@@ -249,14 +287,24 @@ def compare(a: Photo, b: Photo, direct: int, mirrored: int, features: Features,
     return None
 
 
-def find_relations(photos: dict[str, Photo], max_distance: int, progress=lambda it, **kw: it) -> list[Relation]:
+def _orientations(direct: int, mirrored: int, max_distance: int) -> list[tuple[int, bool]]:
+    """(hash distance, mirrored) of each orientation of a pair to try, the closer first."""
+    return sorted(t for t in [(direct, False), (mirrored, True)] if t[0] <= max_distance)
+
+
+def find_relations(photos: dict[str, Photo], max_distance: int, workers: int = 1,
+                   progress=lambda it, **kw: it) -> list[Relation]:
     """Every copy, mirror and similar relation among the candidate pairs of `photos`, in a fixed
     order. Every candidate pair is checked, also within a group of copies: a 10 % crop is a copy of
-    a photo and of its burst twin alike, and only the burst pair's own check says they differ."""
-    features = Features()
-    relations = []
-    for a, b, direct, mirrored in progress(candidate_pairs(photos, max_distance), desc="geometric check"):
-        relation = compare(photos[a], photos[b], direct, mirrored, features, max_distance)
-        if relation is not None:
-            relations.append(relation)
-    return relations
+    a photo and of its burst twin alike, and only the burst pair's own check says they differ.
+    `workers` threads share the work (OpenCV and NumPy release the GIL); the result is the same."""
+    pairs = candidate_pairs(photos, max_distance)
+    needed = sorted({(a, False) for a, _, _, _ in pairs}
+                    | {(b, flipped) for _, b, direct, mirrored in pairs
+                       for _, flipped in _orientations(direct, mirrored, max_distance)})
+    with ThreadPoolExecutor(workers) as pool:
+        computed = pool.map(lambda key: features(photos[key[0]], key[1]), needed)
+        features_of = dict(zip(needed, progress(computed, total=len(needed), desc="SIFT points")))
+        checked = pool.map(lambda pair: compare(photos[pair[0]], photos[pair[1]], pair[2], pair[3],
+                                                features_of, max_distance), pairs)
+        return [r for r in progress(checked, total=len(pairs), desc="geometric check") if r is not None]
