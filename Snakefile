@@ -19,6 +19,23 @@ include: "rules/lora.smk"
 include: "rules/runs.smk"
 
 
+# On a cluster (profiles/slurm) these run where Snakemake itself runs: each reads a few small
+# tables or copies one file, less work than a cluster job's wait in the queue and its start.
+localrules:
+    all,
+    dataset,
+    onetrainer,
+    split,
+    prune_dataset,
+    caption_lint,
+    validation_prompts,
+    refine_sampling,
+    select_epoch,
+    run_lora,
+    run_record,
+    compare_runs,
+
+
 onsuccess:
     print(summary.where_to_look(RUN, strays=STRAYS))
 
