@@ -29,7 +29,8 @@ MARK = "# written by charlora's tests/slurm_cluster.py"
 
 
 def _which(name: str) -> str | None:
-    return shutil.which(name) or next((str(p) for p in (Path("/usr/sbin") / name,) if p.exists()), None)
+    """A Slurm or munge program: on PATH, or in /usr/sbin (where the daemons are, off some PATHs)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin")
 
 
 def unavailable() -> str | None:
