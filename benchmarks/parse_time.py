@@ -12,27 +12,16 @@ parses the Snakefile and builds the DAG for that one job before running it. Prin
 """
 
 import argparse
-import cProfile
 import pstats
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def best_of(cmd: list[str], cwd: Path, runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        times.append(time.perf_counter() - start)
-        if result.returncode != 0:
-            raise SystemExit(result.stdout[-4000:])
-    return min(times)
+import dataset_stage  # noqa: E402
 
 
 def own_share(cmd_args: list[str], cwd: Path) -> tuple[float, float]:
@@ -59,25 +48,19 @@ def main():
     parser.add_argument("--workspace", type=Path, help="a workspace of benchmarks/dataset_stage.py --keep DIR "
                         "(DIR/ws), where the dataset stage ran on DIR/photos")
     args = parser.parse_args()
-    if args.workspace is None:
-        import dataset_stage
-        root = Path(tempfile.mkdtemp(prefix="charlora-parse-"))
-        dataset_stage.generate(root / "photos" / "images", 200)
-        ws = dataset_stage.make_workspace(root / "ws")
-        dataset_stage.configure(ws)
-        dataset_stage.timed([sys.executable, "-m", "snakemake", "dataset", "--cores", "2",
-                             "--config", f"dataset={root / 'photos'}"], ws)
-    else:
-        ws = args.workspace.resolve()
-        root = ws.parent
-    config = ["--config", f"dataset={root / 'photos'}"]
-    photos = sorted((ws / "results" / "dataset" / "images").iterdir())
+    ws = args.workspace.resolve() if args.workspace else Path(tempfile.mkdtemp(prefix="charlora-parse-")) / "ws"
+    config = ["--config", f"dataset={ws.parent / 'photos'}"]
     smk = [sys.executable, "-m", "snakemake"]
+    if args.workspace is None:
+        dataset_stage.generate(ws.parent / "photos" / "images", 200)
+        dataset_stage.make_workspace(ws)
+        dataset_stage.configure(ws)
+        dataset_stage.timed(smk + ["dataset", "--cores", "2", *config], ws)
+    photos = sorted((ws / "results" / "dataset" / "images").iterdir())
     per_job = ["--target-jobs", f"mask:id={photos[0].stem}", "--allowed-rules", "mask", "--cores", "all",
                "--force", "-n", *config]
-    version = best_of(smk + ["--version"], ws)
-    noop = best_of(smk + ["dataset", "-n", "--cores", "2", *config], ws)
-    job = best_of(smk + per_job, ws)
+    version, noop, job = (min(dataset_stage.timed(smk + cmd, ws) for _ in range(3))
+                          for cmd in (["--version"], ["dataset", "-n", "--cores", "2", *config], per_job))
     ours, total = own_share(per_job, ws)
     print(f"{len(photos)} kept photos")
     print(f"snakemake --version:               {version:.2f} s")

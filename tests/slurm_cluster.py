@@ -123,30 +123,33 @@ def one_node_cluster(folder: Path) -> Iterator[dict[str, str]]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "state").mkdir(exist_ok=True)
     (folder / "spool").mkdir(exist_ok=True)
-    conf = SLURM_CONF
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(_config(folder, _node_line()))
-    env = {**os.environ, "SLURM_CONF": str(conf)}
+    SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
+    SLURM_CONF.write_text(_config(folder, _node_line()))
+    env = {**os.environ, "SLURM_CONF": str(SLURM_CONF)}
     logs = [folder / "slurmctld.log", folder / "slurmd.log"]
-    with contextlib.ExitStack() as cleanup:
-        cleanup.callback(conf.unlink, missing_ok=True)
+    with contextlib.ExitStack() as cleanup:  # stops, in reverse order, what was started
+        cleanup.callback(SLURM_CONF.unlink, missing_ok=True)
         cleanup.enter_context(_munged())
-        daemons = [subprocess.Popen([_which("slurmctld"), "-D", "-c", "-f", str(conf)], env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-        try:
-            _wait("slurmctld did not answer", lambda: subprocess.run(
-                ["scontrol", "ping"], env=env, capture_output=True, text=True).stdout.count("UP") > 0, 60, logs)
-            daemons.append(subprocess.Popen([_which("slurmd"), "-D", "-f", str(conf)], env=env,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            _wait("the node did not come up idle", lambda: subprocess.run(
-                ["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout.strip() == "idle",
-                60, logs)
-            yield env
-        finally:
-            for daemon in reversed(daemons):
-                daemon.terminate()
-                try:
-                    daemon.wait(30)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait()
+        cleanup.callback(_stop, _start("slurmctld", env))
+        _wait("slurmctld did not answer", lambda: subprocess.run(
+            ["scontrol", "ping"], env=env, capture_output=True, text=True).stdout.count("UP") > 0, 60, logs)
+        cleanup.callback(_stop, _start("slurmd", env))
+        _wait("the node did not come up idle", lambda: subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout.strip() == "idle", 60, logs)
+        yield env
+
+
+def _start(daemon: str, env: dict[str, str]) -> subprocess.Popen:
+    """A Slurm daemon in the foreground (-D), as a child of this process; slurmctld with a clear state."""
+    clear = ["-c"] if daemon == "slurmctld" else []
+    return subprocess.Popen([_which(daemon), "-D", *clear, "-f", str(SLURM_CONF)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    import cv2
+    import numpy as np
 
 # OpenCV and NumPy are imported where faces are detected: captions and the report read only the
 # labels and words below, and a caption job (one per photo) need not load OpenCV (0.2 s each).
