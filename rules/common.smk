@@ -57,7 +57,10 @@ TRAIN_BLOCKS = plan.blocks(TRAIN["epochs"], TRAIN["epochs_per_job"])
 USES_MASKS = config["masks"]["method"] != "none"
 # What the weights depend on (see plan.NOT_WEIGHTS): a change reruns the training blocks.
 TRAIN_SETTINGS = plan.weight_settings(TRAIN, masks_made=USES_MASKS)
-TRAIN_GPUS = 0 if TRAIN["device"] == "cpu" else 1
+# A training job's processes (train.gpus; `all` asks the scheduler for one GPU and uses what it gets):
+# a GPU each unless on the CPU, and a thread each (torchrun's one thread per process)
+TRAIN_PROCESSES = 1 if TRAIN["gpus"] == "all" else TRAIN["gpus"]
+TRAIN_GPUS = 0 if TRAIN["device"] == "cpu" else TRAIN_PROCESSES
 SAVED_EPOCHS = [e for first, last in TRAIN_BLOCKS for e in plan.saved_epochs(first, last, TRAIN["save_every"])]
 
 

@@ -53,6 +53,7 @@ for first, last in TRAIN_BLOCKS:
             last=last,
         log:
             f"logs/runs/{RUN}/train/epochs-{first:03d}-{last:03d}.log",
+        threads: TRAIN_PROCESSES
         resources:
             mem_mb=config["train"]["mem_mb"],
             runtime=config["train"]["runtime"],

@@ -2,6 +2,7 @@
 fused step, buckets and size conditioning, the split, the masked loss, and whole blocks of the
 tiny model: chained blocks equal one block bit for bit, for each optimizer and precision."""
 
+import json
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ from charlora import buckets, disk_space, optim, plan, sdxl, split
 from charlora.config import defaults
 from charlora.diffusion import masked_mse, val_timesteps
 from charlora.train import Sample, Settings, TrainingDiverged, train_block, write_metrics, EpochResult
+from charlora.train_state import TrainerState
 
 
 # --- optimizer ---------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def run_blocks(tiny_model, samples, tmp_path, blocks, **settings):
     out = tmp_path / "train"
     previous = None
     for first, last in blocks:
-        train_block(base_model=tiny_model, model_hash="tiny", samples=samples, val_ids=["p4"], settings=settings,
+        train_block(base_model=tiny_model, model_hash="tiny", samples=samples, val_ids=[samples[-1].id], settings=settings,
                     first=first, last=last, out_dir=out, previous_state=previous, cache_dir=tmp_path.parent / "cache",
                     progress=False)
         previous = out / f"epoch-{last:03d}.state"
@@ -249,3 +251,47 @@ def test_a_diverging_loss_stops_naming_epoch_and_step(tiny_model, samples, tmp_p
     with pytest.raises(TrainingDiverged, match=r"at epoch 1, step \d+ \(global step \d+\)"):
         run_blocks(tiny_model, samples, tmp_path, [(1, 2)], lr=1e30, fused_backward=False)
     assert not list((tmp_path / "train").glob("epoch-*.safetensors"))
+
+
+# --- several processes (DDP) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(optimizer="adamw", fused_backward=False)],
+                         ids=["adafactor-fused", "adamw"])
+def test_two_processes_give_the_weights_of_one_accumulating_two_batches(tiny_model, samples, tmp_path, settings):
+    """Bit for bit, not only within 1e-6: a batch's loss scaled by 1/2 (one process, two batches) or by 1
+    and the gradient halved by DDP are exact (powers of two), and a sum of two terms has one order. The
+    one process must run its kernels on as many threads as each of the two (CPU reductions split by
+    thread count); otherwise the gradients differ in the 7th digit, and Adafactor's and Adam's
+    normalised steps turn that into ±lr on every weight whose gradient is rounding noise (the biases
+    before a GroupNorm, whose true gradient is 0): 1e-4 of the update, which no tolerance should hide."""
+    # three train images in batches of one: each epoch is a step of two batches and a last step of one,
+    # where the second process has no batch left and must still take part (with weight 0)
+    three = dict(batch_size=1) | settings
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // 2))  # what each of the two processes gets (distributed.launch)
+    try:
+        alone = run_blocks(tiny_model, samples[:4], tmp_path / "alone", [(1, 2)], grad_accum=2, **three)
+    finally:
+        torch.set_num_threads(threads)
+    ddp = run_blocks(tiny_model, samples[:4], tmp_path / "ddp", [(1, 1), (2, 2)], gpus=2, **three)
+    base = sdxl.load_sdxl(tiny_model).unet.state_dict()
+    for epoch in (1, 2):
+        a = load_file(str(alone / f"epoch-{epoch:03d}.safetensors"))
+        b = load_file(str(ddp / f"epoch-{epoch:03d}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), f"epoch {epoch} differs"
+    assert not torch.equal(a["conv_in.weight"], base["conv_in.weight"])  # it did train
+    assert (alone / "epoch-002.metrics.tsv").read_text() == (ddp / "epoch-002.metrics.tsv").read_text()
+    assert "train\t4\t" in (ddp / "epoch-002.metrics.tsv").read_text()  # 2 steps per epoch
+    assert json.loads((ddp / "epoch-001.state" / "trainer.json").read_text())["processes"] == 2
+    # a run goes on with the process count it started with (gpus: all may find another count on another node)
+    fingerprint = Settings.from_schema(**(SMALL_BLOCKS | three | dict(gpus=2))).fingerprint()
+    with pytest.raises(ValueError, match=r"trained on 2 process\(es\) and this job has 1: .* Set train.gpus: 2"):
+        TrainerState.load(ddp / "epoch-001.state", fingerprint, 1, processes=1)
+
+
+def test_a_failing_process_raises_its_own_error(tiny_model, samples, tmp_path):
+    with pytest.raises(ValueError, match="no training images: every kept photo is in the validation split"):
+        train_block(base_model=tiny_model, model_hash="tiny", samples=samples[:2], val_ids=["p0", "p1"], first=1,
+                    last=1, settings=Settings.from_schema(**(SMALL_BLOCKS | dict(gpus=2))), out_dir=tmp_path,
+                    previous_state=None, cache_dir=tmp_path / "cache", progress=False)

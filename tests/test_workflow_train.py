@@ -138,6 +138,31 @@ def test_kill_9_mid_chain_then_rerun_gives_the_same_weights(trained, tmp_path):
             (trained[0] / TRAIN / f"epoch-{epoch:03d}.safetensors").read_bytes()
 
 
+def test_two_training_processes_give_the_weights_of_one_accumulating_two_batches(trained, tmp_path):
+    """train.gpus: 2 with device cpu: the block's job starts two processes (DDP over gloo) from the rule
+    script. tests/test_train.py says why the comparison can be bit for bit."""
+    ws = copy_workspace(trained[0], tmp_path / "ws")
+    (ws / "two.yaml").write_text("train:\n  gpus: 2\n")
+    (ws / "accumulating.yaml").write_text("train:\n  grad_accum: 2\n")
+    for run in ("two", "accumulating"):  # the first block of each run
+        snakemake(ws, f"results/runs/{run}/train/epoch-002.safetensors", "--config", f"run={run}",
+                  "--configfile", f"{run}.yaml")
+    log = (ws / "logs/runs/two/train/epochs-001-002.log").read_text()
+    assert "training on 2 processes (cpu)" in log and "2 batch(es) of 2 per step (2 processes x 1)" in log
+    assert "epoch 2: train loss" in log  # rank 0 logs into the job's log
+    two, accumulating = (ws / f"results/runs/{run}/train" for run in ("two", "accumulating"))
+    for epoch in (1, 2):
+        a = load_file(str(two / f"epoch-{epoch:03d}.safetensors"))
+        b = load_file(str(accumulating / f"epoch-{epoch:03d}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), f"epoch {epoch}"
+        assert (two / f"epoch-{epoch:03d}.metrics.tsv").read_text() == \
+            (accumulating / f"epoch-{epoch:03d}.metrics.tsv").read_text()
+    steps, _ = metrics(two / "epoch-001.metrics.tsv")
+    demo_steps, _ = metrics(trained[0] / TRAIN / "epoch-001.metrics.tsv")
+    assert len(steps) == -(-len(demo_steps) // 2)  # two batches a step
+    assert json.loads((two / "epoch-002.state/trainer.json").read_text())["processes"] == 2
+
+
 def test_export_target_writes_a_checkpoint_comfyui_and_diffusers_load(trained):
     from charlora import sdxl
 

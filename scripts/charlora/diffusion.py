@@ -34,9 +34,10 @@ def add_noise(latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tenso
 
 def predict_noise(unet, noisy, timesteps, prompt, pooled, time_ids, autocast_dtype) -> torch.Tensor:
     """ε̂ = unet(x_t, t, text, size conditioning), in the UNet's dtype under autocast when it is set."""
+    dtype = next(unet.parameters()).dtype  # (the UNet's own dtype; its DDP wrapper has no .dtype)
     with torch.autocast(noisy.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        return unet(noisy.to(unet.dtype), timesteps.to(noisy.device), prompt.to(unet.dtype),
-                    added_cond_kwargs={"text_embeds": pooled.to(unet.dtype), "time_ids": time_ids.to(unet.dtype)},
+        return unet(noisy.to(dtype), timesteps.to(noisy.device), prompt.to(dtype),
+                    added_cond_kwargs={"text_embeds": pooled.to(dtype), "time_ids": time_ids.to(dtype)},
                     return_dict=False)[0]
 
 

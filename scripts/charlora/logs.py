@@ -7,15 +7,15 @@ import sys
 from pathlib import Path
 
 
-def setup(log_path: str | None, name: str = "charlora") -> logging.Logger:
-    """Send charlora's log records to `log_path` (created, truncated) and to stderr."""
+def setup(log_path: str | None, name: str = "charlora", append: bool = False) -> logging.Logger:
+    """Send charlora's log records to `log_path` (created, truncated unless `append`) and to stderr."""
     logger = logging.getLogger("charlora")
     logger.setLevel(logging.INFO)
     logger.handlers.clear()
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        to_file = logging.FileHandler(log_path, mode="w", encoding="utf-8")
+        to_file = logging.FileHandler(log_path, mode="a" if append else "w", encoding="utf-8")
         to_file.setFormatter(fmt)
         logger.addHandler(to_file)
     to_console = logging.StreamHandler(sys.stderr)

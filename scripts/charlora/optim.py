@@ -113,10 +113,13 @@ class FusedBackward:
 
     Use: `fused = FusedBackward(optimizer)`, then `loss.backward()` alone updates the weights. The step
     order follows the backward pass, which is deterministic, so fused and unfused give the same weights.
+    Accumulating gradients over several backward passes: `armed = False` for all but the last, whose
+    hooks then step on the summed gradients (which, until then, exist whole: no memory saved).
     """
 
     def __init__(self, optimizer: Adafactor):
         self.optimizer = optimizer
+        self.armed = True
         self.handles = []
         for group in optimizer.param_groups:
             for p in group["params"]:
@@ -124,8 +127,9 @@ class FusedBackward:
 
     def _make_hook(self, group: dict):
         def hook(p: torch.Tensor) -> None:
-            self.optimizer.step_param(p, group)
-            p.grad = None
+            if self.armed:
+                self.optimizer.step_param(p, group)
+                p.grad = None
         return hook
 
     def remove(self) -> None:

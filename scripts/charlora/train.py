@@ -13,6 +13,11 @@ where w is 1 on the subject and `unmasked_weight` elsewhere when masked training
 the mean of w, so a small subject is not learnt more weakly than a large one); then the optimizer
 step (optim.py), inside the backward pass when it is fused.
 
+A step learns from `grad_accum` x (processes) consecutive batches of the epoch's list: the gradient is
+the mean of their loss gradients. With `train.gpus` > 1 each of the N processes takes every N-th of
+them and DDP averages the processes' gradients in the last backward pass; alone, one process sums
+them over `grad_accum` backward passes. Both scale each batch's loss so that the result is the mean.
+
 Validation: each val image at fixed timesteps spread over the schedule with fixed noise, the same
 in every epoch; the loss per timestep and their mean. Loss scales differ by orders of magnitude
 across timesteps, so the per-timestep values are the signal to read.
@@ -20,8 +25,10 @@ across timesteps, so the per-timestep values are the signal to read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,9 +36,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch.nn.parallel import DistributedDataParallel
 
-from charlora import atomic, disk_space, plan
+from charlora import atomic, disk_space, distributed, plan
 from charlora.config import defaults
+from charlora.distributed import World
 from charlora.diffusion import add_noise, draw_noise, masked_mse, predict_noise, training_loss, val_timesteps
 from charlora.ema import EMA
 from charlora.optim import FusedBackward, make_optimizer
@@ -53,6 +62,8 @@ class Settings:
     Meanings and defaults: config/schema.yaml."""
     lr: float
     batch_size: int
+    grad_accum: int
+    gpus: int | str
     optimizer: str
     fused_backward: bool
     precision: str
@@ -125,20 +136,29 @@ def seeded(*parts) -> torch.Generator:
 
 
 @torch.no_grad()
-def validation_loss(unet, encoded, val_ids, alphas_cumprod, settings, device) -> dict[int, float]:
-    """Loss per fixed timestep over the val images, with noise fixed per (image, timestep)."""
+def validation_loss(unet, encoded, val_ids, alphas_cumprod, settings, world: World) -> dict[int, float]:
+    """Loss per fixed timestep over the val images, with noise fixed per (image, timestep). With several
+    processes each computes every world.size-th (timestep, image) pair; the sums are taken in one order,
+    so the figures do not depend on the number of processes."""
     unet.eval()
+    pairs = [(t, i) for t in val_timesteps(settings.val_timesteps) for i in sorted(val_ids)]
+    values = torch.zeros(len(pairs), dtype=torch.float64)
+    for k in range(world.rank, len(pairs), world.size):
+        t, i = pairs[k]
+        batch = make_batch(encoded, [i], world.device)
+        noise = torch.randn(batch.latents.shape, generator=seeded(settings.seed, "val", i, t)).to(world.device)
+        timesteps = torch.tensor([t])
+        noisy = add_noise(batch.latents, noise, timesteps, alphas_cumprod)
+        pred = predict_noise(unet, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids,
+                             settings.autocast_dtype)
+        values[k] = masked_mse(pred, noise, batch.mask, settings).item()
+    world.sum(values)  # each pair was computed by one process, zero elsewhere: the sum is exact
     losses = {}
     for t in val_timesteps(settings.val_timesteps):
         total = 0.0
-        for i in sorted(val_ids):
-            batch = make_batch(encoded, [i], device)
-            noise = torch.randn(batch.latents.shape, generator=seeded(settings.seed, "val", i, t)).to(device)
-            timesteps = torch.tensor([t])
-            noisy = add_noise(batch.latents, noise, timesteps, alphas_cumprod)
-            pred = predict_noise(unet, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids,
-                                 settings.autocast_dtype)
-            total += masked_mse(pred, noise, batch.mask, settings).item()
+        for k, (pair_t, _) in enumerate(pairs):
+            if pair_t == t:
+                total += values[k].item()
         losses[t] = total / len(val_ids)
     unet.train()
     return losses
@@ -171,9 +191,8 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
     """Train epochs first..last (1-based) and write epoch files, metrics and the state after `last`.
 
     `still_to_write`: (saved epochs, job states) that this job and the run's later jobs write; the job
-    stops before any work when the disk cannot hold them (default: this job's own)."""
-    from tqdm import tqdm
-
+    stops before any work when the disk cannot hold them (default: this job's own).
+    With `train.gpus` above 1 the block runs in that many processes (distributed.py), rank 0 writing."""
     for stale in out_dir.glob(".epoch-*.tmp"):  # temp files of a job that was killed mid-write
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     settings.check()
@@ -183,16 +202,38 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
                                     bool(settings.ema_decay), epochs, states)
     free = disk_space.check_free_space(out_dir, need, f"training epochs {first}-{last} and the jobs after them")
     log.info("disk: the rest of the run writes %s; %.2f GB free", need.describe(), free / 1e9)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     device = pick_device(settings.device)
+    processes = distributed.process_count(settings.gpus, device)
+    block = dict(base_model=base_model, model_hash=model_hash, samples=samples, val_ids=val_ids, settings=settings,
+                 first=first, last=last, out_dir=out_dir, previous_state=previous_state, cache_dir=cache_dir,
+                 tensorboard_dir=tensorboard_dir, progress=progress)
+    if processes == 1:
+        return train_epochs(world=World(0, 1, device), **block)
+    log.info("training on %d processes (%s), each step %d batch(es) on each: DDP averages their gradients",
+             processes, device.type, settings.grad_accum)
+    return distributed.launch(processes, device.type, train_epochs, block)
+
+
+def train_epochs(*, world: World, base_model: Path, model_hash: str, samples: list[Sample], val_ids: list[str],
+                 settings: Settings, first: int, last: int, out_dir: Path, previous_state: Path | None,
+                 cache_dir: Path, tensorboard_dir: Path | None, progress: bool) -> list[EpochResult]:
+    """The training loop of one process (train_block's arguments; `world`: this process among them)."""
+    from tqdm import tqdm
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = world.device
     train_ids = [s.id for s in samples if s.id not in set(val_ids)]
     if not train_ids:
         raise ValueError("no training images: every kept photo is in the validation split")
+    if not world.is_main:
+        world.barrier()  # the first process fills the encoding cache; the others then only read it
     encoded, empty = encode_samples(base_model, model_hash, samples, settings, EncodingCache(cache_dir, model_hash), device)
+    if world.is_main:
+        world.barrier()
     alphas_cumprod = noise_scheduler(base_model).alphas_cumprod.float()
 
     # the UNet, the optimizer and what else goes on from the previous job (train_state.py)
-    state = TrainerState.load(previous_state, settings.fingerprint(), first - 1) if previous_state else None
+    state = TrainerState.load(previous_state, settings.fingerprint(), first - 1, world.size) if previous_state else None
     if state is None:
         weights = load_unet(base_model).state_dict()
     else:  # with EMA the epoch file holds the average, and the state the raw weights
@@ -212,36 +253,72 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
     if settings.ema_decay:
         ema = (EMA({n: t.to(device) for n, t in state.ema.items()}, settings.ema_decay) if state
                else EMA.of(unet, settings.ema_decay))
-    fused = FusedBackward(optimizer) if settings.fused_backward else None
-    writer = tensorboard(tensorboard_dir, global_step)
-    log.info("training epochs %d-%d on %s: %d train / %d val images, %s, %s, lr %g, batch %d", first, last, device,
-             len(train_ids), len(val_ids), settings.optimizer, settings.precision, settings.lr, settings.batch_size)
+    # What the forward pass calls. With several processes, DDP's wrapper: its backward averages the
+    # gradients over the processes. The fused backward's step would run before that average, so
+    # there the optimizer steps after the backward pass instead (DDP's buckets hold the gradients
+    # anyway; gradient_as_bucket_view keeps them from being held twice).
+    model = unet
+    if world.size > 1:
+        model = DistributedDataParallel(unet, device_ids=[device] if device.type == "cuda" else None,
+                                        gradient_as_bucket_view=True)
+    fused = FusedBackward(optimizer) if settings.fused_backward and world.size == 1 else None
+    writer = tensorboard(tensorboard_dir, global_step) if world.is_main else None
+    batches_per_step = settings.grad_accum * world.size
+    if world.is_main:
+        log.info("training epochs %d-%d on %s: %d train / %d val images, %s, %s, lr %g, %d batch(es) of %d per step%s",
+                 first, last, device, len(train_ids), len(val_ids), settings.optimizer, settings.precision,
+                 settings.lr, batches_per_step, settings.batch_size,
+                 f" ({world.size} processes x {settings.grad_accum})" if world.size > 1 else "")
 
     results = []
     for epoch in range(first, last + 1):
         result = EpochResult(epoch)
         batches = epoch_batches(encoded, train_ids, settings.batch_size, settings.seed, epoch)
-        bar = tqdm(batches, desc=f"epoch {epoch}", unit="step", disable=not progress, mininterval=1.0)
+        steps = range(0, len(batches), batches_per_step)  # each step's first batch
+        bar = tqdm(steps, desc=f"epoch {epoch}", unit="step", disable=not (progress and world.is_main),
+                   mininterval=1.0)
         started = time.perf_counter()
-        for step, ids in enumerate(bar):
-            rng = seeded(settings.seed, epoch, step)  # every draw of this step, the same in any job
-            drop = torch.rand(len(ids), generator=rng) < settings.caption_dropout
-            batch = make_batch(encoded, ids, device, empty, drop)
-            noise = draw_noise(batch.latents.shape, rng, settings.noise_offset).to(device)
-            timesteps = torch.randint(0, len(alphas_cumprod), (len(ids),), generator=rng)
-            optimizer.step_seed = int(torch.randint(0, 2**62, (1,), generator=rng))  # stochastic rounding
+        for step, step_start in enumerate(bar):
+            step_batches = batches[step_start:step_start + batches_per_step]  # fewer in an epoch's last step
+            # stochastic rounding of this step's updates: the same draws in every process and any job
+            optimizer.step_seed = int(torch.randint(0, 2**62, (1,), generator=seeded(settings.seed, epoch, step, "rounding")))
+            # Each round, process r takes batch r of the next world.size. A batch's loss is scaled by
+            # world.size / len(step_batches): summed over rounds and averaged over processes (DDP), every
+            # batch of the step weighs the same, as in one process accumulating them all.
+            rounds = -(-len(step_batches) // world.size)
+            losses = torch.zeros(len(step_batches), dtype=torch.float64)
+            for round_ in range(rounds):
+                index = round_ * world.size + world.rank
+                counted = index < len(step_batches)  # no batch left for this process in the last round:
+                if not counted:                       # it repeats one with weight 0 (DDP needs every process)
+                    index = round_ * world.size
+                ids = step_batches[index]
+                rng = seeded(settings.seed, epoch, step_start + index)  # this batch's draws, the same in any process
+                drop = torch.rand(len(ids), generator=rng) < settings.caption_dropout
+                batch = make_batch(encoded, ids, device, empty, drop)
+                noise = draw_noise(batch.latents.shape, rng, settings.noise_offset).to(device)
+                timesteps = torch.randint(0, len(alphas_cumprod), (len(ids),), generator=rng)
 
-            noisy = add_noise(batch.latents, noise, timesteps, alphas_cumprod)
-            pred = predict_noise(unet, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids,
-                                 settings.autocast_dtype)
-            loss = training_loss(pred, noise, batch.mask, timesteps, alphas_cumprod, settings).mean()
-            if not torch.isfinite(loss):
+                last_round = round_ == rounds - 1
+                if fused is not None:
+                    fused.armed = last_round  # steps in the last round's backward, on the summed gradients
+                with model.no_sync() if world.size > 1 and not last_round else contextlib.nullcontext():
+                    noisy = add_noise(batch.latents, noise, timesteps, alphas_cumprod)
+                    pred = predict_noise(model, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids,
+                                         settings.autocast_dtype)
+                    loss = training_loss(pred, noise, batch.mask, timesteps, alphas_cumprod, settings).mean()
+                    weight = world.size / len(step_batches) if counted else 0.0
+                    scaler.scale(loss * weight).backward()  # with fused_backward, each weight is updated in here
+                if counted:
+                    losses[index] = loss.item()
+            world.sum(losses)  # each batch's loss, from the process that computed it
+            step_loss = losses.mean().item()
+            if not math.isfinite(step_loss):
                 kept = (f"the epochs saved by earlier jobs (up to epoch {first - 1}) are kept" if first > 1
                         else "no earlier job saved an epoch")
-                raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch}, step {step} (global step "
+                raise TrainingDiverged(f"loss is {step_loss} at epoch {epoch}, step {step} (global step "
                                        f"{global_step}); {kept}. Lower train.lr or check the images of this "
-                                       "batch: " + ", ".join(ids))
-            scaler.scale(loss).backward()  # with fused_backward, each weight is updated in here
+                                       "step: " + ", ".join(i for ids in step_batches for i in ids))
             if fused is None:
                 scaler.step(optimizer)
                 scaler.update()
@@ -249,16 +326,18 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
             if ema is not None:
                 ema.update(unet)
             global_step += 1
-            result.steps.append((global_step, loss.item(), settings.lr))
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            result.steps.append((global_step, step_loss, settings.lr))
+            bar.set_postfix(loss=f"{step_loss:.4f}")
             if writer:
-                writer.add_scalar("train/loss", loss.item(), global_step)
+                writer.add_scalar("train/loss", step_loss, global_step)
                 writer.add_scalar("train/lr", settings.lr, global_step)
 
         result.seconds = time.perf_counter() - started
-        weights = ema.state_dict(settings.weight_dtype) if ema is not None else unet.state_dict()
         eval_unet = ema.unet(unet, settings.weight_dtype) if ema is not None else unet
-        result.val = validation_loss(eval_unet, encoded, val_ids, alphas_cumprod, settings, device)
+        result.val = validation_loss(eval_unet, encoded, val_ids, alphas_cumprod, settings, world)
+        results.append(result)
+        if not world.is_main:
+            continue
         log.info("epoch %d: train loss %.5f (mean of %d steps, %.2f steps/s), val loss %.5f (%s)", epoch,
                  sum(s[1] for s in result.steps) / max(1, len(result.steps)), len(result.steps),
                  len(result.steps) / result.seconds, result.val_mean,
@@ -269,15 +348,17 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
                 writer.add_scalar(f"val/loss_t{t:03d}", v, global_step)
             writer.flush()
         if plan.is_saved(epoch, last, settings.save_every):
-            save_epoch(out_dir / plan.epoch_name(epoch, "safetensors"), weights, epoch, global_step, settings, model_hash)
+            weights = ema.state_dict(settings.weight_dtype) if ema is not None else unet.state_dict()
+            save_epoch(out_dir / plan.epoch_name(epoch, "safetensors"), weights, epoch, global_step, settings,
+                       model_hash)
         write_metrics(out_dir / plan.epoch_name(epoch, "metrics.tsv"), result)
-        results.append(result)
 
-    tensors, scalars = optimizer_state(optimizer, names)
-    TrainerState(last, global_step, settings.fingerprint(), tensors, scalars,
-                 scaler.state_dict() if scaler.is_enabled() else None,
-                 unet.state_dict() if ema is not None else None, ema.weights if ema is not None else None,
-                 ).save(out_dir / plan.epoch_name(last, "state"), asdict(settings))
+    if world.is_main:
+        tensors, scalars = optimizer_state(optimizer, names)
+        TrainerState(last, global_step, settings.fingerprint(), tensors, scalars,
+                     scaler.state_dict() if scaler.is_enabled() else None,
+                     unet.state_dict() if ema is not None else None, ema.weights if ema is not None else None,
+                     processes=world.size).save(out_dir / plan.epoch_name(last, "state"), asdict(settings))
     if fused is not None:
         fused.remove()
     if writer:
