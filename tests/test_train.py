@@ -256,8 +256,11 @@ def test_a_diverging_loss_stops_naming_epoch_and_step(tiny_model, samples, tmp_p
 # --- several processes (DDP) -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings", [dict(), dict(optimizer="adamw", fused_backward=False)],
-                         ids=["adafactor-fused", "adamw"])
+@pytest.mark.parametrize("settings", [
+    dict(),
+    dict(precision="bf16", fused_backward=False, caption_dropout=0.5, noise_offset=0.05, min_snr_gamma=5,
+         ema_decay=0.9),  # the seeded draws and stochastic rounding must be the same in both processes
+], ids=["fp32-adafactor-fused", "bf16-stochastic-all-options"])
 def test_two_processes_give_the_weights_of_one_accumulating_two_batches(tiny_model, samples, tmp_path, settings):
     """Bit for bit, not only within 1e-6: a batch's loss scaled by 1/2 (one process, two batches) or by 1
     and the gradient halved by DDP are exact (powers of two), and a sum of two terms has one order. The
