@@ -193,6 +193,14 @@ if LORA_EPOCH is not None and LORA_EPOCH not in SAVED_EPOCHS:
 LORA_GPUS = 0 if LORA["device"] == "cpu" else 1
 
 
+def gpu_job(gpus):
+    """The resources of a job on `gpus` GPUs beyond memory and time: the count, and config `gpu_jobs`
+    (the cluster partition and GPU model of every GPU job); nothing for a CPU job."""
+    if not gpus:
+        return {}
+    return {"gpu": gpus} | {name: value for name, value in config["gpu_jobs"].items() if value}
+
+
 # Validation (rules/validate.smk): every prompt x seed, from epoch 0 (the base model), the coarse pass and
 # the epochs the refinement adds.
 VALIDATE = config["validate"]

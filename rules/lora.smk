@@ -22,7 +22,7 @@ rule extract_lora:
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=LORA_GPUS,
+        **gpu_job(LORA_GPUS),
     conda:
         "../envs/charlora.yaml"
     script:
@@ -49,7 +49,7 @@ rule verify_lora:
     resources:
         mem_mb=24000,
         runtime=60,
-        gpu=LORA_GPUS,
+        **gpu_job(LORA_GPUS),
     conda:
         "../envs/charlora.yaml"
     script:

@@ -57,7 +57,7 @@ for first, last in TRAIN_BLOCKS:
         resources:
             mem_mb=config["train"]["mem_mb"],
             runtime=config["train"]["runtime"],
-            gpu=TRAIN_GPUS,
+            **gpu_job(TRAIN_GPUS),
         conda:
             "../envs/charlora.yaml"
         script:

@@ -51,7 +51,7 @@ rule sample_epoch:
     resources:
         mem_mb=VALIDATE["mem_mb"],
         runtime=VALIDATE["runtime"],
-        gpu=VALIDATE_GPUS,
+        **gpu_job(VALIDATE_GPUS),
     conda:
         "../envs/charlora.yaml"
     script:

@@ -97,6 +97,16 @@ def test_a_section_on_the_command_line_a_bad_override_file_and_the_consent_gate(
     assert "subject.consent: consent.pdf does not exist" in failed.stdout and jobs_run(failed.stdout) == set()
 
 
+def test_gpu_jobs_ask_for_their_gpus_partition_and_model(trained):
+    ws, _ = trained
+    planned = snakemake(ws, "-n", "--forceall", "--config", "train={device: cuda, gpus: 2}",
+                        "gpu_jobs={slurm_partition: gpu, gpu_model: a100}", "--",
+                        "results/runs/demo/train/epoch-002.safetensors", "results/dataset/split.tsv").stdout
+    blocks = {block.split(":", 1)[0]: block for block in planned.split("\nrule ")[1:]}
+    assert "gpu=2, slurm_partition=gpu, gpu_model=a100," in blocks["train_epochs_001_002"]
+    assert "gpu" not in blocks["split"] and "slurm_partition" not in blocks["split"]  # a CPU job asks for none
+
+
 def test_editing_a_caption_plans_training_from_epoch_1(trained, tmp_path):
     ws = copy_workspace(trained[0], tmp_path / "ws")
     caption = ws / "results/demo/captions" / demo.CAPTION_FILES[0]
