@@ -145,6 +145,7 @@ rule dataset_report:
         max_skin_shift=config["ingest"]["max_skin_shift"],
     log:
         "logs/dataset/report.log",
+    threads: 4  # thumbnails; the report runs alone at the end of the stage
     resources:
         mem_mb=4000,
         runtime=20,

@@ -20,7 +20,7 @@ coverage = intent.coverage(intent.Intent.from_config(snakemake.params.intent, vo
 summary = report.write_dataset_report(
     rows, audits, kept_images, kept_masks, kept_captions, lint_rows, Path(snakemake.params.dataset) / "images",
     snakemake.params.targets, coverage, snakemake.output.html, snakemake.output.framing, snakemake.params.strays,
-    snakemake.params.max_years, snakemake.params.max_skin_shift,
+    snakemake.params.max_years, snakemake.params.max_skin_shift, workers=snakemake.threads,
 )
 for warning in summary.warnings:
     log.warning("%s", warning)

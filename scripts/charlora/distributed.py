@@ -24,8 +24,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-log = logging.getLogger("charlora.train")
-
 TIMEOUT = datetime.timedelta(minutes=30)  # the longest one process waits for the others (rank 0 encodes the cache)
 
 

@@ -11,6 +11,7 @@ import base64
 import html
 import io
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,9 +95,25 @@ def mask_overlay(image: Image.Image, mask: Image.Image) -> Image.Image:
     return Image.composite(image.convert("RGB"), background, mask.convert("L"))
 
 
-def _thumb_of(path: Path) -> str:
-    with Image.open(path) as image:
-        return _thumb_uri(image)
+def kept_thumbnails(kept_images: dict[str, Path], kept_masks: dict[str, tuple[Path, dict]],
+                    workers: int = 1) -> tuple[dict[str, str], dict[str, str]]:
+    """Each kept photo's thumbnail, and its mask overlay at thumbnail size, as data URIs: every photo
+    decoded once, in `workers` threads (decoding the 1024 px PNGs is most of the report's work)."""
+    def pictures(image_id: str) -> tuple[str, str | None]:
+        with Image.open(kept_images[image_id]) as photo:
+            small = photo.copy()
+        small.thumbnail((THUMB, THUMB))
+        if image_id not in kept_masks:
+            return _thumb_uri(small), None
+        with Image.open(kept_masks[image_id][0]) as mask:
+            small_mask = mask.convert("L").resize(small.size, Image.Resampling.BOX)  # the subject's share of each pixel
+        return _thumb_uri(small), _thumb_uri(mask_overlay(small, small_mask))
+
+    ids = sorted(kept_images)
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes and resizes without the GIL
+        done = dict(zip(ids, pool.map(pictures, ids)))
+    return ({i: thumb for i, (thumb, _) in done.items()},
+            {i: overlay for i, (_, overlay) in done.items() if overlay is not None})
 
 
 def _figure(uri: str, caption: str) -> str:
@@ -130,7 +147,7 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
                          lint_rows: list, images_dir: Path, targets: dict[str, list[float]],
                          coverage: list[tuple[str, str, int]], html_path: str | Path,
                          chart_path: str | Path, strays: dict[str, str] | None = None,
-                         max_years: float = 2.0, max_skin_shift: float = 8.0) -> ReportSummary:
+                         max_years: float = 2.0, max_skin_shift: float = 8.0, workers: int = 1) -> ReportSummary:
     """Write the HTML report and the framing chart; return the counts and the warnings shown.
 
     `kept_images`: id -> normalised PNG of each kept photo; `kept_masks`: id -> (mask PNG, mask
@@ -139,9 +156,11 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     value, kept photos whose caption carries it) for each value the intent lists (intent.coverage);
     `strays`: the dataset's captions and masks that no photo uses, with the reason (dataset.stray_files);
     `max_years`: photos taken further than this from the median capture date are flagged;
-    `max_skin_shift`: photos whose skin colour is further than this (CIELAB a*b*) from the median.
+    `max_skin_shift`: photos whose skin colour is further than this (CIELAB a*b*) from the median;
+    `workers`: threads that make the thumbnails.
     """
     by_id = {a["id"]: a for a in audits}
+    thumbs, overlays = kept_thumbnails(kept_images, kept_masks, workers)
     kept = [by_id[r.id] for r in rows if r.status == KEPT]
     counts = {s: sum(r.status == s for r in rows) for s in (KEPT, DUPLICATE, REJECTED)}
     framing = framing_summary(kept, targets)
@@ -175,7 +194,7 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     if not groups:
         parts.append("<p>None found.</p>")
     for kept_id, dups in sorted(groups.items()):
-        figures = [_figure(_thumb_of(kept_images[kept_id]),
+        figures = [_figure(thumbs[kept_id],
                            f"kept: {html.escape(by_id[kept_id]['file'])}")]
         for d in dups:
             try:
@@ -199,7 +218,7 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
         parts.append("<p>None found.</p>")
     for a, b in similar:
         parts.append('<div class="group">' + "".join(
-            _figure(_thumb_of(kept_images[i]), html.escape(by_id[i]["file"])) for i in (a, b)) + "</div>")
+            _figure(thumbs[i], html.escape(by_id[i]["file"])) for i in (a, b)) + "</div>")
 
     parts.append("<h2>Audit flags</h2>")
     flagged = [[html.escape(a["file"]), "<br>".join(html.escape(f) for f in a["flags"])] for a in kept if a["flags"]]
@@ -216,9 +235,9 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
                      "has a colour cast or a white-balance error the model would learn as the skin.</p>")
         by_file = {a["file"]: a["id"] for a in kept}
         for file, distance, way in skin.outliers:
-            parts.append('<div class="group">' + _figure(_thumb_of(kept_images[by_file[file]]),
+            parts.append('<div class="group">' + _figure(thumbs[by_file[file]],
                                                          f"{html.escape(file)}<br>{way} by {distance:g}")
-                         + _figure(_thumb_of(kept_images[by_file[skin.typical]]),
+                         + _figure(thumbs[by_file[skin.typical]],
                                    f"typical: {html.escape(skin.typical)}") + "</div>")
             warnings.append(("skin", f"skin colour: {file} is {way} than the dataset by {distance:g} "
                                      f"(ingest.max_skin_shift {max_skin_shift:g}): a colour cast?"))
@@ -249,9 +268,8 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     parts.append('<h2 id="masks">Masks</h2><p>Red: background that masked training ignores.</p>')
     mask_figures = []
     for image_id in sorted(kept_masks):
-        mask_path, record = kept_masks[image_id]
-        with Image.open(kept_images[image_id]) as photo, Image.open(mask_path) as mask:
-            uri = _thumb_uri(mask_overlay(photo, mask))
+        record = kept_masks[image_id][1]
+        uri = overlays[image_id]
         caption = f"{html.escape(image_id)}<br>{record['source']}, {record['coverage']:.0%}"
         if record["flags"]:
             caption += "".join(f'<br><span class="warn">{html.escape(f)}</span>' for f in record["flags"])
@@ -286,7 +304,7 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     parts.append("<h2>Kept photos</h2>")
     parts.append(_table(
         ["", "file", "size", "sharpness", "framing (face height)", "JPEG quality", "source"],
-        [[f'<img src="{_thumb_of(kept_images[a["id"]])}" alt="">',
+        [[f'<img src="{thumbs[a["id"]]}" alt="">',
           html.escape(a["file"]), f"{a['width']}x{a['height']}", f"{a['sharpness']:.0f}",
           f"{LABELS[a['framing']['label']]}" + (f" ({a['framing']['face_height']:.2f})" if a["framing"]["face_height"] else ""),
           "" if a["jpeg_quality"] is None else str(a["jpeg_quality"]),
