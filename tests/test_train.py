@@ -1,6 +1,7 @@
 """The training pieces, tested directly: Adafactor against transformers', stochastic rounding, the
 fused step, buckets and size conditioning, the split, the masked loss, and whole blocks of the
-tiny model: chained blocks equal one block bit for bit, for each optimizer and precision."""
+tiny model: chained blocks equal one block bit for bit, for each optimizer and precision, and two
+processes (DDP) equal one process accumulating two batches."""
 
 import json
 import math
