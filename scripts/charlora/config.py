@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jsonschema
 import yaml
+
+# jsonschema (0.07 s to import) is imported where a config is validated: per-photo jobs import this
+# module only for ConfigError and require_file.
+if TYPE_CHECKING:
+    import jsonschema
 
 
 SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
@@ -30,6 +35,8 @@ def _with_defaults(validator_class):
                 if "default" in subschema and name not in instance:
                     instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
+
+    import jsonschema
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
@@ -106,6 +113,8 @@ def coerce_strings(value, schema: dict, root: dict):
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [coerce_strings(v, schema["items"], root) for v in value]
     if isinstance(value, str):
+        import jsonschema
+
         validator = jsonschema.Draft7Validator(schema)
         if not validator.is_valid(value):
             parsed = _number_or_boolean(value)
@@ -159,6 +168,8 @@ def validate_config(config: dict, schema_path: str | Path, configfiles: list[Pat
     file it came from (`configfiles` in the order Snakemake merged them; `overrides`: the --config values)."""
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
     config.update(coerce_strings(config, schema, schema))
+    import jsonschema
+
     validator = _with_defaults(jsonschema.Draft7Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
