@@ -50,9 +50,10 @@ def test_rembg_runs_a_local_onnx_file_without_downloading(tmp_path, square_photo
 
 
 def test_rembg_mask_equals_rembgs_remove_and_leaves_alpha_matting_unloaded(tmp_path, square_photo):
-    """The mask job loads rembg's sessions without rembg.bg (pymatting and numba: 1.5-2.5 s per job):
-    the mask is still exactly what rembg's own `remove(only_mask=True)` gives, and `import rembg`
-    afterwards still gets the whole package."""
+    """The mask job loads its rembg session without rembg.bg (pymatting and numba: 1.5-2.5 s per job)
+    and without rembg's other sessions (SAM's scipy: 0.4 s): the mask is still exactly what rembg's
+    own `remove(only_mask=True)` gives, and `import rembg` afterwards still gets the whole package. A
+    session in a module of another name is found through rembg's list; an unknown one is refused."""
     model = brightness_segmenter(tmp_path / "model.onnx")
     check = f"""
 import sys
@@ -62,7 +63,13 @@ from charlora import masks
 image = Image.open({str(square_photo[0])!r}).convert("RGB")
 masker = masks.RembgMasker({str(model)!r}, "u2net_custom")
 ours = masker(image)
-assert not {{"pymatting", "numba", "rembg.bg"}} & set(sys.modules), sorted(sys.modules)
+assert not {{"pymatting", "numba", "rembg.bg", "rembg.sessions.sam", "scipy"}} & set(sys.modules), sorted(sys.modules)
+assert masks._rembg_session_class("isnet-anime").__name__ == "DisSession"  # in rembg/sessions/dis_anime.py
+try:
+    masks.RembgMasker({str(model)!r}, "no-such-session")
+    raise AssertionError("an unknown session was accepted")
+except masks.MaskError as exc:
+    assert "rembg has no session of that name" in str(exc), exc
 import rembg
 theirs = np.asarray(rembg.remove(image, session=masker.session, only_mask=True), dtype=np.float32) / 255.0
 assert ours.shape == theirs.shape and np.array_equal(ours, theirs), np.abs(ours - theirs).max()

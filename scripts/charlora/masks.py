@@ -9,6 +9,7 @@ is always a single-channel 8-bit PNG of the image's size.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import sys
@@ -143,14 +144,19 @@ class RembgMasker:
         link = Path(self._home.name) / f"{session}.onnx"
         link.symlink_to(model_path.resolve())
         os.environ["U2NET_HOME"] = self._home.name
-        new_session = _rembg_session_factory()
+        session_class = _rembg_session_class(session)
+        if session_class is None:
+            raise MaskError(f"rembg cannot use session {session!r}: rembg has no session of that name")
+        import onnxruntime  # (here: colour-key jobs never need it)
+
+        options = onnxruntime.SessionOptions()
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0"))  # as rembg's new_session: the job's threads
+        options.inter_op_num_threads = options.intra_op_num_threads = threads
         try:
             if session in REMBG_CUSTOM_SESSIONS:
-                self.session = new_session(session, model_path=str(link))
+                self.session = session_class(session, options, model_path=str(link))
             else:
-                self.session = new_session(session)
-        except ValueError as exc:
-            raise MaskError(f"rembg cannot use session {session!r}: {exc}") from None
+                self.session = session_class(session, options)
         except Exception as exc:  # onnxruntime's errors for a corrupt or foreign file
             raise MaskError(f"rembg could not load {model_path} as session {session!r}: {exc}") from None
 
@@ -161,25 +167,40 @@ class RembgMasker:
         return np.maximum.reduce([np.asarray(m.convert("L"), dtype=np.float32) for m in masks]) / 255.0
 
 
-def _rembg_session_factory():
-    """rembg's `new_session`, imported without running rembg/__init__.py. That file imports
-    rembg.bg for `remove`, and with it pymatting's alpha matting, whose numba functions cost 1.5-2.5 s
-    in every mask job (minutes where numba cannot write its cache beside a read-only install) for a
-    feature masks never use. The sessions are rembg's own: same models, same pre- and post-processing.
-    The bare package is taken out of sys.modules again, so a later `import rembg` loads it whole."""
-    if "rembg" in sys.modules:
-        from rembg import new_session
-        return new_session
-    spec = importlib.util.find_spec("rembg")
-    if spec is None:
+def _rembg_session_class(name: str):
+    """rembg's session class called `name` (None if rembg has none), imported without running
+    rembg/__init__.py or rembg/sessions/__init__.py. The first imports rembg.bg for `remove`, and with
+    it pymatting's alpha matting, whose numba functions cost 1.5-2.5 s in every mask job (minutes where
+    numba cannot write its cache beside a read-only install), for a feature masks never use; the
+    second imports every session rembg has (0.4 s: SAM's scipy and jsonschema, pooch) to pick one.
+    Most sessions live in a module named after them (u2net_custom.py, birefnet_general.py); for the
+    others (isnet-anime is in dis_anime.py) rembg's list of them all is read. The sessions are rembg's
+    own: same models, same pre- and post-processing. What was imported here is taken out of
+    sys.modules again, so a later `import rembg` loads the whole package."""
+    if "rembg" in sys.modules:  # loaded whole already
+        from rembg.sessions import sessions_class
+        return next((c for c in sessions_class if c.name() == name), None)
+    if importlib.util.find_spec("rembg") is None:
         raise MaskError("masks.method: rembg needs the rembg package (pip install rembg); "
                         "or use masks.method: colour_key")
-    sys.modules["rembg"] = importlib.util.module_from_spec(spec)
+    for package in ("rembg", "rembg.sessions"):  # the packages without their __init__.py run
+        sys.modules[package] = importlib.util.module_from_spec(importlib.util.find_spec(package))
     try:
-        from rembg.session_factory import new_session
+        from rembg.sessions.base import BaseSession
+        try:
+            module = vars(importlib.import_module(f"rembg.sessions.{name.replace('-', '_')}"))
+        except ModuleNotFoundError:
+            module = {}
+        found = [c for c in module.values() if isinstance(c, type) and issubclass(c, BaseSession)
+                 and c is not BaseSession and c.name() == name]
+        if not found:  # in a module of another name: rembg's list, which imports them all
+            del sys.modules["rembg.sessions"]
+            from rembg.sessions import sessions_class
+            found = [c for c in sessions_class if c.name() == name]
     finally:
-        del sys.modules["rembg"]
-    return new_session
+        for module_name in [m for m in sys.modules if m == "rembg" or m.startswith("rembg.")]:
+            del sys.modules[module_name]
+    return found[0] if found else None
 
 
 # --- post-processing ----------------------------------------------------------------------------
