@@ -141,7 +141,8 @@ def validation_loss(unet, encoded, val_ids, alphas_cumprod, settings, world: Wor
     processes each computes every world.size-th (timestep, image) pair; the sums are taken in one order,
     so the figures do not depend on the number of processes."""
     unet.eval()
-    pairs = [(t, i) for t in val_timesteps(settings.val_timesteps) for i in sorted(val_ids)]
+    fixed, ids = val_timesteps(settings.val_timesteps), sorted(val_ids)
+    pairs = [(t, i) for t in fixed for i in ids]
     values = torch.zeros(len(pairs), dtype=torch.float64)
     for k in range(world.rank, len(pairs), world.size):
         t, i = pairs[k]
@@ -153,15 +154,9 @@ def validation_loss(unet, encoded, val_ids, alphas_cumprod, settings, world: Wor
                              settings.autocast_dtype)
         values[k] = masked_mse(pred, noise, batch.mask, settings).item()
     world.sum(values)  # each pair was computed by one process, zero elsewhere: the sum is exact
-    losses = {}
-    for t in val_timesteps(settings.val_timesteps):
-        total = 0.0
-        for k, (pair_t, _) in enumerate(pairs):
-            if pair_t == t:
-                total += values[k].item()
-        losses[t] = total / len(val_ids)
     unet.train()
-    return losses
+    per_timestep = values.view(len(fixed), len(ids)).tolist()
+    return {t: sum(row) / len(ids) for t, row in zip(fixed, per_timestep)}  # summed in image order
 
 
 def save_epoch(path: Path, weights: dict[str, torch.Tensor], epoch: int, global_step: int, settings: Settings,
