@@ -8,7 +8,7 @@ rule tag:
     output:
         "results/dataset/tags/{id}.json",
     params:
-        captions=config["captions"],
+        captions=as_json(config["captions"]),
     log:
         "logs/captions/tag/{id}.log",
     resources:
@@ -16,8 +16,8 @@ rule tag:
         runtime=10,
     conda:
         "../envs/charlora.yaml"
-    script:
-        "../scripts/tag.py"
+    shell:
+        python_script("tag.py", "--id={wildcards.id:q} --captions={params.captions:q} --log={log:q} -- {input.image:q} {output:q}")
 
 
 rule caption:
@@ -30,9 +30,9 @@ rule caption:
         text="results/dataset/captions/{id}.txt",
         record="results/dataset/captions/{id}.json",
     params:
-        token=config["subject"]["token"],
-        generic=config["captions"]["generic_tags"],
-        strict=config["strict"],
+        token=as_json(config["subject"]["token"]),
+        generic=as_json(config["captions"]["generic_tags"]),
+        strict=as_json(config["strict"]),
     log:
         "logs/captions/caption/{id}.log",
     resources:
@@ -40,8 +40,13 @@ rule caption:
         runtime=5,
     conda:
         "../envs/charlora.yaml"
-    script:
-        "../scripts/caption.py"
+    shell:
+        python_script(
+            "caption.py",
+            "--id={wildcards.id:q} --token={params.token:q} --generic={params.generic:q} --strict={params.strict:q}"
+            " --log={log:q} --user-caption {input.user_caption:q} --vocabulary={input.vocabulary:q}"
+            " -- {input.tags:q} {input.audit:q} {output.text:q} {output.record:q}",
+        )
 
 
 rule caption_lint:

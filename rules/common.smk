@@ -2,6 +2,8 @@
 # and the input functions that read the dedup checkpoint. Parse-time work stays cheap (a listdir),
 # because cluster jobs parse this file again on their node.
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +12,29 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from charlora import demo, dedup, plan, refinement, scorecard, summary
 from charlora.config import ConfigError, base_model_path, check_consent, require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images, stray_files
+
+# The per-photo rules (audit, ingest, mask, tag, caption: five jobs a photo) run their script as a
+# plain command, not through `script:`: Snakemake's script preamble imports Snakemake into every job,
+# 0.13 core-seconds each, more than most of these jobs' own work. The job's Python (Snakemake's own, or
+# the `python` of the job's environment when Snakemake deploys one: --sdm conda) and the scripts folder
+# are environment variables, so that the command, which Snakemake compares to tell whether a job's code
+# changed, is the same in a moved or copied project and with another Python.
+os.environ.update(
+    CHARLORA_PYTHON="python" if workflow.deployment_settings.deployment_method else sys.executable,
+    CHARLORA_SCRIPTS=str(Path(workflow.basedir) / "scripts"),
+)
+
+
+def python_script(script, arguments):
+    """The shell command running scripts/`script` with `arguments`: Snakemake placeholders, each quoted
+    with :q, settings as JSON (`as_json`)."""
+    return f'"$CHARLORA_PYTHON" "$CHARLORA_SCRIPTS/{script}" {arguments}'
+
+
+def as_json(value):
+    """A setting as the per-photo scripts' command lines take it."""
+    return json.dumps(value, ensure_ascii=False)
+
 
 # The config files in the order Snakemake merges them (the Snakefile's, then each --configfile), and the
 # --config values, which win: errors name where a bad key was set.

@@ -25,7 +25,7 @@ rule audit:
     output:
         "results/dataset/audit/{id}.json",
     params:
-        ingest=INGEST,
+        ingest=as_json(INGEST),
     log:
         "logs/dataset/audit/{id}.log",
     resources:
@@ -33,8 +33,8 @@ rule audit:
         runtime=10,
     conda:
         "../envs/charlora.yaml"
-    script:
-        "../scripts/audit.py"
+    shell:
+        python_script("audit.py", "--id={wildcards.id:q} --ingest={params.ingest:q} --log={log:q} -- {input:q} {output:q}")
 
 
 checkpoint dedup:
@@ -67,7 +67,7 @@ rule ingest:
     output:
         "results/dataset/images/{id}.png",
     params:
-        ingest=INGEST,
+        ingest=as_json(INGEST),
     log:
         "logs/dataset/ingest/{id}.log",
     resources:
@@ -75,8 +75,8 @@ rule ingest:
         runtime=10,
     conda:
         "../envs/charlora.yaml"
-    script:
-        "../scripts/ingest.py"
+    shell:
+        python_script("ingest.py", "--ingest={params.ingest:q} --log={log:q} -- {input:q} {output:q}")
 
 
 rule split:

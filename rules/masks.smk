@@ -10,8 +10,8 @@ rule mask:
         mask="results/dataset/masks/{id}.png",
         record="results/dataset/masks/{id}.json",
     params:
-        masks=config["masks"],
-        strict=config["strict"],
+        masks=as_json(config["masks"]),
+        strict=as_json(config["strict"]),
     log:
         "logs/masks/{id}.log",
     resources:
@@ -19,5 +19,9 @@ rule mask:
         runtime=10,
     conda:
         "../envs/charlora.yaml"
-    script:
-        "../scripts/mask.py"
+    shell:
+        python_script(
+            "mask.py",
+            "--id={wildcards.id:q} --masks={params.masks:q} --strict={params.strict:q} --log={log:q}"
+            " --user-mask {input.user_mask:q} -- {input.image:q} {output.mask:q} {output.record:q}",
+        )

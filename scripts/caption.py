@@ -3,17 +3,18 @@
 import json
 from pathlib import Path
 
-from charlora import atomic, logs
+from charlora import atomic, command_line, logs
 from charlora.captions import Vocabulary, make_caption
 
-log = logs.setup(snakemake.log[0])
-tags = json.loads(Path(snakemake.input.tags).read_text(encoding="utf-8"))["tags"]
-audit = json.loads(Path(snakemake.input.audit).read_text(encoding="utf-8"))
-user_path = snakemake.input.user_caption[0] if snakemake.input.user_caption else None
-caption = make_caption(user_path, snakemake.params.token, tags, audit["framing"]["label"],
-                       Vocabulary.load(snakemake.input.vocabulary), snakemake.params.generic, snakemake.params.strict)
-log.info("%s (%s): %s", snakemake.wildcards.id, caption.source, caption.text)
+args = command_line.parse_args(__doc__, ["tags", "audit", "text", "record"], settings=["token", "generic", "strict"],
+                               optional_files=["user-caption"], named_files=["vocabulary"])
+log = logs.setup(args.log)
+tags = json.loads(Path(args.tags).read_text(encoding="utf-8"))["tags"]
+audit = json.loads(Path(args.audit).read_text(encoding="utf-8"))
+caption = make_caption(args.user_caption, args.token, tags, audit["framing"]["label"],
+                       Vocabulary.load(args.vocabulary), args.generic, args.strict)
+log.info("%s (%s): %s", args.id, caption.source, caption.text)
 for flag in caption.flags:
-    log.warning("%s: %s", snakemake.wildcards.id, flag)
-atomic.write_text(snakemake.output.text, caption.text + "\n")
-atomic.write_json(snakemake.output.record, caption.record())
+    log.warning("%s: %s", args.id, flag)
+atomic.write_text(args.text, caption.text + "\n")
+atomic.write_json(args.record, caption.record())

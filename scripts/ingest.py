@@ -1,10 +1,10 @@
 """Rule ingest: decode one kept photo to 8-bit sRGB RGB (EXIF rotation applied) and save it as PNG."""
 
-from charlora import atomic, logs
+from charlora import atomic, command_line, logs
 from charlora.images import decode_rgb
 
-log = logs.setup(snakemake.log[0])
-settings = snakemake.params.ingest
-decoded = decode_rgb(snakemake.input[0], settings["max_megapixels"], settings["alpha_background"])
-atomic.save_image(decoded.image, snakemake.output[0], compress_level=4)
-log.info("%s (%s %s) -> %s", snakemake.input[0], decoded.source_format, decoded.source_mode, snakemake.output[0])
+args = command_line.parse_args(__doc__, ["photo", "image"], settings=["ingest"])
+log = logs.setup(args.log)
+decoded = decode_rgb(args.photo, args.ingest["max_megapixels"], args.ingest["alpha_background"])
+atomic.save_image(decoded.image, args.image, compress_level=4)
+log.info("%s (%s %s) -> %s", args.photo, decoded.source_format, decoded.source_mode, args.image)

@@ -2,13 +2,14 @@
 
 from PIL import Image
 
-from charlora import atomic, logs, masks
+from charlora import atomic, command_line, logs, masks
 
-log = logs.setup(snakemake.log[0])
-user_mask = snakemake.input.user_mask[0] if snakemake.input.user_mask else None
-mask, record = masks.make_mask(snakemake.input.image, user_mask, snakemake.params.masks, snakemake.params.strict)
-log.info("%s: %s mask, %.0f%% subject", snakemake.wildcards.id, record["source"], 100 * record["coverage"])
+args = command_line.parse_args(__doc__, ["image", "mask", "record"], settings=["masks", "strict"],
+                               optional_files=["user-mask"])
+log = logs.setup(args.log)
+mask, record = masks.make_mask(args.image, args.user_mask, args.masks, args.strict)
+log.info("%s: %s mask, %.0f%% subject", args.id, record["source"], 100 * record["coverage"])
 for flag in record["flags"]:
-    log.warning("%s: %s", snakemake.wildcards.id, flag)
-atomic.save_image(Image.fromarray(mask, "L"), snakemake.output.mask)
-atomic.write_json(snakemake.output.record, record)
+    log.warning("%s: %s", args.id, flag)
+atomic.save_image(Image.fromarray(mask, "L"), args.mask)
+atomic.write_json(args.record, record)

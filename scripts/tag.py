@@ -1,9 +1,10 @@
 """Rule tag: auto-tags of one kept photo, with scores."""
 
-from charlora import atomic, logs
+from charlora import atomic, command_line, logs
 from charlora.tags import tag_image
 
-log = logs.setup(snakemake.log[0])
-record = tag_image(snakemake.input.image, snakemake.params.captions)
-log.info("%s: %d tags (%s)", snakemake.wildcards.id, len(record["tags"]), record["backend"])
-atomic.write_json(snakemake.output[0], record)
+args = command_line.parse_args(__doc__, ["image", "record"], settings=["captions"])
+log = logs.setup(args.log)
+record = tag_image(args.image, args.captions)
+log.info("%s: %d tags (%s)", args.id, len(record["tags"]), record["backend"])
+atomic.write_json(args.record, record)

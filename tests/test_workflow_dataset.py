@@ -14,6 +14,7 @@ from PIL import Image
 
 import badfiles
 from charlora import dedup, demo
+from charlora.captions import read_lint_table
 from tiny_onnx import wd14_tagger
 from workflow import copy_workspace, jobs_run, make_workspace, snakemake, snapshot
 
@@ -138,6 +139,10 @@ JUNK = {
     "huge.png": (badfiles.decompression_bomb_png, "declares 60000x60000 pixels"),
     "set {2}.png": (lambda path: badfiles.photo(seed=13).save(path), "braces { } in the name"),  # a good photo
 }
+# Good photos whose names a shell would read as syntax (each job gets them as a command's arguments):
+# a leading dash, a quote, brackets, $, ;, a comma, a tab, a newline. The first has the user's own
+# caption and mask, under the same odd name.
+ODD_NAMES = ["-it's [1] $HOME; a,b\tc", "two\nlines"]
 AWKWARD = {  # valid photos in awkward encodings: all must be kept
     "print cmyk.jpg": badfiles.cmyk_jpeg,
     "scan16.png": badfiles.sixteen_bit_png,
@@ -158,6 +163,8 @@ def user_ws(tmp_path_factory, demo_ws):
     for name, maker in AWKWARD.items():
         maker(photos / name)
     badfiles.exif_rotated_jpeg(photos / "teléfono.jpg", badfiles.photo(300, 400, seed=9))
+    for seed, name in enumerate(ODD_NAMES, start=20):
+        badfiles.photo(seed=seed).save(photos / f"{name}.png")
     badfiles.photo(200, 200, seed=10).save(photos / "tiny.png")
     badfiles.photo(seed=11).save(photos / "twice.png")
     badfiles.photo(seed=11).save(photos / "twice.jpg", quality=95)
@@ -166,6 +173,7 @@ def user_ws(tmp_path_factory, demo_ws):
     (ws / "photos/captions/park_walk.txt").write_text("mira, walking, smiling, white t-shirt, park, full body\n")
     (ws / "photos/captions/backlit_mid.txt").write_bytes(b"mira, backlight, \xff\xfe broken")  # not UTF-8
     (ws / "photos/captions/studio_wave_mid2.txt").write_text("mira, waving\n")  # matches no photo: reported
+    (ws / "photos/captions" / f"{ODD_NAMES[0]}.txt").write_text("mira, $HOME; `ls`, 'quoted'\n")
     wd14_tagger(ws / "models" / "tagger")  # the user's tagger folder; the config names it
     config = (ws / "config/config.yaml").read_text()
     assert "  tagger: demo " in config
@@ -173,6 +181,7 @@ def user_ws(tmp_path_factory, demo_ws):
     (ws / "photos" / "masks").mkdir()
     shutil.copy2(demo_ws / "results/demo/masks/park_walk.png", ws / "photos/masks/park_walk.png")
     Image.new("L", (10, 10), 255).save(ws / "photos/masks/red_dress_mid.png")  # wrong size
+    Image.new("L", (384, 512), 255).save(ws / "photos/masks" / f"{ODD_NAMES[0]}.png")
     Image.new("L", (384, 512), 255).save(ws / "photos/masks/sitting_full.jpg")  # masks are PNG: reported
     before = snapshot(ws / "photos")
     result = snakemake(ws, "dataset", "--config", f"dataset={ws / 'photos'}")
@@ -187,8 +196,13 @@ def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
     assert "too small: 200x200" in rows["tiny.png"].reason
     assert "ambiguous id 'twice'" in rows["twice.png"].reason and rows["twice.jpg"].status == "rejected"
     assert "unsupported file type '.txt'" in rows["readme.txt"].reason
-    for name in [*AWKWARD, "teléfono.jpg", *(s.name for s in demo.SHOTS)]:
+    for name in [*AWKWARD, "teléfono.jpg", *(s.name for s in demo.SHOTS), *(f"{n}.png" for n in ODD_NAMES)]:
         assert rows[name].status == "kept", rows[name]
+    for name in ODD_NAMES:  # every per-photo file of each odd name
+        for made in ["audit/{}.json", "images/{}.png", "masks/{}.png", "tags/{}.json", "captions/{}.txt"]:
+            assert (ws / "results/dataset" / made.format(name)).is_file(), made.format(name)
+    assert (ws / "results/dataset/captions" / f"{ODD_NAMES[0]}.txt").read_text() == "mira, $HOME; `ls`, 'quoted'\n"
+    assert json.loads((ws / "results/dataset/masks" / f"{ODD_NAMES[0]}.json").read_text())["source"] == "user"
     with Image.open(ws / "results/dataset/images/teléfono.png") as im:
         assert im.size == (300, 400)
     with Image.open(ws / "results/dataset/images/scan16.png") as im:
@@ -203,8 +217,8 @@ def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
         "mira, walking, smiling, white t-shirt, park, full body\n"
     backlit = json.loads((ws / "results/dataset/captions/backlit_mid.json").read_text())
     assert backlit["source"] == "composed" and "backlit_mid.txt: not UTF-8 text" in backlit["flags"][0]
-    lint_rows = (ws / "results/dataset/lint.tsv").read_text().splitlines()
-    assert len(lint_rows) == 1 + sum(r.status == "kept" for r in rows.values())
+    lint_rows = read_lint_table(ws / "results/dataset/lint.tsv")  # a row per caption, odd names too
+    assert sorted(r.id for r in lint_rows) == sorted(r.id for r in rows.values() if r.status == "kept")
     assert "Captions and lint" in report
     park = json.loads((ws / "results/dataset/masks/park_walk.json").read_text())
     assert park["source"] == "user"
@@ -262,6 +276,7 @@ def test_incremental_reruns(user_ws):
     vocabulary.write_text(vocabulary.read_text().replace("  grin: smiling", "  grin: smiling\n  beam: smiling"))
     ran = jobs_run(snakemake(ws, *args).stdout)
     kept = [r.id for r in rows_by_file(ws).values() if r.status == "kept"]
+    kept = [i.split("\n")[0] for i in kept]  # Snakemake prints a wildcard's newline as is: jobs_run sees one line
     assert ran == {("caption", f"id={i}") for i in kept} | {("caption_lint", ""), ("dataset_report", ""), ("dataset", "")}
     # removing a photo: its files leave results/dataset/ too, listed in the log and pruned.tsv
     new_files = sorted(p.relative_to(ws) for p in (ws / "results/dataset").rglob("new shot.*"))

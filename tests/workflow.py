@@ -39,17 +39,19 @@ _WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
 
 
 def jobs_run(output: str) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job Snakemake started, read from its log output."""
+    """(rule, wildcards) of every job Snakemake started, read from its log output. A job's block
+    is its rule line and the indented lines below it, where a path holding a newline (an odd file
+    name) continues on unindented lines: the block's first wildcards line belongs to it."""
     jobs, current = set(), None
     for line in output.splitlines():
         if match := _JOB.match(line):
             current = [match.group(1), ""]
             jobs.add(tuple(current))
-        elif current and (match := _WILDCARDS.match(line)):
+        elif current and not current[1] and (match := _WILDCARDS.match(line)):
             jobs.discard(tuple(current))
             current[1] = match.group(1)
             jobs.add(tuple(current))
-        elif not line.startswith(" "):
+        elif line.startswith(("[", "Error in rule")):  # a time stamp: the block has ended
             current = None
     return jobs
 

@@ -10,7 +10,9 @@ caption wins as written; both kinds are linted the same way.
 
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,15 +208,17 @@ def lint(captions: dict[str, dict], token: str, vocabulary: Vocabulary, generic:
 
 
 def write_lint_table(rows: list[LintRow], path: str | Path) -> None:
-    lines = ["id\tsource\ttokens\tcut\tissues"]
-    for r in rows:
-        lines.append("\t".join([r.id, r.source, str(r.tokens), r.cut, "; ".join(r.issues)]))
-    atomic.write_text(path, "\n".join(lines) + "\n")
+    """lint.tsv: one row per caption. A field holding a tab, a newline or a quote (an odd file name
+    is an id) is quoted the csv module's way."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["id", "source", "tokens", "cut", "issues"])
+    writer.writerows([r.id, r.source, r.tokens, r.cut, "; ".join(r.issues)] for r in rows)
+    atomic.write_text(path, buffer.getvalue())
 
 
 def read_lint_table(path: str | Path) -> list[LintRow]:
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines()[1:]:
-        image_id, source, tokens, cut, issues = line.split("\t")
-        rows.append(LintRow(image_id, source, int(tokens), cut, issues.split("; ") if issues else []))
-    return rows
+    with open(path, newline="", encoding="utf-8") as f:
+        return [LintRow(row["id"], row["source"], int(row["tokens"]), row["cut"],
+                        row["issues"].split("; ") if row["issues"] else [])
+                for row in csv.DictReader(f, delimiter="\t")]

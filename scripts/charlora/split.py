@@ -8,7 +8,9 @@ with the smallest hash is val, which is just as stable.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 
 TRAIN, VAL = "train", "val"
 
@@ -28,10 +30,16 @@ def assign(ids: list[str], val_fraction: float) -> dict[str, str]:
 
 
 def write_table(path, sides: dict[str, str]) -> None:
+    """split.tsv: id and side, sorted by id; an id holding a tab, a newline or a quote (from an odd
+    file name) is quoted the csv module's way."""
     from charlora import atomic
-    atomic.write_text(path, "id\tsplit\n" + "".join(f"{i}\t{s}\n" for i, s in sorted(sides.items())))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["id", "split"])
+    writer.writerows(sorted(sides.items()))
+    atomic.write_text(path, buffer.getvalue())
 
 
 def read_table(path) -> dict[str, str]:
-    lines = open(path, encoding="utf-8").read().splitlines()[1:]
-    return dict(line.split("\t") for line in lines if line)
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["id"]: row["split"] for row in csv.DictReader(f, delimiter="\t")}
