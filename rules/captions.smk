@@ -5,6 +5,7 @@ rule tag:
     input:
         image="results/dataset/images/{id}.png",
         model=TAGGER_FILES,
+        script=rule_script("tag.py"),
     output:
         "results/dataset/tags/{id}.json",
     params:
@@ -17,7 +18,7 @@ rule tag:
     conda:
         "../envs/charlora.yaml"
     shell:
-        python_script("tag.py", "--id={wildcards.id:q} --captions={params.captions:q} --log={log:q} -- {input.image:q} {output:q}")
+        python_script("--id={wildcards.id:q} --captions={params.captions:q} --log={log:q} -- {input.image:q} {output:q}")
 
 
 rule caption:
@@ -26,6 +27,7 @@ rule caption:
         audit="results/dataset/audit/{id}.json",
         vocabulary=config["captions"]["vocabulary"],
         user_caption=user_caption,
+        script=rule_script("caption.py"),
     output:
         text="results/dataset/captions/{id}.txt",
         record="results/dataset/captions/{id}.json",
@@ -42,7 +44,6 @@ rule caption:
         "../envs/charlora.yaml"
     shell:
         python_script(
-            "caption.py",
             "--id={wildcards.id:q} --token={params.token:q} --generic={params.generic:q} --strict={params.strict:q}"
             " --log={log:q} --user-caption {input.user_caption:q} --vocabulary={input.vocabulary:q}"
             " -- {input.tags:q} {input.audit:q} {output.text:q} {output.record:q}",

@@ -15,20 +15,23 @@ from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_im
 
 # The per-photo rules (audit, ingest, mask, tag, caption: five jobs a photo) run their script as a
 # plain command, not through `script:`: Snakemake's script preamble imports Snakemake into every job,
-# 0.13 core-seconds each, more than most of these jobs' own work. The job's Python (Snakemake's own, or
-# the `python` of the job's environment when Snakemake deploys one: --sdm conda) and the scripts folder
-# are environment variables, so that the command, which Snakemake compares to tell whether a job's code
-# changed, is the same in a moved or copied project and with another Python.
-os.environ.update(
-    CHARLORA_PYTHON="python" if workflow.deployment_settings.deployment_method else sys.executable,
-    CHARLORA_SCRIPTS=str(Path(workflow.basedir) / "scripts"),
-)
+# 0.13 core-seconds each, more than most of these jobs' own work. The script is an input of its rule
+# (`rule_script`: editing it reruns its jobs, as with `script:`). The job's Python is Snakemake's own,
+# or the `python` of the job's environment when Snakemake deploys one (--sdm conda): an environment
+# variable, so that the command, which Snakemake compares to tell whether a job's code changed, is the
+# same with another Python.
+os.environ.update(CHARLORA_PYTHON="python" if workflow.deployment_settings.deployment_method else sys.executable)
 
 
-def python_script(script, arguments):
-    """The shell command running scripts/`script` with `arguments`: Snakemake placeholders, each quoted
-    with :q, settings as JSON (`as_json`)."""
-    return f'"$CHARLORA_PYTHON" "$CHARLORA_SCRIPTS/{script}" {arguments}'
+def rule_script(name):
+    """scripts/`name`, relative to the working directory (so a moved project reruns nothing)."""
+    return os.path.relpath(Path(workflow.basedir) / "scripts" / name)
+
+
+def python_script(arguments):
+    """The shell command running the rule's script (its input `script`) with `arguments`: Snakemake
+    placeholders, each quoted with :q, settings as JSON (`as_json`)."""
+    return f'"$CHARLORA_PYTHON" {{input.script:q}} {arguments}'
 
 
 def as_json(value):

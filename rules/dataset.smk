@@ -21,7 +21,8 @@ rule demo_dataset:
 
 rule audit:
     input:
-        source_image,
+        photo=source_image,
+        script=rule_script("audit.py"),
     output:
         "results/dataset/audit/{id}.json",
     params:
@@ -34,7 +35,7 @@ rule audit:
     conda:
         "../envs/charlora.yaml"
     shell:
-        python_script("audit.py", "--id={wildcards.id:q} --ingest={params.ingest:q} --log={log:q} -- {input:q} {output:q}")
+        python_script("--id={wildcards.id:q} --ingest={params.ingest:q} --log={log:q} -- {input.photo:q} {output:q}")
 
 
 checkpoint dedup:
@@ -63,7 +64,8 @@ checkpoint dedup:
 
 rule ingest:
     input:
-        source_image,
+        photo=source_image,
+        script=rule_script("ingest.py"),
     output:
         "results/dataset/images/{id}.png",
     params:
@@ -76,7 +78,7 @@ rule ingest:
     conda:
         "../envs/charlora.yaml"
     shell:
-        python_script("ingest.py", "--ingest={params.ingest:q} --log={log:q} -- {input:q} {output:q}")
+        python_script("--ingest={params.ingest:q} --log={log:q} -- {input.photo:q} {output:q}")
 
 
 rule split:

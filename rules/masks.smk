@@ -6,6 +6,7 @@ rule mask:
         image="results/dataset/images/{id}.png",
         user_mask=user_mask,
         model=rembg_model,
+        script=rule_script("mask.py"),
     output:
         mask="results/dataset/masks/{id}.png",
         record="results/dataset/masks/{id}.json",
@@ -21,7 +22,6 @@ rule mask:
         "../envs/charlora.yaml"
     shell:
         python_script(
-            "mask.py",
             "--id={wildcards.id:q} --masks={params.masks:q} --strict={params.strict:q} --log={log:q}"
             " --user-mask {input.user_mask:q} -- {input.image:q} {output.mask:q} {output.record:q}",
         )
