@@ -2,7 +2,8 @@
 models for rembg (masks) and the WD14 tagger, so that their real loading code runs per job.
 
 Prints, side by side in one run:
-  - wall time of `snakemake --cores 2` end to end (audit, dedup, ingest, report);
+  - wall time of `snakemake --cores 2` end to end (audit, dedup, ingest, report), and the CPU time
+    of the run and of Snakemake's own process (its scheduling and bookkeeping) within it;
   - per-image job time as Snakemake records it (start to end of each audit and ingest job) next to
     the same work done in-process, so the difference is the per-job overhead (process start,
     imports, Snakemake's script preamble);
@@ -16,7 +17,9 @@ import argparse
 import base64
 import itertools
 import json
+import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,6 +72,29 @@ def timed(cmd, cwd):
     if result.returncode != 0:
         raise SystemExit(result.stdout[-4000:])
     return time.perf_counter() - start
+
+
+def timed_run(cmd, cwd) -> tuple[float, float, float]:
+    """Wall seconds of `cmd`, the CPU seconds of its own process (Snakemake's scheduler: sampled from
+    /proc every 0.2 s, the last sample before it exits) and of it with all its jobs."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as output:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, text=True)
+        own = 0.0
+        while proc.poll() is None:
+            try:
+                stat = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                own = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+            except (OSError, IndexError):
+                pass
+            time.sleep(0.2)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            output.seek(0)
+            raise SystemExit(output.read()[-4000:])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, own, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def job_times(ws: Path, prefix: str) -> list[float]:
@@ -126,7 +152,7 @@ def main():
     config = configure(ws)
     smk = [sys.executable, "-m", "snakemake", "dataset", "--cores", "2", "--config", f"dataset={photos.parent}"]
 
-    wall = timed(smk, ws)
+    wall, scheduler_cpu, all_cpu = timed_run(smk, ws)
     jobs = {name: job_times(ws, prefix) for name, prefix in [
         ("audit", "results/dataset/audit/"), ("ingest", "results/dataset/images/"),
         ("mask", "results/dataset/masks/"), ("tag", "results/dataset/tags/")]}
@@ -141,6 +167,7 @@ def main():
     n, kept = args.images, len(jobs["ingest"])
     print(f"\nend to end, {n} photos ({kept} kept), --cores 2: {wall:.1f} s ({wall / n * 1000:.0f} ms per photo)")
     print("  dataset-wide jobs: " + ", ".join(f"{k} {v:.1f} s" for k, v in once.items()))
+    print(f"  CPU: {all_cpu:.1f} s in all, of which Snakemake's own process {scheduler_cpu:.1f} s")
     print(f"{'per-image job':16} {'job (median)':>13} {'work in-process':>16} {'overhead':>9}")
     labels = {"mask": "mask (rembg)", "tag": "tag (WD14)"}
     for name, times in jobs.items():
