@@ -7,6 +7,8 @@ never sees a truncated artefact as complete.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import shutil
@@ -65,6 +67,16 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_json(path: str | os.PathLike, data) -> None:
     """Deterministic JSON: sorted keys, fixed indentation, trailing newline."""
     write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_tsv(path: str | os.PathLike, header: list[str], rows) -> None:
+    """A table: tab-separated, "\\n" line ends, a field holding a tab, a newline or a quote (an odd file
+    name) quoted the csv module's way; read it back with csv.DictReader(f, delimiter="\\t")."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def save_image(image, path: str | os.PathLike, **save_args) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,13 +207,8 @@ def lint(captions: dict[str, dict], token: str, vocabulary: Vocabulary, generic:
 
 
 def write_lint_table(rows: list[LintRow], path: str | Path) -> None:
-    """lint.tsv: one row per caption. A field holding a tab, a newline or a quote (an odd file name
-    is an id) is quoted the csv module's way."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(["id", "source", "tokens", "cut", "issues"])
-    writer.writerows([r.id, r.source, r.tokens, r.cut, "; ".join(r.issues)] for r in rows)
-    atomic.write_text(path, buffer.getvalue())
+    atomic.write_tsv(path, ["id", "source", "tokens", "cut", "issues"],
+                     ([r.id, r.source, r.tokens, r.cut, "; ".join(r.issues)] for r in rows))
 
 
 def read_lint_table(path: str | Path) -> list[LintRow]:

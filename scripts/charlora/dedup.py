@@ -8,8 +8,7 @@ or rejected with the reason.
 from __future__ import annotations
 
 import csv
-import io
-from dataclasses import asdict, dataclass, fields
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from charlora import atomic
@@ -154,12 +153,7 @@ def build_table(audits: dict[str, dict], unlisted: dict[str, str], duplicates: d
 
 
 def write_table(rows: list[DedupRow], path: str | Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(DedupRow)], delimiter="\t",
-                            lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(asdict(r) for r in rows)
-    atomic.write_text(path, buffer.getvalue())
+    atomic.write_tsv(path, [f.name for f in fields(DedupRow)], (astuple(r) for r in rows))
 
 
 def read_table(path: str | Path) -> list[DedupRow]:

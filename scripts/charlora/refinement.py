@@ -79,10 +79,7 @@ def write_table(path: Path, refinement: Refinement) -> None:
                                 ("knee of the smoothed training loss", refinement.knee))
                 if c is not None and abs(e - c) <= STEPS_AROUND]
         rows.append((e, "; ".join(near)))
-    with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows(rows)
+    atomic.write_tsv(path, COLUMNS, rows)
 
 
 def read_table(path: Path) -> list[int]:

@@ -13,9 +13,7 @@ lowest validation loss, selected epoch and the settings that differ between the 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import subprocess
@@ -158,9 +156,5 @@ def write_comparison(path: str | Path, runs_root: str | Path) -> list[RunSummary
     """runs.tsv for every run under `runs_root` that has a record, in name order."""
     runs = [s for d in sorted(Path(runs_root).iterdir()) if d.is_dir() and (s := read_run(d))]
     header, rows = compare(runs)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    atomic.write_text(path, buffer.getvalue())
+    atomic.write_tsv(path, header, rows)
     return runs

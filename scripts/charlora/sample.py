@@ -68,10 +68,7 @@ PROMPT_COLUMNS = ["name", "origin", "prompt"]
 
 
 def write_prompts(path: Path, prompts: list[Prompt]) -> None:
-    with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(PROMPT_COLUMNS)
-        writer.writerows((p.name, p.origin, p.text) for p in prompts)
+    atomic.write_tsv(path, PROMPT_COLUMNS, ((p.name, p.origin, p.text) for p in prompts))
 
 
 def read_prompts(path: Path) -> list[Prompt]:

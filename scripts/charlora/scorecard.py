@@ -313,15 +313,11 @@ def number(value: float | None) -> str:
 
 
 def write_scorecard(path: Path, rows: list[Row]) -> None:
-    with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for r in rows:
-            writer.writerow([r.epoch] + [c for k in CRITERIA for c in (r.levels[k], r.evidence[k])] +
-                            [",".join(r.reviewed), "yes" if r.reject else "", r.note, number(r.val_loss),
-                             number(r.val_loss_smoothed),
-                             " ".join(f"{k}:{v:.4g}" for k, v in r.val_per_timestep.items()),
-                             number(r.train_loss_smoothed)])
+    atomic.write_tsv(path, COLUMNS, (
+        [r.epoch] + [c for k in CRITERIA for c in (r.levels[k], r.evidence[k])] +
+        [",".join(r.reviewed), "yes" if r.reject else "", r.note, number(r.val_loss), number(r.val_loss_smoothed),
+         " ".join(f"{k}:{v:.4g}" for k, v in r.val_per_timestep.items()), number(r.train_loss_smoothed)]
+        for r in rows))
 
 
 def read_scorecard(path: Path) -> list[Row]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 
 TRAIN, VAL = "train", "val"
 
@@ -30,14 +29,9 @@ def assign(ids: list[str], val_fraction: float) -> dict[str, str]:
 
 
 def write_table(path, sides: dict[str, str]) -> None:
-    """split.tsv: id and side, sorted by id; an id holding a tab, a newline or a quote (from an odd
-    file name) is quoted the csv module's way."""
+    """split.tsv: id and side, sorted by id."""
     from charlora import atomic
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(["id", "split"])
-    writer.writerows(sorted(sides.items()))
-    atomic.write_text(path, buffer.getvalue())
+    atomic.write_tsv(path, ["id", "split"], sorted(sides.items()))
 
 
 def read_table(path) -> dict[str, str]:

@@ -9,8 +9,6 @@ Snakemake's and atomic.py's own temporary files (dot-files) are left alone.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,8 +73,4 @@ def remove_stale(stale: list[StaleFile]) -> None:
 
 def write_table(path: str | Path, stale: list[StaleFile]) -> None:
     """The removed files, one row each (path, reason): what the last dedup cleared away."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(["path", "reason"])
-    writer.writerows([str(item.path), item.reason] for item in stale)
-    atomic.write_text(path, buffer.getvalue())
+    atomic.write_tsv(path, ["path", "reason"], ([str(item.path), item.reason] for item in stale))
