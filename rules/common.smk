@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from charlora import demo, dedup, plan, refinement, scorecard, summary
+from charlora import demo, dedup, plan, refinement, scorecard, selection, summary
 from charlora.config import ConfigError, base_model_path, check_consent, require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images, stray_files
 
@@ -229,12 +229,17 @@ def gpu_job(gpus):
     return {"gpu": gpus} | {name: value for name, value in config["gpu_jobs"].items() if value}
 
 
-# Validation (rules/validate.smk): every prompt x seed, from epoch 0 (the base model), the coarse pass and
-# the epochs the refinement adds.
+# Validation (rules/validate.smk): every prompt x seed, from epoch 0 (the base model), the coarse pass (with
+# the user's validate.epochs) and the epochs the refinement adds.
 VALIDATE = config["validate"]
 SAMPLE_SETTINGS = {k: VALIDATE[k] for k in ("sampler", "steps", "cfg", "negative_prompt", "resolution", "seeds",
                                             "device")}
-COARSE_EPOCHS = plan.sampled_epochs(SAVED_EPOCHS, VALIDATE["every"])
+UNSAVED = sorted(set(VALIDATE["epochs"]) - set(SAVED_EPOCHS))
+if UNSAVED:
+    raise ConfigError(f"validate.epochs: {', '.join(map(str, UNSAVED))} not a saved epoch of run {RUN!r}; the saved "
+                      f"epochs are {', '.join(map(str, SAVED_EPOCHS))} (train.epochs {TRAIN['epochs']}, "
+                      f"save_every {TRAIN['save_every']})")
+COARSE_EPOCHS = sorted({*plan.sampled_epochs(SAVED_EPOCHS, VALIDATE["every"]), *VALIDATE["epochs"]})
 VALIDATE_GPUS = 0 if VALIDATE["device"] == "cpu" else 1
 
 
@@ -288,7 +293,11 @@ def selected_epoch(wildcards):
     """The epoch of the run's LoRA: lora.epoch, or the selection's (the select_epoch checkpoint runs first)."""
     if LORA_EPOCH is not None:
         return LORA_EPOCH
-    return scorecard.read_selection(checkpoints.select_epoch.get().output.selection)
+    path = checkpoints.select_epoch.get().output.selection
+    epoch = selection.read_selection(path)
+    if epoch is None:
+        raise ConfigError(f"{path}: no epoch selected: {selection.read_reasons(path)[-1]}")
+    return epoch
 
 
 def run_lora_inputs(wildcards):

@@ -1,8 +1,8 @@
 # Validation stage: the evaluation prompts (from the intent, the validation photos' captions and the
 # user's own) -> every prompt x seed sampled from epoch 0 (the base model), every `validate.every`-th
-# saved epoch and the last, then (a checkpoint, once the losses are known) the saved epochs around the
-# lowest validation loss and the knee of the training loss -> a grid per epoch, the comparison sheet
-# (prompts x epochs) and the loss curves; then every sampled epoch measured (identity, prompt adherence,
+# saved epoch, the last and those in validate.epochs, then (a checkpoint, once the losses are known)
+# the saved epochs within 8 of the selection's start (the one minimum of the validation loss) -> a
+# grid per epoch, the comparison sheet (prompts x epochs) and the loss curves; then every sampled epoch measured (identity, prompt adherence,
 # copying, sharpness, highlights, diversity) against the training photos and epoch 0, the scorecard
 # (the guide's four criteria; the user's review files win) and the selected epoch, which
 # `lora.epoch: auto` extracts. All in `snakemake --report`.
@@ -192,7 +192,7 @@ checkpoint select_epoch:
         selection=report(f"{RUN_DIR}/validate/selected.json", caption="report/selected.rst", category="2. Validation"),
     params:
         epochs=list(range(1, TRAIN["epochs"] + 1)),
-        sampled=all_sampled_epochs,
+        saved=SAVED_EPOCHS,
         reviews={e: str(p) for e, p in REVIEWS.items()},
         copy_bits=SELECT["copy_bits"],
     log:

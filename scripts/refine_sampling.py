@@ -1,5 +1,5 @@
-"""Checkpoint refine_sampling: the saved epochs around the lowest validation loss and the knee of the
-training loss that the coarse pass did not sample (charlora/refinement.py)."""
+"""Checkpoint refine_sampling: the saved epochs around the selection's start (the one minimum of the
+validation loss) that the coarse pass did not sample (charlora/refinement.py)."""
 
 from pathlib import Path
 
@@ -7,8 +7,8 @@ from charlora import logs, refinement
 
 log = logs.setup(snakemake.log[0])
 params = snakemake.params
-train, val = refinement.epoch_losses(dict(zip(params.epochs, map(Path, snakemake.input))))
-result = refinement.refine(list(params.saved), list(params.sampled), train, val)
+losses = refinement.epoch_losses(dict(zip(params.epochs, map(Path, snakemake.input))))
+result = refinement.refine(list(params.saved), list(params.sampled), losses.train, losses.val)
 refinement.write_table(Path(snakemake.output[0]), result)
-log.info("lowest validation loss: epoch %s; knee of the smoothed training loss: epoch %s; also sampling: %s",
-         result.lowest_val, result.knee, ", ".join(map(str, result.epochs)) or "none")
+log.info("%s", result.why)
+log.info("also sampling %d saved epochs: %s", len(result.epochs), ", ".join(map(str, result.epochs)) or "none")

@@ -1,5 +1,6 @@
-"""The config schema fills defaults and names the key that is wrong."""
+"""The config schema fills defaults and names the key that is wrong; the library map is complete."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,11 @@ def test_a_real_person_needs_a_consent_record_that_exists_and_is_not_empty(tmp_p
         assert "written consent is mandatory" in str(error.value)  # the guide's words
     record.write_bytes(b"%PDF signed")
     assert check_consent({"real_person": True, "consent": str(record)}) == record
+
+
+def test_the_library_map_names_every_module():
+    """scripts/charlora/__init__.py maps each rules/<stage>.smk to its modules: none may be left out."""
+    import charlora
+    package = Path(charlora.__file__).parent
+    words = set(re.findall(r"\w+", charlora.__doc__))
+    assert sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__" and p.stem not in words) == []

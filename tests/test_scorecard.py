@@ -1,5 +1,5 @@
 """Validation, part 2: each measurement on constructed images, each scorecard level on constructed figures,
-the selection's answers on constructed tables, and the user's review files."""
+and the user's review files (the selection: test_selection.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from charlora import faces, sample, sample_metrics, scorecard
 from charlora.config import ConfigError
-from charlora.scorecard import Evidence, Row
+from charlora.scorecard import Evidence
 from tiny_onnx import wd14_tagger
 
 
@@ -189,69 +189,6 @@ def test_overfit_sign_levels():
     assert signs(copied_share=0.1, loss="past") == "present"
     assert signs(copied_share=0.3) == "present"
     assert signs(diversity_seeds=0.2) == "present"           # collapse
-
-
-# --- selection -----------------------------------------------------------------------------------
-
-def rows(epochs, cells=None):
-    """Clean rows; cells: {epoch: {criterion: level}}."""
-    cells = cells or {}
-    out = []
-    for e in epochs:
-        levels = {"prompt_accuracy": "high", "visual_fidelity": "good", "generalisation": "high", "overfit_signs": "none"}
-        levels.update(cells.get(e, {}))
-        out.append(Row(e, levels, {k: "" for k in levels}))
-    return out
-
-
-def curve(values):
-    return {e + 1: v for e, v in enumerate(values)}
-
-
-FLAT_TRAIN = curve([1.0 - 0.01 * e for e in range(10)])
-
-
-def test_a_clear_minimum_with_clean_metrics_is_selected():
-    val = curve([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2])
-    assert scorecard.select(rows(range(1, 11)), val, FLAT_TRAIN, None).epoch == 5
-
-
-def test_a_plateau_selects_its_earliest_epoch():
-    val = curve([1.0, 0.7, 0.45, 0.401, 0.4, 0.402, 0.4, 0.398, 0.401, 0.402])  # lowest: epoch 8
-    selection = scorecard.select(rows(range(1, 11)), val, FLAT_TRAIN, None)
-    assert selection.epoch == 5  # the first whose smoothed loss (epochs 4-6) is within the noise
-
-
-def test_overfit_signs_at_the_minimum_roll_back_2_to_4_epochs():
-    val = curve([1.0, 0.8, 0.6, 0.5, 0.45, 0.42, 0.4, 0.45, 0.6, 0.8])
-    table = rows(range(1, 11), {7: {"overfit_signs": "present"}, 6: {"overfit_signs": "present"}})
-    selection = scorecard.select(table, val, FLAT_TRAIN, None)
-    assert selection.start == 6 and selection.epoch == 4     # the latest clean epoch 2-4 back
-    assert any("rolled back to epoch 4" in r for r in selection.reasons)
-
-
-def test_undertrained_signs_advance_2_to_4_epochs_if_sampled():
-    val = curve([1.0, 0.8, 0.6, 0.5, 0.45, 0.4, 0.41, 0.42, 0.43, 0.44])
-    train = curve([1.0, 0.8, 0.6, 0.5, 0.42, 0.36, 0.3, 0.28, 0.27, 0.27])  # still falling at 6
-    table = rows([2, 4, 6, 9, 10], {6: {"visual_fidelity": "poor"}})
-    selection = scorecard.select(table, val, train, None)
-    assert selection.start == 6 and selection.epoch == 9     # 8 was not sampled
-    nothing_later = scorecard.select(rows([2, 4, 6], {6: {"visual_fidelity": "poor"}}), val, train, None)
-    assert nothing_later.epoch == 6 and "no sampled epoch lies 2-4 epochs later" in nothing_later.reasons[-1]
-
-
-def test_a_rejected_epoch_gives_the_next_best():
-    val = curve([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2])
-    table = rows(range(1, 11))
-    table[4].reject = True
-    selection = scorecard.select(table, val, FLAT_TRAIN, None)
-    assert selection.epoch in (4, 6) and selection.epoch != 5
-    assert "rejected by review: epoch 5" in selection.reasons[0]
-
-
-def test_noisy_losses_are_decided_by_the_smoothed_curve_not_a_single_dip():
-    val = curve([1.0, 0.8, 0.3, 0.75, 0.6, 0.5, 0.45, 0.47, 0.5, 0.55])  # epoch 3: one dip
-    assert scorecard.select(rows(range(1, 11)), val, FLAT_TRAIN, None).epoch == 7
 
 
 # --- review files --------------------------------------------------------------------------------

@@ -160,28 +160,21 @@ def test_coverage_counts_the_captions_that_carry_each_value():
 
 # --- the refinement pass -------------------------------------------------------------------------
 
-def test_knee_is_the_epoch_furthest_below_the_chord():
-    losses = {e: v for e, v in enumerate([1.0, 0.5, 0.3, 0.25, 0.22, 0.2, 0.19], start=1)}
-    assert refinement.knee(losses) == 3
-    assert refinement.knee({1: 1.0, 2: 0.9, 3: 0.8, 4: 0.7}) is None  # a straight line has no bend
-    assert refinement.knee({1: 1.0, 2: 0.5}) is None
-
-
-def test_refinement_samples_the_saved_epochs_around_lowest_val_and_knee():
+def test_refinement_samples_the_saved_epochs_within_8_of_the_selections_start():
     saved = list(range(1, 31))
     sampled = plan.sampled_epochs(saved, 5)  # 0, 5, 10, ..., 30
     train = {e: 1.0 / e ** 2 for e in saved}  # bends early
     val = {e: (e - 20) ** 2 / 100 + 1 for e in saved}  # lowest at 20
     result = refinement.refine(saved, sampled, train, val)
-    assert result.lowest_val == 20 and result.knee == 4
-    assert result.epochs == [1, 2, 3, 4, 6, 7, 8, 16, 17, 18, 19, 21, 22, 23, 24]
+    assert result.start == 20 and result.epochs == [12, 13, 14, 16, 17, 18, 19, 21, 22, 23, 24, 26, 27, 28]
     assert refinement.refine([2, 4], [0, 2, 4], {2: 1.0, 4: 0.5}, {2: 1.0, 4: 0.9}).epochs == []
 
 
 def test_refinement_table_says_why(tmp_path):
-    result = refinement.Refinement(lowest_val=8, knee=3, epochs=[6, 7])
+    result = refinement.Refinement(start=8, why="", epochs=[6, 7, 14])
     refinement.write_table(tmp_path / "refine.tsv", result)
-    assert refinement.read_table(tmp_path / "refine.tsv") == [6, 7]
+    assert refinement.read_table(tmp_path / "refine.tsv") == [6, 7, 14]
     rows = (tmp_path / "refine.tsv").read_text().splitlines()
-    assert rows[1] == ("6\t4 or fewer epochs from the lowest validation loss (epoch 8); "
-                       "4 or fewer epochs from the knee of the smoothed training loss (epoch 3)")
+    assert rows[1:] == ["6\t2 from the selection's start, epoch 8: a candidate of the selection",
+                        "7\t1 from the selection's start, epoch 8: a candidate of the selection",
+                        "14\t6 from the selection's start, epoch 8: one step beyond the candidates"]

@@ -30,10 +30,9 @@ def test_the_run_samples_the_base_and_every_second_saved_epoch(trained):
     for p, photo in zip(from_photos, val_ids):
         assert p.text == (ws / f"results/dataset/captions/{photo}.txt").read_text().strip()
     # the demo: 0 (the base model) and validate.every 2 of the saved epochs 1-4; then, the losses known,
-    # the saved epochs within 4 of the lowest validation loss (4: the demo's loss falls throughout)
+    # the saved epochs within 8 of the selection's start (4: the demo's validation loss falls throughout)
     assert (validate / "refine.tsv").read_text().splitlines()[1:] == [
-        f"{e}\t4 or fewer epochs from the lowest validation loss (epoch 4); 4 or fewer epochs from the knee of the "
-        "smoothed training loss (epoch 2)" for e in (1, 3)]
+        f"{e}\t{4 - e} from the selection's start, epoch 4: a candidate of the selection" for e in (1, 3)]
     for epoch in range(5):
         folder = validate / f"epoch-{epoch:03d}"
         samples = sorted(f.name for f in folder.iterdir() if not f.name.startswith("."))  # not Snakemake's stamp
@@ -102,8 +101,11 @@ def test_every_sampled_epoch_is_measured_scored_and_one_selected(trained):
         assert "identity n/a" in row.evidence["visual_fidelity"]
         assert row.val_loss > 0 and len(row.val_per_timestep) == 8 and row.train_loss_smoothed > 0
     selection = json.loads((validate / "selected.json").read_text())
-    # the demo: the validation loss falls to the last epoch, the knee is at 2, and the samples show no signs
-    assert (selection["epoch"], selection["lowest_validation_loss"], selection["knee"]) == (4, 4, 2)
+    # the demo: the validation loss falls to the last epoch; the random model's training loss per epoch
+    # is noise around 1.09, with no knee; the samples show no signs
+    assert (selection["epoch"], selection["lowest_validation_loss"], selection["start"]) == (4, 4, 4)
+    assert selection["knee"] is None and not selection["flat"] and selection["to_sample"] == []
+    assert [s["action"] for s in selection["steps"]] == ["best candidate", "stop"]
     assert selection["reasons"][-1] == "epoch 4: no overtraining or undertraining signs"
     with safe_open(str(ws / "results/runs/demo/demo.safetensors"), "pt") as f:
         assert f.metadata()["charlora.epoch"] == str(selection["epoch"])
@@ -136,3 +138,10 @@ def test_a_review_overrides_cells_and_a_rejection_moves_the_lora(trained, tmp_pa
     assert failed.returncode != 0
     assert "results/demo/review/demo/epoch-003.yaml: visual_fidelity: 'superb' is not a level" in failed.stdout
     assert jobs_run(failed.stdout) == set()  # stopped before any job
+
+
+def test_validate_epochs_must_be_saved_epochs(trained, tmp_path):
+    (tmp_path / "extra.yaml").write_text("validate:\n  epochs: [3, 7]\n")
+    failed = snakemake(trained[0], "-n", "--configfile", str(tmp_path / "extra.yaml"), check=False)
+    assert failed.returncode != 0
+    assert "validate.epochs: 7 not a saved epoch of run 'demo'; the saved epochs are 1, 2, 3, 4" in failed.stdout

@@ -6,19 +6,22 @@ so stage packages would still need a common one, and every import would grow a l
 used by one stage only carries the stage's name (train_data, lora_verify) or is listed under it.
 
 rules/dataset.smk   dataset (listing), images (reading, EXIF, fingerprints), audit, framing, dedup,
-                    stale (files of photos no longer kept), split, report, onetrainer (the export);
-                    demo, demo_render (the demo's photos)
+                    near_duplicates (the geometric check), stale (files of photos no longer kept), split,
+                    report, onetrainer (the export); demo, demo_render (the demo's photos)
 rules/masks.smk     masks
 rules/captions.smk  tags, captions, tokenizer (prompt lengths)
 rules/train.smk     train (the loop), train_data (encoding, cache, batches), train_state (resume),
-                    diffusion (noise, loss), optim, ema, buckets, disk_space (will the run fit)
+                    distributed (DDP processes), diffusion (noise, loss), optim, ema, buckets,
+                    disk_space (will the run fit)
 rules/validate.smk  sample (SDXL pipeline, PNG parameters), validate_prompts, intent (also the report's
-                    coverage table), refinement (which epochs around the losses' landmarks), validate_plots,
-                    sample_metrics (what is measured on a sample), faces (identity), scorecard (levels,
-                    review files, selection)
+                    coverage table), loss_trend (smoothing, noise, minimum, knee, slope of the losses),
+                    refinement (which epochs around the selection's start), validate_plots, sample_metrics
+                    (what is measured on a sample), faces (identity), scorecard (levels, review files),
+                    selection (signs, ranking, steps: the selected epoch)
 rules/lora.smk      lora (extraction), lora_verify
 rules/runs.smk      run_record (run.yaml, the table of runs)
 every stage         plan (blocks, saved epochs, paths: also read by rules/common.smk), config (schema,
                     defaults, path checks), sdxl (model I/O), ldm_layout (checkpoint key names),
-                    atomic (temp file, then rename), hashing, logs, summary (the end of a run)
+                    atomic (temp file, then rename), hashing, logs, summary (the end of a run),
+                    command_line (the per-photo scripts' arguments)
 """

@@ -1,84 +1,77 @@
 """Which saved epochs the validation samples beyond the coarse pass (every `validate.every`-th).
 Light imports only: rules/common.smk reads the checkpoint's table with `read_table`.
 
-The guide's selection starts at the epoch with the lowest validation loss and weighs the knee of the
-smoothed training loss (where it stops falling fast); from there it advances or rolls back 2-4
-epochs on what the samples show. So once the losses are known, the saved epochs within 4 epochs of
-either point that the coarse pass skipped are sampled too: the comparison sheet then holds every
-epoch the selection can land on.
-
-The knee: the epoch whose smoothed training loss (TensorBoard's smoothing, at the epoch's last step)
-lies furthest below the straight line from the first epoch's to the last epoch's, the "maximum
-distance to the chord" form of Kneedle (Satopää et al. 2011). A curve with no bend (a straight or
-rising line) has no knee.
+The selection (selection.py) starts at the one minimum of the validation loss (loss_trend.minimum:
+the same smoothing, noise and plateau rule; the knee of the training loss when the curve is flat),
+ranks the sampled epochs within 4 of it, then steps 2-4 epochs back or ahead on what the samples
+show. So once the losses are known, the saved epochs within 8 of that start that the coarse pass
+skipped are sampled too: every candidate, and one full step beyond the farthest. Cost: at most 16
+epochs more (8 with the default validate.every 2, none with 1), each `prompts x seeds` samples.
+Further steps, where the samples call for them, are named in selected.json's `to_sample`.
 """
 
 from __future__ import annotations
 
 import csv
-import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from charlora import atomic
+from charlora import atomic, loss_trend, selection
 
-STEPS_AROUND = 4       # the guide's advance / roll back: 2-4 epochs
+REACH = 2 * selection.REACH    # a candidate's distance from the start plus one step
+
+
+@dataclass(frozen=True)
+class EpochLosses:
+    train: dict[int, float]             # each epoch's mean training loss
+    train_smoothed: dict[int, float]    # TensorBoard's smoothing (0.999) at each epoch's last step
+    val: dict[int, float]               # each epoch's mean validation loss
+    val_per_timestep: dict[int, dict[str, float]]
+
+
+def epoch_losses(metrics: dict[int, Path]) -> EpochLosses:
+    """The losses of each epoch, from the epochs' metrics.tsv files."""
+    from charlora.validate_plots import read_losses, smoothed
+
+    steps, val_per_timestep = read_losses(metrics)
+    losses, last_step, train = [], {}, {}
+    for epoch in sorted(metrics):  # one epoch at a time, to know where each ends
+        epoch_steps, _ = read_losses({epoch: metrics[epoch]})
+        if epoch_steps:
+            train[epoch] = statistics.fmean(loss for _, loss in epoch_steps)
+        losses += [loss for _, loss in epoch_steps]
+        last_step[epoch] = len(losses) - 1
+    curve = smoothed(losses)
+    return EpochLosses(train, {e: curve[i] for e, i in last_step.items() if i >= 0},
+                       {e: v["mean"] for e, v in val_per_timestep.items() if "mean" in v}, val_per_timestep)
 
 
 @dataclass(frozen=True)
 class Refinement:
-    lowest_val: int | None    # the epoch of the lowest mean validation loss
-    knee: int | None          # the knee of the smoothed training loss
-    epochs: list[int]         # saved, not sampled by the coarse pass, within STEPS_AROUND of either
-
-
-def epoch_losses(metrics: dict[int, Path]) -> tuple[dict[int, float], dict[int, float]]:
-    """Per epoch: the smoothed training loss at its last step, and the mean validation loss."""
-    from charlora.validate_plots import read_losses, smoothed
-
-    train_losses, last_step, val = [], {}, {}
-    for epoch in sorted(metrics):  # one epoch at a time, to know where each ends
-        steps, per_epoch = read_losses({epoch: metrics[epoch]})
-        train_losses += [loss for _, loss in steps]
-        if "mean" in per_epoch.get(epoch, {}):
-            val[epoch] = per_epoch[epoch]["mean"]
-        last_step[epoch] = len(train_losses) - 1
-    curve = smoothed(train_losses)
-    return {e: curve[i] for e, i in last_step.items() if i >= 0}, val
-
-
-def knee(losses: dict[int, float]) -> int | None:
-    """The epoch furthest below the chord from the first to the last epoch's loss (None: no bend)."""
-    epochs = sorted(e for e in losses if math.isfinite(losses[e]))
-    if len(epochs) < 3:
-        return None
-    (x0, y0), (x1, y1) = (epochs[0], losses[epochs[0]]), (epochs[-1], losses[epochs[-1]])
-    below = {e: (y0 + (y1 - y0) * (e - x0) / (x1 - x0)) - losses[e] for e in epochs[1:-1]}
-    best = max(below, key=below.get)
-    return best if below[best] > 0 else None
+    start: int | None         # the selection's start (None: the rows alone decide)
+    why: str                  # how the start was found
+    epochs: list[int]         # saved, not sampled by the coarse pass, within REACH of the start
 
 
 def refine(saved: list[int], sampled: list[int], train: dict[int, float], val: dict[int, float]) -> Refinement:
-    finite = {e: v for e, v in val.items() if math.isfinite(v)}
-    lowest = min(finite, key=finite.get) if finite else None
-    bend = knee(train)
-    centres = [c for c in (lowest, bend) if c is not None]
-    epochs = [e for e in saved if e not in sampled and any(abs(e - c) <= STEPS_AROUND for c in centres)]
-    return Refinement(lowest, bend, epochs)
+    minimum = loss_trend.minimum(val, train)
+    start = minimum.start
+    epochs = [e for e in saved if e not in sampled and start is not None and abs(e - start) <= REACH]
+    return Refinement(start, minimum.why, epochs)
 
 
 COLUMNS = ["epoch", "why"]
 
 
 def write_table(path: Path, refinement: Refinement) -> None:
-    """refine.tsv: the extra epochs to sample and why (the first lines name the two reference points)."""
+    """refine.tsv: the extra epochs to sample and why."""
     rows = []
     for e in refinement.epochs:
-        near = [f"{STEPS_AROUND} or fewer epochs from the {what} (epoch {c})"
-                for what, c in (("lowest validation loss", refinement.lowest_val),
-                                ("knee of the smoothed training loss", refinement.knee))
-                if c is not None and abs(e - c) <= STEPS_AROUND]
-        rows.append((e, "; ".join(near)))
+        distance = abs(e - refinement.start)
+        role = ("a candidate of the selection" if distance <= selection.REACH
+                else "one step beyond the candidates")
+        rows.append((e, f"{distance} from the selection's start, epoch {refinement.start}: {role}"))
     atomic.write_tsv(path, COLUMNS, rows)
 
 

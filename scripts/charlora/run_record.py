@@ -135,7 +135,8 @@ def read_run(run_dir: Path) -> RunSummary | None:
     if config["lora"]["epoch"] != "auto":
         selected = f"{config['lora']['epoch']} (lora.epoch)"
     elif selected_path.is_file():
-        selected = f"{json.loads(selected_path.read_text(encoding='utf-8'))['epoch']} (scorecard)"
+        epoch = json.loads(selected_path.read_text(encoding="utf-8"))["epoch"]
+        selected = f"{epoch} (scorecard)" if epoch is not None else "none (see validate/selected.json)"
     else:
         selected = "not yet"
     return RunSummary(record["run"], record.get("rationale") or "", flatten(config),

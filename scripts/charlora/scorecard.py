@@ -1,4 +1,4 @@
-"""The guide's scoring matrix, measured, and the checkpoint selection, explained. Light imports only.
+"""The guide's scoring matrix, measured: one row of four levels per sampled epoch. Light imports only.
 
 Each sampled epoch gets the guide's four criteria, each a level derived from the sample measurements
 (sample_metrics.py), compared with epoch 0 (the base model, same prompts and seeds):
@@ -14,29 +14,22 @@ The thresholds are the constants below (README, "Scorecard"). A user's review fi
 (`<dataset>/review/<run>/epoch-<eee>.yaml`) sets any of the four cells, adds a note, or rejects the
 epoch; its word wins over the measurement.
 
-Selection (the guide's chapter 5): start at the lowest validation loss, taken on the smoothed curve
-(a centred 3-epoch mean) so that a single noisy dip does not decide; on a plateau, the earliest
-epoch whose smoothed loss lies within the noise of the minimum (the median absolute deviation of the
-losses from the smoothed curve, as a standard deviation). Then:
-overfit signs present (or over-sharpened, burned) there -> roll back 2-4 epochs to the latest clean
-sampled epoch; undertrained (weak identity while the smoothed training loss is still falling) ->
-advance 2-4 epochs to the earliest sampled epoch that is not. Rejected epochs are never chosen.
+The selection reads these rows: selection.py.
 """
 
 from __future__ import annotations
 
 import csv
-import json
-import math
 import re
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from charlora import atomic
 from charlora.config import ConfigError
+from charlora.loss_trend import Minimum
 
 LEVELS = {
     "prompt_accuracy": ["high", "moderate", "low"],
@@ -58,8 +51,6 @@ DIVERSITY_HIGH, DIVERSITY_MODERATE = 0.8, 0.6         # diversity across seeds /
 DIVERSITY_COLLAPSE = 0.5                              # below this: overfit sign "present"
 COPIED_PRESENT = 0.25                                 # share of samples within copy_bits of a training photo
 COPY_TREND = 0.75                                     # median copy distance / epoch 0's: below is a sign
-STEPS = (2, 4)                                        # the guide's advance / roll back
-STILL_FALLING = 0.02                                  # smoothed training loss drop over the next 2 epochs
 
 
 @dataclass
@@ -188,31 +179,6 @@ def overfit_signs(e: Evidence, base: Evidence, loss_past_minimum: str | None) ->
     return level, "; ".join(strong + weak) or "no copies, diversity kept, validation loss not past its minimum"
 
 
-# --- losses -------------------------------------------------------------------------------------
-
-def smoothed_validation(val: dict[int, float]) -> tuple[dict[int, float], float]:
-    """The centred 3-epoch mean of the validation loss, and the noise: the spread of the losses around
-    it (the median absolute deviation, scaled to a standard deviation, so that one dip does not widen it)."""
-    epochs = sorted(e for e in val if math.isfinite(val[e]))
-    smooth = {}
-    for i, e in enumerate(epochs):
-        window = [val[x] for x in epochs[max(0, i - 1):i + 2]]
-        smooth[e] = statistics.fmean(window)
-    residuals = [val[e] - smooth[e] for e in epochs]
-    noise = 1.4826 * statistics.median(abs(r) for r in residuals) if len(residuals) > 1 else 0.0
-    return smooth, noise
-
-
-def past_minimum(epoch: int, smooth: dict[int, float], noise: float) -> str | None:
-    if not smooth:
-        return None
-    lowest = min(smooth, key=smooth.get)
-    if epoch > lowest and smooth.get(epoch, -math.inf) > smooth[lowest] + noise:
-        return (f"validation loss {smooth[epoch]:.4f} (smoothed), above its minimum {smooth[lowest]:.4f} at "
-                f"epoch {lowest} by more than the noise ({noise:.4f})")
-    return None
-
-
 # --- review files -------------------------------------------------------------------------------
 
 @dataclass
@@ -242,20 +208,25 @@ def read_review(path: Path) -> Review:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return review_from(data, str(path))
+
+
+def review_from(data, where: str) -> Review:
+    """A review from its mapping (a review file's content); `where` names it in errors."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected keys such as 'visual_fidelity: good' or 'reject: true'")
+        raise ConfigError(f"{where}: expected keys such as 'visual_fidelity: good' or 'reject: true'")
     review = Review()
     for key, value in data.items():
         if key not in REVIEW_KEYS:
-            raise ConfigError(f"{path}: unknown key {key!r}; the keys are {', '.join(REVIEW_KEYS)}")
+            raise ConfigError(f"{where}: unknown key {key!r}; the keys are {', '.join(REVIEW_KEYS)}")
         if key == "reject":
             if not isinstance(value, bool):
-                raise ConfigError(f"{path}: reject must be true or false, not {value!r}")
+                raise ConfigError(f"{where}: reject must be true or false, not {value!r}")
             review.reject = value
         elif key == "note":
             review.note = str(value)
         elif value not in LEVELS[key]:
-            raise ConfigError(f"{path}: {key}: {value!r} is not a level; use one of {', '.join(LEVELS[key])}")
+            raise ConfigError(f"{where}: {key}: {value!r} is not a level; use one of {', '.join(LEVELS[key])}")
         else:
             review.levels[key] = value
     return review
@@ -277,28 +248,32 @@ class Row:
     train_loss_smoothed: float | None = None
 
 
+def apply_review(row: Row, review: Review) -> None:
+    """The user's word over the measured levels (the measurement stays in the evidence)."""
+    row.note, row.reject = review.note, review.reject
+    for key, level in review.levels.items():
+        row.evidence[key] = f"set by the review (measured: {row.levels[key]}; {row.evidence[key]})"
+        row.levels[key] = level
+        row.reviewed.append(key)
+
+
 def score_rows(scores: dict[int, object], copy_bits: int, val_per_epoch: dict[int, dict[str, float]],
-               train_smoothed: dict[int, float], reviews: dict[int, Review]) -> list[Row]:
-    """One row per sampled epoch (epoch 0, the base model, is the reference and has no levels)."""
+               train_smoothed: dict[int, float], minimum: Minimum, reviews: dict[int, Review]) -> list[Row]:
+    """One row per sampled epoch (epoch 0, the base model, is the reference and has no levels);
+    `minimum`: the validation curve's (loss_trend.minimum), for the overfit sign of a loss past it."""
     val = {e: v["mean"] for e, v in val_per_epoch.items() if "mean" in v}
-    smooth, noise = smoothed_validation(val)
     base = evidence(scores[0], copy_bits) if 0 in scores else Evidence()
     rows = []
     for epoch in sorted(e for e in scores if e > 0):
         e = evidence(scores[epoch], copy_bits)
         cells = {"prompt_accuracy": prompt_accuracy(e, base), "visual_fidelity": visual_fidelity(e, base),
                  "generalisation": generalisation(e, base),
-                 "overfit_signs": overfit_signs(e, base, past_minimum(epoch, smooth, noise))}
-        review = reviews.get(epoch, Review())
+                 "overfit_signs": overfit_signs(e, base, minimum.past(epoch))}
         row = Row(epoch, {k: v[0] for k, v in cells.items()}, {k: v[1] for k, v in cells.items()},
-                  note=review.note, reject=review.reject, val_loss=val.get(epoch),
-                  val_loss_smoothed=smooth.get(epoch),
+                  val_loss=val.get(epoch), val_loss_smoothed=minimum.smoothed.get(epoch),
                   val_per_timestep={k: v for k, v in val_per_epoch.get(epoch, {}).items() if k != "mean"},
                   train_loss_smoothed=train_smoothed.get(epoch))
-        for key, level in review.levels.items():
-            row.levels[key] = level
-            row.evidence[key] = f"set by the review (measured: {cells[key][0]}; {cells[key][1]})"
-            row.reviewed.append(key)
+        apply_review(row, reviews.get(epoch, Review()))
         rows.append(row)
     return rows
 
@@ -331,93 +306,3 @@ def read_scorecard(path: Path) -> list[Row]:
                             {k: float(v) for k, v in (p.split(":") for p in d["val_loss_per_timestep"].split())},
                             value("train_loss_smoothed")))
     return rows
-
-
-# --- selection ----------------------------------------------------------------------------------
-
-@dataclass
-class Selection:
-    epoch: int
-    lowest_validation_loss: int | None
-    knee: int | None
-    start: int
-    reasons: list[str]
-
-
-def undertrained(row: Row) -> bool:
-    return row.levels["visual_fidelity"] == "poor"
-
-
-def overtrained(row: Row) -> bool:
-    return row.levels["overfit_signs"] == "present" or row.levels["visual_fidelity"] in ("over-sharpened", "burned")
-
-
-def still_falling(epoch: int, train_smoothed: dict[int, float], knee: int | None) -> bool:
-    if knee is not None and epoch < knee:
-        return True
-    later = [e for e in sorted(train_smoothed) if epoch < e <= epoch + 2]
-    if epoch not in train_smoothed or not later or not train_smoothed[epoch]:
-        return False
-    return (train_smoothed[epoch] - train_smoothed[later[-1]]) / abs(train_smoothed[epoch]) >= STILL_FALLING
-
-
-def select(rows: list[Row], val: dict[int, float], train_smoothed: dict[int, float], knee: int | None) -> Selection:
-    """The guide's selection on the scorecard (rows: sampled epochs > 0) and the losses."""
-    by_epoch = {r.epoch: r for r in rows}
-    eligible = sorted(e for e, r in by_epoch.items() if not r.reject)
-    if not eligible:
-        raise ValueError("every sampled epoch is rejected by a review file: nothing to select")
-    reasons = [f"rejected by review: epoch {', '.join(str(r.epoch) for r in rows if r.reject)}"] if len(eligible) < len(rows) else []
-    smooth, noise = smoothed_validation(val)
-    lowest = min(smooth, key=smooth.get) if smooth else None
-    if smooth:
-        candidates = {e: smooth[e] for e in eligible if e in smooth}
-        best = min(candidates.values()) if candidates else None
-        plateau = [e for e in sorted(candidates) if candidates[e] <= best + noise] if candidates else []
-        start = plateau[0] if plateau else eligible[-1]
-        reasons.append(f"lowest validation loss (smoothed over 3 epochs): epoch {lowest} ({smooth[lowest]:.4f}); "
-                       f"noise {noise:.4f}")
-        if start != lowest:
-            reasons.append(f"start at epoch {start}: the earliest eligible sampled epoch within the noise of "
-                           f"the lowest eligible smoothed loss ({smooth[start]:.4f})")
-        else:
-            reasons.append(f"start at epoch {start}")
-    else:
-        start = eligible[-1]
-        reasons.append(f"no validation loss (no validation photos): start at the last sampled epoch, {start}")
-    if knee is not None:
-        reasons.append(f"knee of the smoothed training loss: epoch {knee}")
-    chosen, row = start, by_epoch[start]
-    if overtrained(row):
-        window = [e for e in eligible if start - STEPS[1] <= e <= start - STEPS[0]]
-        clean = [e for e in window if not overtrained(by_epoch[e])]
-        signs = f"overfit signs {row.levels['overfit_signs']}, visual fidelity {row.levels['visual_fidelity']}"
-        if clean or window:
-            chosen = clean[-1] if clean else window[0]
-            reasons.append(f"epoch {start} shows overtraining ({signs}): rolled back to epoch {chosen}"
-                           + ("" if clean else ", the earliest sampled epoch 2-4 back (none of them is clean)"))
-        else:
-            reasons.append(f"epoch {start} shows overtraining ({signs}), but no sampled epoch lies 2-4 epochs "
-                           "earlier: kept")
-    elif undertrained(row) and still_falling(start, train_smoothed, knee):
-        window = [e for e in eligible if start + STEPS[0] <= e <= start + STEPS[1]]
-        ready = [e for e in window if not undertrained(by_epoch[e]) and not overtrained(by_epoch[e])]
-        why = "weak identity while the smoothed training loss is still falling"
-        if ready or window:
-            chosen = ready[0] if ready else window[-1]
-            reasons.append(f"epoch {start} is undertrained ({why}): advanced to epoch {chosen}"
-                           + ("" if ready else ", the latest sampled epoch 2-4 ahead (all still undertrained)"))
-        else:
-            reasons.append(f"epoch {start} is undertrained ({why}), but no sampled epoch lies 2-4 epochs later: kept")
-    else:
-        reasons.append(f"epoch {start}: no overtraining or undertraining signs")
-    return Selection(chosen, lowest, knee, start, reasons)
-
-
-def write_selection(path: Path, selection: Selection) -> None:
-    with atomic.atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(asdict(selection), indent=1) + "\n", encoding="utf-8")
-
-
-def read_selection(path: Path) -> int:
-    return int(json.loads(Path(path).read_text(encoding="utf-8"))["epoch"])

@@ -32,8 +32,8 @@ def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake", stra
     selected = run_dir / "validate" / "selected.json"
     if selected.is_file():
         record = json.loads(selected.read_text(encoding="utf-8"))
-        lines.append(f"  scorecard       {run_dir / 'validate' / 'scorecard.tsv'}  (selected: epoch {record['epoch']}, "
-                     f"why: {selected})")
+        chosen = "none" if record["epoch"] is None else f"epoch {record['epoch']}"
+        lines.append(f"  scorecard       {run_dir / 'validate' / 'scorecard.tsv'}  (selected: {chosen}, why: {selected})")
     lora = run_dir / f"{run}.safetensors"
     if lora.is_file():
         lines.append(f"  the LoRA        {lora}")

@@ -1,0 +1,294 @@
+"""The checkpoint selection of the guide's chapters 5 and 6, on the scorecard and the losses, explained
+step by step. Light imports only (rules/common.smk reads the selected epoch).
+
+1. **Start** at the one minimum of the validation loss (loss_trend.minimum, the same that the
+   refinement samples around): the earliest epoch whose smoothed loss lies within the noise of the
+   lowest. A flat curve starts at the knee of the training loss; with neither, the rows alone decide.
+2. **Signs.** Each sampled row's levels are read as the guide's indicators, relative to the start:
+
+   | level | at or before the start | past the start |
+   |---|---|---|
+   | overfit signs slight or present; visual fidelity over-sharpened or burned | overtraining | overtraining |
+   | visual fidelity poor; prompt accuracy low | undertraining while the training loss still falls, else a sign | the same where every sampled epoch since the start shows it (not reached yet), else a sign |
+   | prompt accuracy or generalisation below its best at or before the start | | overtraining (dropping: the guide's "prompt insensitivity") |
+   | generalisation poor | a sign | a sign |
+
+   "Still falling": the training loss's robust slope lies two standard errors below 0 and at least
+   half as steep as the run's mean slope (loss_trend.slope). A sign that is neither overtraining nor
+   undertraining still counts. "n/a" (not measured) is no sign.
+3. **Rank** rows by their standing, the number of signs and then the sum of the four levels (0 for a
+   criterion's best level, 1 for the next, 2 for the rest; "n/a" counts 1), then by the smoothed
+   validation loss (every loss within the noise of the lowest counts as the lowest, and on a flat curve
+   with a knee every loss does), then by the distance from the start, then the earlier epoch. The
+   guide's matrix (18: high, excellent, moderate, none; 20: high, good, high, none; 22: moderate,
+   good, high, slight; 26: low, over-sharpened, poor, present) ranks 18 and 20 before 22, and 26 last.
+4. **Candidates**: the eligible sampled epochs within 4 of the start (eligible: not rejected by a
+   review, with a finite validation loss); the best ranked is the first choice. No eligible epoch
+   within 4: the nearest ones.
+5. **Steps** (the guide's "advance / roll back 2-4 epochs; repeat until the optimal checkpoint is
+   identified"). Overtraining signs only: roll back; undertraining signs only: advance; onto the
+   eligible sampled epoch 1-4 away in that direction that stands best, if it stands as well as the
+   chosen one or better (2-4 epochs away before 1, then by rank). Signs that point no way (or both):
+   to an epoch within 4 either way that stands strictly better. A step never lands on a rejected, NaN,
+   worse-standing or visited row, so the walk ends; the answer is the best ranked epoch it visited.
+   Where it stops because the epochs it would look at were not sampled (or not trained), `to_sample`
+   names them: sample them (validate.epochs) or train longer, and the selection reruns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from charlora import atomic, loss_trend
+from charlora.scorecard import CRITERIA, LEVELS, Row
+
+REACH = 4              # the candidates' distance from the start, and the farthest step
+STEP = 2               # the nearest step the guide takes ("2-4 epochs")
+OVER, UNDER = "overtraining", "undertraining"
+BAD = {"prompt_accuracy": ("low",), "visual_fidelity": ("poor", "over-sharpened", "burned"),
+       "generalisation": ("poor",), "overfit_signs": ("slight", "present")}
+
+
+@dataclass(frozen=True)
+class Sign:
+    kind: str          # OVER, UNDER or "" (counts in the ranking, points no way)
+    text: str
+
+
+@dataclass
+class Selection:
+    epoch: int | None                    # None: no eligible epoch was sampled
+    lowest_validation_loss: int | None   # the epoch of the lowest smoothed validation loss
+    knee: int | None
+    start: int | None
+    reasons: list[str]
+    flat: bool = False
+    noise: float | None = None
+    steps: list[dict] = field(default_factory=list)      # {"epoch", "action", "why"}, one per step
+    to_sample: list[int] = field(default_factory=list)   # epochs whose samples would settle the choice
+
+
+def level_rank(criterion: str, level: str) -> int:
+    """0 for the criterion's best level, 1 for the next, 2 for the rest; "n/a" counts as 1."""
+    if level not in LEVELS[criterion]:
+        return 1
+    return min(LEVELS[criterion].index(level), 2)
+
+
+class Judge:
+    """The signs and rank of each sampled row, relative to the start."""
+
+    def __init__(self, rows: dict[int, Row], minimum: loss_trend.Minimum, train: dict[int, float]):
+        self.rows, self.minimum, self.train, self.start = rows, minimum, train, minimum.start
+        before = [r for e, r in rows.items() if self.start is None or e <= self.start]
+        self.best_before = {c: min((level_rank(c, r.levels[c]) for r in before if r.levels[c] in LEVELS[c]),
+                                   default=None) for c in ("prompt_accuracy", "generalisation")}
+
+    def past_start(self, epoch: int) -> bool:
+        return self.start is not None and epoch > self.start
+
+    def signs(self, epoch: int) -> list[Sign]:
+        levels = self.rows[epoch].levels
+        out = []
+        if levels["overfit_signs"] in BAD["overfit_signs"]:
+            out.append(Sign(OVER, f"overfit signs {levels['overfit_signs']}"))
+        fidelity = levels["visual_fidelity"]
+        if fidelity in ("over-sharpened", "burned"):
+            out.append(Sign(OVER, f"visual fidelity {fidelity}"))
+        elif fidelity == "poor":
+            out.append(self.early_sign(epoch, "visual_fidelity"))
+        for criterion, worst in (("prompt_accuracy", "low"), ("generalisation", "poor")):
+            level, words = levels[criterion], criterion.replace("_", " ")
+            if self.dropped(epoch, criterion):
+                best = LEVELS[criterion][self.best_before[criterion]]
+                out.append(Sign(OVER, f"{words} {level} past the start, {best} at or before it"))
+            elif level == worst:
+                out.append(self.early_sign(epoch, criterion) if criterion == "prompt_accuracy"
+                           else Sign("", f"{words} {level}"))
+        return out
+
+    def early_sign(self, epoch: int, criterion: str) -> Sign:
+        """Poor fidelity or low prompt accuracy is undertraining while the training loss still falls, at or
+        before the start, or past it where every sampled epoch since the start shows it too (not reached
+        yet); otherwise a sign that points no way."""
+        level = self.rows[epoch].levels[criterion]
+        words = f"{criterion.replace('_', ' ')} {level}"
+        trend = loss_trend.slope(self.train, epoch)
+        if not trend.falling:
+            return Sign("", f"{words}, but the training loss no longer falls ({trend.words()})")
+        since = [r.levels[criterion] for e, r in self.rows.items() if self.past_start(epoch) and self.start <= e < epoch]
+        if all(x == level for x in since):
+            return Sign(UNDER, f"{words} while the training loss still falls ({trend.words()})"
+                        + (" and in every sampled epoch since the start" if self.past_start(epoch) else ""))
+        return Sign("", f"{words} past the start, after better epochs")
+
+    def dropped(self, epoch: int, criterion: str) -> bool:
+        """Past the start, a level worse than the criterion's best at or before the start."""
+        best, level = self.best_before[criterion], self.rows[epoch].levels[criterion]
+        return (self.past_start(epoch) and best is not None and level in LEVELS[criterion]
+                and level_rank(criterion, level) > best)
+
+    def standing(self, epoch: int) -> tuple[int, int]:
+        """What a step compares: the number of signs, then the sum of the levels."""
+        row = self.rows[epoch]
+        return len(self.signs(epoch)), sum(level_rank(c, row.levels[c]) for c in CRITERIA)
+
+    def rank(self, epoch: int) -> tuple:
+        """The standing, then the smoothed validation loss (every loss within the noise of the lowest counts
+        as the lowest; on a flat curve every loss does, unless nothing else points anywhere), then the
+        distance from the start, then the earlier epoch."""
+        smoothed, m = self.minimum.smoothed.get(epoch), self.minimum
+        if smoothed is None:
+            loss = (2, 0.0)
+        elif m.flat:
+            loss = (0, 0.0) if m.start is not None else (1, smoothed)
+        elif smoothed <= m.smoothed[m.lowest] + (m.noise or 0.0):
+            loss = (0, 0.0)
+        else:
+            loss = (1, smoothed)
+        return (*self.standing(epoch), loss, abs(epoch - self.start) if self.start is not None else 0, epoch)
+
+    def describe(self, epoch: int) -> str:
+        signs = self.signs(epoch)
+        return "; ".join(s.text for s in signs) if signs else "no signs"
+
+
+def epochs_words(epochs) -> str:
+    return ", ".join(map(str, epochs))
+
+
+def select(rows: list[Row], val: dict[int, float], train: dict[int, float],
+           saved: list[int] | None = None) -> Selection:
+    """The guide's selection on the scorecard rows (sampled epochs > 0), the per-epoch mean validation
+    and training losses, and the saved epochs (default: every epoch with a loss or a row)."""
+    minimum = loss_trend.minimum(val, train)
+    trained = sorted({*val, *train, *(r.epoch for r in rows)})
+    saved = sorted(saved) if saved is not None else trained
+    last = max(trained, default=0)
+    by_epoch = {r.epoch: r for r in rows}
+    selection = Selection(None, minimum.lowest, minimum.knee, minimum.start, [], minimum.flat, minimum.noise)
+    reasons = selection.reasons
+    rejected = sorted(e for e, r in by_epoch.items() if r.reject)
+    if rejected:
+        reasons.append(f"rejected by review: epoch {epochs_words(rejected)}")
+    nan = sorted(e for e in by_epoch if minimum.smoothed and e not in minimum.smoothed)
+    if nan:
+        reasons.append(f"no finite validation loss: epoch {epochs_words(nan)} (never chosen)")
+    eligible = [e for e in sorted(by_epoch) if e not in rejected and e not in nan]
+    reasons.append(minimum.why)
+    if minimum.knee is not None and "knee" not in minimum.why:
+        reasons.append(f"knee of the smoothed training loss: epoch {minimum.knee}")
+    if not eligible:
+        if minimum.start is not None:
+            selection.to_sample = [e for e in saved if abs(e - minimum.start) <= REACH and e not in by_epoch]
+        reasons.append("no epoch can be selected: " + (
+            "no epoch was sampled" if not by_epoch else "every sampled epoch is rejected or has no finite "
+            "validation loss") + "; sample other epochs (validate.epochs), change a review, or set lora.epoch"
+            + "".join(f"; {words}" for words in settle_words(selection.to_sample, last)))
+        return selection
+    judge = Judge(by_epoch, minimum, train)
+    chosen, opening, unsampled = first_choice(judge, eligible, saved)
+    selection.to_sample += unsampled
+    order = "; ".join(f"{e}: {judge.describe(e)}" for e in sorted(opening[1], key=judge.rank))
+    selection.steps.append({"epoch": chosen, "action": "best candidate",
+                            "why": f"{opening[0]}; ranked by signs, then levels, then smoothed loss: {order}"})
+    reasons.append(f"{opening[0]}; best ranked: epoch {chosen} ({judge.describe(chosen)})")
+    visited = [chosen]
+    while True:
+        landing, action, why, unsampled = step(judge, chosen, eligible, visited, saved, last)
+        selection.to_sample += unsampled
+        if landing is None:
+            break
+        selection.steps.append({"epoch": landing, "action": action, "why": why})
+        reasons.append(f"epoch {chosen}: {judge.describe(chosen)}: {action} to epoch {landing}")
+        visited.append(landing)
+        chosen = landing
+    best = min(visited, key=judge.rank)
+    if best != chosen:
+        why += f"; of the epochs the steps visited, epoch {best} ranks best ({judge.describe(best)})"
+        chosen = best
+    selection.epoch = chosen
+    selection.steps.append({"epoch": chosen, "action": "stop", "why": why})
+    selection.to_sample = sorted(set(selection.to_sample) - set(by_epoch))
+    reasons.append(f"epoch {chosen}: {why}" + "".join(f"; {words}" for words in settle_words(selection.to_sample, last)))
+    return selection
+
+
+def first_choice(judge: Judge, eligible: list[int], saved: list[int]) -> tuple[int, tuple[str, list[int]], list[int]]:
+    """The best ranked candidate, (the words for the candidates, the candidates), and the saved epochs
+    within REACH of the start that were not sampled when no candidate lies there."""
+    start = judge.start
+    if start is None:
+        return min(eligible, key=judge.rank), (f"candidates: every eligible sampled epoch ({epochs_words(eligible)})",
+                                              eligible), []
+    candidates = [e for e in eligible if abs(e - start) <= REACH]
+    if candidates:
+        return min(candidates, key=judge.rank), (f"candidates within {REACH} of epoch {start}: "
+                                                 f"{epochs_words(candidates)}", candidates), []
+    distance = min(abs(e - start) for e in eligible)
+    nearest = [e for e in eligible if abs(e - start) == distance]
+    words = f"no eligible sampled epoch within {REACH} of epoch {start}; the nearest: {epochs_words(nearest)}"
+    return (min(nearest, key=judge.rank), (words, nearest),
+            [e for e in saved if abs(e - start) <= REACH and e not in judge.rows])
+
+
+def step(judge: Judge, chosen: int, eligible: list[int], visited: list[int], saved: list[int],
+         last: int) -> tuple[int | None, str, str, list[int]]:
+    """One of the guide's steps from `chosen`: (the epoch it lands on, or None where the walk stops;
+    the action; why; the unsampled epochs whose samples would settle it)."""
+    signs = judge.signs(chosen)
+    kinds = {s.kind for s in signs} - {""}
+    if not signs:
+        return None, "stop", "no overtraining or undertraining signs", []
+    standing = judge.standing(chosen)
+    if len(kinds) == 1:  # the guide's step, onto a row that stands as well or better
+        direction = -1 if kinds == {OVER} else 1
+        action, what, side = ("roll back", OVER, "back") if direction < 0 else ("advance", UNDER, "ahead")
+        near = [chosen + direction * d for d in range(1, REACH + 1)]
+        acceptable = [e for e in near if e in eligible and e not in visited and judge.standing(e) <= standing]
+    else:  # signs that point no way (or both ways): a row that stands better on either side
+        action, side = "move", "either way"
+        what = ("overtraining and undertraining signs at once" if kinds else
+                "signs that point neither to overtraining nor to undertraining")
+        near = [chosen + d for d in range(-REACH, REACH + 1) if d]
+        acceptable = [e for e in near if e in eligible and e not in visited and judge.standing(e) < standing]
+    unsampled = [e for e in near if e not in judge.rows and (e in saved or e > last)]
+    if not acceptable:
+        stands = "better" if action == "move" else "as well or better"
+        return (None, "stop", f"{what} ({judge.describe(chosen)}), but no sampled epoch within {REACH} {side} "
+                f"stands {stands}", unsampled)
+    # a better standing first, then 2-4 epochs away before 1, then the rank
+    landing = min(acceptable, key=lambda e: (judge.standing(e), abs(e - chosen) < STEP, judge.rank(e)))
+    why = f"epoch {chosen}: {what} ({judge.describe(chosen)}); epoch {landing}: {judge.describe(landing)}"
+    if abs(landing - chosen) >= STEP:
+        return landing, action, why, []
+    return (landing, action, why + f"; 1 epoch: no sampled epoch {STEP}-{REACH} away stands as well",
+            [e for e in unsampled if abs(e - chosen) >= STEP])
+
+
+def settle_words(to_sample: list[int], last: int) -> list[str]:
+    """What the user can do to settle the choice: sample saved epochs, or train longer."""
+    unsampled, untrained = [e for e in to_sample if e <= last], [e for e in to_sample if e > last]
+    words = []
+    if unsampled:
+        words.append(f"samples of epoch {epochs_words(unsampled)} would settle it: add them to validate.epochs")
+    if untrained:
+        words.append(f"epoch {epochs_words(untrained)} would settle it, once trained: train.epochs {max(untrained)}")
+    return words
+
+
+def write_selection(path: Path, selection: Selection) -> None:
+    with atomic.atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(asdict(selection), indent=1) + "\n", encoding="utf-8")
+
+
+def read_selection(path: Path) -> int | None:
+    """The selected epoch (None: no epoch could be selected; selected.json's reasons say why)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))["epoch"]
+
+
+def read_reasons(path: Path) -> list[str]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))["reasons"]
