@@ -123,15 +123,39 @@ def test_every_criterion_is_a_sign_and_no_signs_is_never_written_for_a_row_with_
 def test_the_signs_table(epoch, cells, train, kind):
     judge = selection.Judge({r.epoch: r for r in rows(range(2, 31, 2), {epoch: cells})},
                             loss_trend.minimum(u_curve(), train), train)
-    signs = judge.signs(epoch)
+    signs = judge.own_signs(epoch)
     assert [s.kind for s in signs] == [kind], [s.text for s in signs]
-    assert judge.signs(epoch - 2) == []
+    assert judge.own_signs(epoch - 2) == []
 
 
 def test_n_a_is_no_sign_and_ranks_as_the_middle_level():
     judge = selection.Judge({r.epoch: r for r in rows([18, 20], {20: {"prompt_accuracy": "n/a"}})},
                             loss_trend.minimum(u_curve(), FALLING_THEN_FLAT), FALLING_THEN_FLAT)
-    assert judge.signs(20) == [] and judge.standing(20) == (0, 2) and judge.standing(18) == (0, 1)
+    assert judge.signs(20) == [] and judge.standing(20) == (0, 0, 2) and judge.standing(18) == (0, 0, 1)
+
+
+def test_a_mild_sign_ranks_before_a_strong_one_and_a_rollback_never_lands_on_poor():
+    table = rows([16, 18, 20, 22], {16: {"overfit_signs": "slight"}, 18: {"visual_fidelity": "poor"},
+                                    20: {"overfit_signs": "present"}, 22: {"overfit_signs": "present"}})
+    chosen = selection.select(table, u_curve(), FALLING_THEN_FLAT)
+    assert chosen.epoch == 16, chosen.reasons
+
+
+@pytest.mark.parametrize("cells, train, expect, inherits", [
+    ({20: {"overfit_signs": "present"}}, FALLING_THEN_FLAT, [16, 17, 18], 23),  # not 19 (1 back), not 21-24 (after it)
+    ({20: {"visual_fidelity": "poor"}}, STEADILY_FALLING, [22, 23, 24], 17),     # not 21 (1 ahead), not 16-19 (before it)
+    ({30: {"visual_fidelity": "poor"}}, STEADILY_FALLING, [30], 26),             # the last epoch: nothing later
+])
+def test_an_epoch_beside_a_sign_stands_no_better_than_the_guides_2_to_4_steps(cells, train, expect, inherits):
+    """Every other row is clean: the guide still steps 2-4 epochs from the sign, and overtraining past the
+    start (undertraining before it) does not heal, whatever the rows there say."""
+    val = u_curve() if 20 in cells else curve([0.2 - 0.003 * e for e in range(1, 31)])
+    table = rows(range(10, 31), cells)
+    chosen = selection.select(table, val, train)
+    assert chosen.epoch in expect, chosen.reasons
+    judge = selection.Judge({r.epoch: r for r in table}, loss_trend.minimum(val, train), train)
+    [epoch] = cells
+    assert judge.standing(inherits) == judge.standing(epoch)
 
 
 def test_the_guides_matrix_ranks_18_and_20_before_22_and_26_last():

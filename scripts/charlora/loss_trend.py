@@ -21,7 +21,8 @@ epochs with a finite loss, so a NaN leaves a gap, not a zero):
   without one, no epoch: the scorecard rows alone decide).
 - **Knee** of the training loss: the epoch furthest below the chord from the first to the last epoch
   of the smoothed per-epoch mean training loss (the "maximum distance to the chord" form of Kneedle,
-  Satopaa et al. 2011), if it lies further below than the noise.
+  Satopaa et al. 2011), if it lies further below than twice the noise (the smoothed curve of a noisy
+  straight line strays about 1.3 noise from its chord over 40 epochs).
 - **Still falling** at an epoch: the Theil-Sen slope (median of the pairwise slopes) of the per-epoch
   mean training loss over the epochs within SLOPE_REACH of it lies two standard errors below 0, and is
   at least FALLING_SHARE of the run's mean slope (the chord of the smoothed curve from its first to
@@ -37,6 +38,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+KNEE_NOISE = 2.0       # a knee lies further below the chord than this many noise (a noisy line has none)
 FLAT = 5.0             # a smoothed range within this many noise: flat (pure noise spans about 2.5)
 SLOPE_REACH = 4        # epochs on either side of an epoch for its training-loss slope (the guide's step)
 FALLING_SHARE = 0.5    # of the run's mean slope, for "still falling"
@@ -100,7 +102,7 @@ def noise(losses: dict[int, float]) -> float | None:
 
 
 def knee(train: dict[int, float]) -> int | None:
-    """The epoch of the smoothed training loss furthest below the chord, beyond the noise (None: no bend)."""
+    """The epoch of the smoothed training loss furthest below the chord, beyond twice the noise (None: no bend)."""
     curve = smooth(train)
     epochs = list(curve)
     if len(epochs) < 3:
@@ -108,7 +110,7 @@ def knee(train: dict[int, float]) -> int | None:
     (x0, y0), (x1, y1) = (epochs[0], curve[epochs[0]]), (epochs[-1], curve[epochs[-1]])
     below = {e: (y0 + (y1 - y0) * (e - x0) / (x1 - x0)) - curve[e] for e in epochs[1:-1]}
     best = max(below, key=below.get)
-    return best if below[best] > (noise(train) or 0.0) else None
+    return best if below[best] > KNEE_NOISE * (noise(train) or 0.0) else None
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,14 @@ step by step. Light imports only (rules/common.smk reads the selected epoch).
    "Still falling": the training loss's robust slope lies two standard errors below 0 and at least
    half as steep as the run's mean slope (loss_trend.slope). A sign that is neither overtraining nor
    undertraining still counts. "n/a" (not measured) is no sign.
-3. **Rank** rows by their standing, the number of signs and then the sum of the four levels (0 for a
-   criterion's best level, 1 for the next, 2 for the rest; "n/a" counts 1), then by the smoothed
-   validation loss (every loss within the noise of the lowest counts as the lowest, and on a flat curve
-   with a knee every loss does), then by the distance from the start, then the earlier epoch. The
-   guide's matrix (18: high, excellent, moderate, none; 20: high, good, high, none; 22: moderate,
-   good, high, slight; 26: low, over-sharpened, poor, present) ranks 18 and 20 before 22, and 26 last.
+3. **Rank** rows by their standing: the number of signs, their weight (the rank of the level behind
+   each: slight or moderate 1, present, poor, low, burned 2), the sum of the four levels (0 for a
+   criterion's best level, 1 for the next, 2 for the rest; "n/a" counts 1); then by the smoothed
+   validation loss above the lowest in whole noise units (within the noise counts as the lowest; on a
+   flat curve with a knee every loss does), then by the distance from the start, then the earlier
+   epoch. The guide's matrix (18: high, excellent, moderate, none; 20: high, good, high, none; 22:
+   moderate, good, high, slight; 26: low, over-sharpened, poor, present) ranks 18 and 20 before 22,
+   and 26 last.
 4. **Candidates**: the eligible sampled epochs within 4 of the start (eligible: not rejected by a
    review, with a finite validation loss); the best ranked is the first choice. No eligible epoch
    within 4: the nearest ones.
@@ -56,6 +58,7 @@ BAD = {"prompt_accuracy": ("low",), "visual_fidelity": ("poor", "over-sharpened"
 class Sign:
     kind: str          # OVER, UNDER or "" (counts in the ranking, points no way)
     text: str
+    weight: int        # the rank of the level behind it: 1 (slight, moderate) or 2 (present, poor, low, ...)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Judge:
 
     def __init__(self, rows: dict[int, Row], minimum: loss_trend.Minimum, train: dict[int, float]):
         self.rows, self.minimum, self.train, self.start = rows, minimum, train, minimum.start
+        self.cache: dict[int, list[Sign]] = {}
         before = [r for e, r in rows.items() if self.start is None or e <= self.start]
         self.best_before = {c: min((level_rank(c, r.levels[c]) for r in before if r.levels[c] in LEVELS[c]),
                                    default=None) for c in ("prompt_accuracy", "generalisation")}
@@ -91,23 +95,60 @@ class Judge:
         return self.start is not None and epoch > self.start
 
     def signs(self, epoch: int) -> list[Sign]:
+        """The row's own signs, then where it stands among the others: just before an overtrained epoch
+        or just after an undertrained one (a weak sign: the guide steps 2-4 epochs, not 1, because a sign
+        shows a little after what causes it); after an epoch at or past the start that shows overtraining,
+        or before one at or before the start that shows undertraining (neither heals: the row stands no
+        better than that epoch, see `standing`)."""
+        if epoch not in self.cache:
+            signs = self.own_signs(epoch)
+            after, before = self.sources(epoch)
+            if self.shows(epoch + 1, OVER):
+                signs.append(Sign(OVER, f"1 epoch before epoch {epoch + 1}'s overtraining signs", 1))
+            elif after:
+                signs.append(Sign(OVER, f"after epoch {max(after)}'s overtraining signs", 0))
+            if self.shows(epoch - 1, UNDER):
+                signs.append(Sign(UNDER, f"1 epoch after epoch {epoch - 1}'s undertraining signs", 1))
+            elif before:
+                signs.append(Sign(UNDER, f"before epoch {min(before)}'s undertraining signs", 0))
+            self.cache[epoch] = signs
+        return self.cache[epoch]
+
+    def sources(self, epoch: int) -> tuple[list[int], list[int]]:
+        """The sampled epochs at or past the start, before `epoch`, that show overtraining; and those after
+        it, at or before the start, that show undertraining (none without a start)."""
+        start = self.start
+        if start is None:  # no minimum to be past or before: the rows alone decide
+            return [], []
+        after = [r for r in self.rows if start <= r < epoch and self.shows(r, OVER)]
+        before = [r for r in self.rows if epoch < r <= start and self.shows(r, UNDER)]
+        return after, before
+
+    def shows(self, epoch: int, kind: str) -> bool:
+        return any(s.kind == kind for s in self.own_signs(epoch))
+
+    def own_signs(self, epoch: int) -> list[Sign]:
+        """What the row's own levels show (nothing for an epoch that was not sampled)."""
+        if epoch not in self.rows:
+            return []
         levels = self.rows[epoch].levels
+        weight = {c: level_rank(c, levels[c]) for c in CRITERIA}
         out = []
         if levels["overfit_signs"] in BAD["overfit_signs"]:
-            out.append(Sign(OVER, f"overfit signs {levels['overfit_signs']}"))
+            out.append(Sign(OVER, f"overfit signs {levels['overfit_signs']}", weight["overfit_signs"]))
         fidelity = levels["visual_fidelity"]
         if fidelity in ("over-sharpened", "burned"):
-            out.append(Sign(OVER, f"visual fidelity {fidelity}"))
+            out.append(Sign(OVER, f"visual fidelity {fidelity}", weight["visual_fidelity"]))
         elif fidelity == "poor":
             out.append(self.early_sign(epoch, "visual_fidelity"))
         for criterion, worst in (("prompt_accuracy", "low"), ("generalisation", "poor")):
             level, words = levels[criterion], criterion.replace("_", " ")
             if self.dropped(epoch, criterion):
                 best = LEVELS[criterion][self.best_before[criterion]]
-                out.append(Sign(OVER, f"{words} {level} past the start, {best} at or before it"))
+                out.append(Sign(OVER, f"{words} {level} past the start, {best} at or before it", weight[criterion]))
             elif level == worst:
                 out.append(self.early_sign(epoch, criterion) if criterion == "prompt_accuracy"
-                           else Sign("", f"{words} {level}"))
+                           else Sign("", f"{words} {level}", weight[criterion]))
         return out
 
     def early_sign(self, epoch: int, criterion: str) -> Sign:
@@ -115,15 +156,15 @@ class Judge:
         before the start, or past it where every sampled epoch since the start shows it too (not reached
         yet); otherwise a sign that points no way."""
         level = self.rows[epoch].levels[criterion]
-        words = f"{criterion.replace('_', ' ')} {level}"
+        words, weight = f"{criterion.replace('_', ' ')} {level}", level_rank(criterion, level)
         trend = loss_trend.slope(self.train, epoch)
         if not trend.falling:
-            return Sign("", f"{words}, but the training loss no longer falls ({trend.words()})")
+            return Sign("", f"{words}, but the training loss no longer falls ({trend.words()})", weight)
         since = [r.levels[criterion] for e, r in self.rows.items() if self.past_start(epoch) and self.start <= e < epoch]
         if all(x == level for x in since):
             return Sign(UNDER, f"{words} while the training loss still falls ({trend.words()})"
-                        + (" and in every sampled epoch since the start" if self.past_start(epoch) else ""))
-        return Sign("", f"{words} past the start, after better epochs")
+                        + (" and in every sampled epoch since the start" if self.past_start(epoch) else ""), weight)
+        return Sign("", f"{words} past the start, after better epochs", weight)
 
     def dropped(self, epoch: int, criterion: str) -> bool:
         """Past the start, a level worse than the criterion's best at or before the start."""
@@ -131,25 +172,34 @@ class Judge:
         return (self.past_start(epoch) and best is not None and level in LEVELS[criterion]
                 and level_rank(criterion, level) > best)
 
-    def standing(self, epoch: int) -> tuple[int, int]:
-        """What a step compares: the number of signs, then the sum of the levels."""
-        row = self.rows[epoch]
-        return len(self.signs(epoch)), sum(level_rank(c, row.levels[c]) for c in CRITERIA)
+    def standing(self, epoch: int) -> tuple[int, int, int]:
+        """What a step compares: the number of signs, their weight (the level ranks behind them: slight 1,
+        present 2), then the sum of the four levels; no better than the standing of an epoch whose
+        overtraining it follows or whose undertraining it precedes (`sources`)."""
+        mine = self.plain_standing(epoch, self.signs(epoch))
+        after, before = self.sources(epoch)
+        return max([mine] + [self.plain_standing(r, self.own_signs(r)) for r in after + before])
 
-    def rank(self, epoch: int) -> tuple:
-        """The standing, then the smoothed validation loss (every loss within the noise of the lowest counts
-        as the lowest; on a flat curve every loss does, unless nothing else points anywhere), then the
-        distance from the start, then the earlier epoch."""
+    def plain_standing(self, epoch: int, signs: list[Sign]) -> tuple[int, int, int]:
+        levels = self.rows[epoch].levels
+        return len(signs), sum(s.weight for s in signs), sum(level_rank(c, levels[c]) for c in CRITERIA)
+
+    def loss_key(self, epoch: int) -> float:
+        """The smoothed validation loss above the lowest, in whole noise units (0: within the noise of
+        the lowest), so that differences within the noise do not decide; on a flat curve with a start
+        (the knee) 0 for every epoch; inf without a loss."""
         smoothed, m = self.minimum.smoothed.get(epoch), self.minimum
         if smoothed is None:
-            loss = (2, 0.0)
-        elif m.flat:
-            loss = (0, 0.0) if m.start is not None else (1, smoothed)
-        elif smoothed <= m.smoothed[m.lowest] + (m.noise or 0.0):
-            loss = (0, 0.0)
-        else:
-            loss = (1, smoothed)
-        return (*self.standing(epoch), loss, abs(epoch - self.start) if self.start is not None else 0, epoch)
+            return math.inf
+        if m.flat and m.start is not None:
+            return 0.0
+        excess = smoothed - m.smoothed[m.lowest]
+        return float(max(0, math.ceil(excess / m.noise) - 1)) if m.noise else excess
+
+    def rank(self, epoch: int) -> tuple:
+        """The standing, then the loss (loss_key), then the distance from the start, then the earlier epoch."""
+        return (*self.standing(epoch), self.loss_key(epoch),
+                abs(epoch - self.start) if self.start is not None else 0, epoch)
 
     def describe(self, epoch: int) -> str:
         signs = self.signs(epoch)
