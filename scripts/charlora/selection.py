@@ -15,7 +15,11 @@ step by step. Light imports only (rules/common.smk reads the selected epoch).
 
    "Still falling": the training loss's robust slope lies two standard errors below 0 and at least
    half as steep as the run's mean slope (loss_trend.slope). A sign that is neither overtraining nor
-   undertraining still counts. "n/a" (not measured) is no sign.
+   undertraining still counts. "n/a" (not measured) is no sign. Where a row stands among the others
+   counts too: the epoch just before an overtrained one, or just after an undertrained one, carries a
+   weak sign (the guide steps 2-4 epochs, not 1: a sign shows a little after what causes it); and
+   overtraining past the start, or undertraining before it, does not heal: a row after (before) such
+   an epoch stands no better than it, whatever its own levels say.
 3. **Rank** rows by their standing: the number of signs, their weight (the rank of the level behind
    each: slight or moderate 1, present, poor, low, burned 2), the sum of the four levels (0 for a
    criterion's best level, 1 for the next, 2 for the rest; "n/a" counts 1); then by the smoothed
