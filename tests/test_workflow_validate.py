@@ -138,6 +138,13 @@ def test_a_review_overrides_cells_and_a_rejection_moves_the_lora(trained, tmp_pa
     assert failed.returncode != 0
     assert "results/demo/review/demo/epoch-003.yaml: visual_fidelity: 'superb' is not a level" in failed.stdout
     assert jobs_run(failed.stdout) == set()  # stopped before any job
+    for epoch in range(1, 5):  # every sampled epoch rejected: the run says so, and keeps the scorecard
+        (review / f"epoch-{epoch:03d}.yaml").write_text("reject: true\n")
+    failed = snakemake(ws, check=False)
+    assert failed.returncode != 0 and ("results/runs/demo/validate/selected.json: no epoch selected: no epoch can be "
+                                       "selected: every sampled epoch is rejected") in failed.stdout
+    assert json.loads((ws / VALIDATE / "selected.json").read_text())["epoch"] is None
+    assert all(r.reject for r in scorecard.read_scorecard(ws / VALIDATE / "scorecard.tsv"))
 
 
 def test_validate_epochs_must_be_saved_epochs(trained, tmp_path):

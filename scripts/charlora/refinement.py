@@ -34,14 +34,14 @@ def epoch_losses(metrics: dict[int, Path]) -> EpochLosses:
     """The losses of each epoch, from the epochs' metrics.tsv files."""
     from charlora.validate_plots import read_losses, smoothed
 
-    steps, val_per_timestep = read_losses(metrics)
-    losses, last_step, train = [], {}, {}
+    losses, last_step, train, val_per_timestep = [], {}, {}, {}
     for epoch in sorted(metrics):  # one epoch at a time, to know where each ends
-        epoch_steps, _ = read_losses({epoch: metrics[epoch]})
+        epoch_steps, val = read_losses({epoch: metrics[epoch]})
         if epoch_steps:
             train[epoch] = statistics.fmean(loss for _, loss in epoch_steps)
         losses += [loss for _, loss in epoch_steps]
         last_step[epoch] = len(losses) - 1
+        val_per_timestep.update(val)
     curve = smoothed(losses)
     return EpochLosses(train, {e: curve[i] for e, i in last_step.items() if i >= 0},
                        {e: v["mean"] for e, v in val_per_timestep.items() if "mean" in v}, val_per_timestep)
