@@ -17,7 +17,8 @@ step by step. Light imports only (rules/common.smk reads the selected epoch).
    half as steep as the run's mean slope (loss_trend.slope). A sign that is neither overtraining nor
    undertraining still counts. "n/a" (not measured) is no sign. Where a row stands among the others
    counts too: the epoch just before an overtrained one, or just after an undertrained one, carries a
-   weak sign (the guide steps 2-4 epochs, not 1: a sign shows a little after what causes it); and
+   weak sign where an epoch 2-4 away from that one was sampled (the guide steps 2-4 epochs, not 1: a
+   sign shows a little after what causes it; where none was sampled, `to_sample` names them); and
    overtraining past the start, or undertraining before it, does not heal: a row after (before) such
    an epoch stands no better than it, whatever its own levels say.
 3. **Rank** rows by their standing: the number of signs, their weight (the rank of the level behind
@@ -63,6 +64,7 @@ class Sign:
     kind: str          # OVER, UNDER or "" (counts in the ranking, points no way)
     text: str
     weight: int        # the rank of the level behind it: 1 (slight, moderate) or 2 (present, poor, low, ...)
+    beside: int | None = None   # the epoch 1 away whose sign this echoes (it ranks, it does not step)
 
 
 @dataclass
@@ -107,12 +109,12 @@ class Judge:
         if epoch not in self.cache:
             signs = self.own_signs(epoch)
             after, before = self.sources(epoch)
-            if self.shows(epoch + 1, OVER):
-                signs.append(Sign(OVER, f"1 epoch before epoch {epoch + 1}'s overtraining signs", 1))
+            if self.shows(epoch + 1, OVER) and self.guide_steps(epoch + 1, -1):
+                signs.append(Sign(OVER, f"1 epoch before epoch {epoch + 1}'s overtraining signs", 1, epoch + 1))
             elif after:
                 signs.append(Sign(OVER, f"after epoch {max(after)}'s overtraining signs", 0))
-            if self.shows(epoch - 1, UNDER):
-                signs.append(Sign(UNDER, f"1 epoch after epoch {epoch - 1}'s undertraining signs", 1))
+            if self.shows(epoch - 1, UNDER) and self.guide_steps(epoch - 1, 1):
+                signs.append(Sign(UNDER, f"1 epoch after epoch {epoch - 1}'s undertraining signs", 1, epoch - 1))
             elif before:
                 signs.append(Sign(UNDER, f"before epoch {min(before)}'s undertraining signs", 0))
             self.cache[epoch] = signs
@@ -127,6 +129,15 @@ class Judge:
         after = [r for r in self.rows if start <= r < epoch and self.shows(r, OVER)]
         before = [r for r in self.rows if epoch < r <= start and self.shows(r, UNDER)]
         return after, before
+
+    def guide_steps(self, epoch: int, direction: int) -> list[int]:
+        """The eligible sampled epochs 2-4 epochs from `epoch` in `direction`: where the guide would step."""
+        return [e for e in (epoch + direction * d for d in range(STEP, REACH + 1)) if self.eligible(e)]
+
+    def eligible(self, epoch: int) -> bool:
+        """Sampled, not rejected, with a finite validation loss (where the run has one)."""
+        return (epoch in self.rows and not self.rows[epoch].reject
+                and (not self.minimum.smoothed or epoch in self.minimum.smoothed))
 
     def shows(self, epoch: int, kind: str) -> bool:
         return any(s.kind == kind for s in self.own_signs(epoch))
@@ -231,7 +242,8 @@ def select(rows: list[Row], val: dict[int, float], train: dict[int, float],
     nan = sorted(e for e in by_epoch if minimum.smoothed and e not in minimum.smoothed)
     if nan:
         reasons.append(f"no finite validation loss: epoch {epochs_words(nan)} (never chosen)")
-    eligible = [e for e in sorted(by_epoch) if e not in rejected and e not in nan]
+    judge = Judge(by_epoch, minimum, train)
+    eligible = [e for e in sorted(by_epoch) if judge.eligible(e)]
     reasons.append(minimum.why)
     if minimum.knee is not None and "knee" not in minimum.why:
         reasons.append(f"knee of the smoothed training loss: epoch {minimum.knee}")
@@ -243,7 +255,6 @@ def select(rows: list[Row], val: dict[int, float], train: dict[int, float],
             "validation loss") + "; sample other epochs (validate.epochs), change a review, or set lora.epoch"
             + "".join(f"; {words}" for words in settle_words(selection.to_sample, last)))
         return selection
-    judge = Judge(by_epoch, minimum, train)
     chosen, opening, unsampled = first_choice(judge, eligible, saved)
     selection.to_sample += unsampled
     order = "; ".join(f"{e}: {judge.describe(e)}" for e in sorted(opening[1], key=judge.rank))
@@ -264,6 +275,11 @@ def select(rows: list[Row], val: dict[int, float], train: dict[int, float],
     if best != chosen:
         why += f"; of the epochs the steps visited, epoch {best} ranks best ({judge.describe(best)})"
         chosen = best
+    for kind, direction in ((OVER, -1), (UNDER, 1)):  # beside a sign, where the guide's 2-4 step was not sampled
+        if judge.shows(chosen - direction, kind) and not judge.guide_steps(chosen - direction, direction):
+            source = chosen - direction
+            selection.to_sample += [source + direction * d for d in range(STEP, REACH + 1)
+                                    if source + direction * d in saved]
     selection.epoch = chosen
     selection.steps.append({"epoch": chosen, "action": "stop", "why": why})
     selection.to_sample = sorted(set(selection.to_sample) - set(by_epoch))
@@ -294,9 +310,17 @@ def step(judge: Judge, chosen: int, eligible: list[int], visited: list[int], sav
     """One of the guide's steps from `chosen`: (the epoch it lands on, or None where the walk stops;
     the action; why; the unsampled epochs whose samples would settle it)."""
     signs = judge.signs(chosen)
-    kinds = {s.kind for s in signs} - {""}
     if not signs:
         return None, "stop", "no overtraining or undertraining signs", []
+    if all(s.beside is not None for s in signs):  # 1 epoch from another's signs: the guide's 2-4 were not better
+        words = []
+        for s in signs:
+            direction = -1 if s.kind == OVER else 1
+            words += [s.beside + direction * d for d in range(STEP, REACH + 1)
+                      if s.beside + direction * d not in judge.rows and s.beside + direction * d in saved]
+        return (None, "stop", f"{judge.describe(chosen)}, and no sampled epoch {STEP}-{REACH} epochs from it "
+                f"stands better", words)
+    kinds = {s.kind for s in signs if s.beside is None} - {""}
     standing = judge.standing(chosen)
     if len(kinds) == 1:  # the guide's step, onto a row that stands as well or better
         direction = -1 if kinds == {OVER} else 1
