@@ -6,12 +6,13 @@ step by step. Light imports only (rules/common.smk reads the selected epoch).
    lowest. A flat curve starts at the knee of the training loss; with neither, the rows alone decide.
 2. **Signs.** Each sampled row's levels are read as the guide's indicators, relative to the start:
 
-   | level | at or before the start | past the start |
-   |---|---|---|
-   | overfit signs slight or present; visual fidelity over-sharpened or burned | overtraining | overtraining |
-   | visual fidelity poor; prompt accuracy low | undertraining while the training loss still falls, else a sign | the same where every sampled epoch since the start shows it (not reached yet), else a sign |
-   | prompt accuracy or generalisation below its best at or before the start | | overtraining (dropping: the guide's "prompt insensitivity") |
-   | generalisation poor | a sign | a sign |
+   - overfit signs slight or present, visual fidelity over-sharpened or burned: overtraining;
+   - visual fidelity poor, prompt accuracy low: undertraining while the training loss still falls, at
+     or before the start, or past it where every sampled epoch since the start shows it too (not
+     reached yet); otherwise a sign;
+   - past the start, prompt accuracy or generalisation below its best at or before the start:
+     overtraining (dropping: the guide's "prompt insensitivity");
+   - generalisation poor: a sign.
 
    "Still falling": the training loss's robust slope lies two standard errors below 0 and at least
    half as steep as the run's mean slope (loss_trend.slope). A sign that is neither overtraining nor
@@ -175,7 +176,8 @@ class Judge:
         trend = loss_trend.slope(self.train, epoch)
         if not trend.falling:
             return Sign("", f"{words}, but the training loss no longer falls ({trend.words()})", weight)
-        since = [r.levels[criterion] for e, r in self.rows.items() if self.past_start(epoch) and self.start <= e < epoch]
+        since = [r.levels[criterion] for e, r in self.rows.items()
+                 if self.past_start(epoch) and self.start <= e < epoch]
         if all(x == level for x in since):
             return Sign(UNDER, f"{words} while the training loss still falls ({trend.words()})"
                         + (" and in every sampled epoch since the start" if self.past_start(epoch) else ""), weight)
@@ -283,7 +285,8 @@ def select(rows: list[Row], val: dict[int, float], train: dict[int, float],
     selection.epoch = chosen
     selection.steps.append({"epoch": chosen, "action": "stop", "why": why})
     selection.to_sample = sorted(set(selection.to_sample) - set(by_epoch))
-    reasons.append(f"epoch {chosen}: {why}" + "".join(f"; {words}" for words in settle_words(selection.to_sample, last)))
+    settle = "".join(f"; {words}" for words in settle_words(selection.to_sample, last))
+    reasons.append(f"epoch {chosen}: {why}{settle}")
     return selection
 
 
