@@ -56,8 +56,6 @@ from charlora.scorecard import CRITERIA, LEVELS, Row
 REACH = 4              # the candidates' distance from the start, and the farthest step
 STEP = 2               # the nearest step the guide takes ("2-4 epochs")
 OVER, UNDER = "overtraining", "undertraining"
-BAD = {"prompt_accuracy": ("low",), "visual_fidelity": ("poor", "over-sharpened", "burned"),
-       "generalisation": ("poor",), "overfit_signs": ("slight", "present")}
 
 
 @dataclass(frozen=True)
@@ -150,7 +148,7 @@ class Judge:
         levels = self.rows[epoch].levels
         weight = {c: level_rank(c, levels[c]) for c in CRITERIA}
         out = []
-        if levels["overfit_signs"] in BAD["overfit_signs"]:
+        if levels["overfit_signs"] in ("slight", "present"):
             out.append(Sign(OVER, f"overfit signs {levels['overfit_signs']}", weight["overfit_signs"]))
         fidelity = levels["visual_fidelity"]
         if fidelity in ("over-sharpened", "burned"):
