@@ -163,7 +163,7 @@ def test_prompt_accuracy_levels(figures, expected):
     ({"face_share": 0.9, "match_share": 0.3, "face_distance": 0.7}, "poor"),
     ({"face_share": 0.9, "match_share": 0.9, "face_distance": 0.4, "sharper_share": 0.5}, "over-sharpened"),
     ({"blown_share": 0.4}, "burned"),
-    ({}, "good"),                                            # no faces to measure, no flags
+    ({}, "n/a"),                                             # no faces to measure, no flags: no verdict
 ])
 def test_visual_fidelity_levels(figures, expected):
     assert level("visual_fidelity", **figures) == expected
@@ -189,6 +189,19 @@ def test_overfit_sign_levels():
     assert signs(copied_share=0.1, loss="past") == "present"
     assert signs(copied_share=0.3) == "present"
     assert signs(diversity_seeds=0.2) == "present"           # collapse
+
+
+def test_what_was_not_measured_is_n_a_never_a_clean_verdict():
+    """One seed and no copy distances: overfit signs n/a, not "none"; the evidence says what is missing."""
+    nothing = Evidence(**{**BASE.__dict__, "copied_share": None, "copy_median": None, "diversity_seeds": None})
+    level, text = scorecard.overfit_signs(nothing, BASE, None)
+    assert level == "n/a" and "copies n/a" in text and "diversity across seeds n/a" in text
+    assert "no copies" not in text and "diversity kept" not in text
+    assert scorecard.overfit_signs(nothing, BASE, "validation loss past its minimum")[0] == "slight"
+    level, text = scorecard.overfit_signs(Evidence(**{**BASE.__dict__, "copied_share": 0.0}), BASE, None)
+    assert level == "none" and text == "no copies; diversity kept; validation loss not past its minimum"
+    level, text = scorecard.visual_fidelity(Evidence(), Evidence())
+    assert level == "n/a" and text.startswith("identity n/a (no face measured); n/a sharper")
 
 
 # --- review files --------------------------------------------------------------------------------

@@ -97,8 +97,12 @@ def test_every_sampled_epoch_is_measured_scored_and_one_selected(trained):
     rows = scorecard.read_scorecard(validate / "scorecard.tsv")
     assert [r.epoch for r in rows] == [1, 2, 3, 4]
     for row in rows:
-        assert all(row.levels[k] in scorecard.LEVELS[k] for k in scorecard.CRITERIA) and all(row.evidence.values())
-        assert "identity n/a" in row.evidence["visual_fidelity"]
+        assert all(row.levels[k] in scorecard.LEVELS[k] + ["n/a"] for k in scorecard.CRITERIA)
+        assert all(row.evidence.values())
+        # 64-pixel samples: no face to measure, so no verdict on fidelity (not "good")
+        assert row.levels["visual_fidelity"] == "n/a" and "identity n/a" in row.evidence["visual_fidelity"]
+        assert row.method == ("adherence: CLIP score (results/models/tiny-clip); identity: "
+                              f"{sample_metrics.read_scores(validate / f'epoch-{row.epoch:03d}.scores.json').identity_method}")
         assert row.val_loss > 0 and len(row.val_per_timestep) == 8 and row.train_loss_smoothed > 0
     selection = json.loads((validate / "selected.json").read_text())
     # the demo: the validation loss falls to the last epoch; the random model's training loss per epoch
@@ -128,7 +132,7 @@ def test_a_review_overrides_cells_and_a_rejection_moves_the_lora(trained, tmp_pa
     rows = {r.epoch: r for r in scorecard.read_scorecard(ws / VALIDATE / "scorecard.tsv")}
     assert rows[4].reject and rows[4].note == "the hands are wrong"
     assert rows[3].levels["visual_fidelity"] == "excellent" and rows[3].reviewed == ["visual_fidelity"]
-    assert rows[3].evidence["visual_fidelity"].startswith("set by the review (measured: good;")
+    assert rows[3].evidence["visual_fidelity"].startswith("set by the review (measured: n/a;")
     selection = json.loads((ws / VALIDATE / "selected.json").read_text())
     assert selection["epoch"] == 3 and selection["reasons"][0] == "rejected by review: epoch 4"
     with safe_open(str(ws / "results/runs/demo/demo.safetensors"), "pt") as f:

@@ -62,9 +62,9 @@ class Evidence:
     face_share: float | None = None
     match_share: float | None = None
     face_distance: float | None = None
-    sharper_share: float = 0.0
-    blown_share: float = 0.0
-    copied_share: float = 0.0
+    sharper_share: float | None = None
+    blown_share: float | None = None
+    copied_share: float | None = None
     copy_median: float | None = None
     diversity_seeds: float | None = None
     diversity_prompts: float | None = None
@@ -87,9 +87,9 @@ def evidence(scores, copy_bits: int) -> Evidence:
         face_share=len(with_face) / len(samples) if samples else None,
         match_share=sum(bool(s.face_match) for s in with_face) / len(with_face) if with_face else None,
         face_distance=mean(s.face_distance for s in with_face),
-        sharper_share=sum(s.sharper_than_training for s in samples) / len(samples) if samples else 0.0,
-        blown_share=sum(s.blown_beyond_training for s in samples) / len(samples) if samples else 0.0,
-        copied_share=sum(b <= copy_bits for b in copies) / len(copies) if copies else 0.0,
+        sharper_share=sum(s.sharper_than_training for s in samples) / len(samples) if samples else None,
+        blown_share=sum(s.blown_beyond_training for s in samples) / len(samples) if samples else None,
+        copied_share=sum(b <= copy_bits for b in copies) / len(copies) if copies else None,
         copy_median=statistics.median(copies) if copies else None,
         diversity_seeds=scores.diversity_seeds,
         diversity_prompts=scores.diversity_prompts,
@@ -129,21 +129,32 @@ def prompt_accuracy(e: Evidence, base: Evidence) -> tuple[str, str]:
                        graded(sensitivity, SENSITIVITY_HIGH, SENSITIVITY_MODERATE)), "; ".join(words)
 
 
+def percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
+
+
+def flagged(share: float | None, base: float | None) -> bool:
+    """A flag: at least FLAGGED of the samples, and more than epoch 0 (n/a never flags)."""
+    return share is not None and share >= FLAGGED and (base is None or share > base)
+
+
 def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
-    words = [f"{e.sharper_share:.0%} sharper than the training photos (epoch 0: {base.sharper_share:.0%})",
-             f"{e.blown_share:.0%} with more blown highlights (epoch 0: {base.blown_share:.0%})"]
+    """Over-sharpened or burned where flagged; else the identity's level, "n/a" where no face was measured
+    (sharpness and highlights in bounds say nothing of resemblance)."""
+    words = [f"{percent(e.sharper_share)} sharper than the training photos (epoch 0: {percent(base.sharper_share)})",
+             f"{percent(e.blown_share)} with more blown highlights (epoch 0: {percent(base.blown_share)})"]
     if e.match_share is not None:
         words.insert(0, f"faces in {e.face_share:.0%}, {e.match_share:.0%} of them match "
                         f"(mean distance {e.face_distance:.2f})")
     else:
         words.insert(0, "identity n/a (no face measured)")
     text = "; ".join(words)
-    if e.sharper_share >= FLAGGED and e.sharper_share > base.sharper_share:
+    if flagged(e.sharper_share, base.sharper_share):
         return "over-sharpened", text
-    if e.blown_share >= FLAGGED and e.blown_share > base.blown_share:
+    if flagged(e.blown_share, base.blown_share):
         return "burned", text
     if e.match_share is None:
-        return "good", text
+        return "n/a", text
     if e.match_share >= MATCH_EXCELLENT and e.face_share >= FACES_EXCELLENT:
         return "excellent", text
     return ("good" if e.match_share >= MATCH_GOOD else "poor"), text
@@ -161,8 +172,13 @@ def generalisation(e: Evidence, base: Evidence) -> tuple[str, str]:
 
 
 def overfit_signs(e: Evidence, base: Evidence, loss_past_minimum: str | None) -> tuple[str, str]:
-    strong, weak = [], []
-    if e.copied_share >= COPIED_PRESENT:
+    """Present: many copies, collapsed diversity or two slight signs; slight: one; none: measured and
+    clean; "n/a" when neither copies nor diversity across seeds could be measured and the loss shows
+    nothing."""
+    strong, weak, unmeasured = [], [], []
+    if e.copied_share is None:
+        unmeasured.append("copies n/a (no copy distances)")
+    elif e.copied_share >= COPIED_PRESENT:
         strong.append(f"{e.copied_share:.0%} of samples copy a training photo's composition")
     elif e.copied_share > 0:
         weak.append(f"{e.copied_share:.0%} of samples copy a training photo's composition")
@@ -171,12 +187,19 @@ def overfit_signs(e: Evidence, base: Evidence, loss_past_minimum: str | None) ->
         weak.append(f"median distance to the nearest training photo {e.copy_median:g} bits "
                     f"(epoch 0: {base.copy_median:g})")
     seeds = ratio(e.diversity_seeds, base.diversity_seeds)
-    if seeds is not None and seeds < DIVERSITY_COLLAPSE:
+    if seeds is None:
+        unmeasured.append("diversity across seeds n/a (one seed, or no epoch 0)")
+    elif seeds < DIVERSITY_COLLAPSE:
         strong.append(f"diversity across seeds collapsed to {seeds:.2f}x epoch 0's")
     if loss_past_minimum:
         weak.append(loss_past_minimum)
-    level = "present" if strong or len(weak) >= 2 else "slight" if weak else "none"
-    return level, "; ".join(strong + weak) or "no copies, diversity kept, validation loss not past its minimum"
+    if strong or weak:
+        return ("present" if strong or len(weak) >= 2 else "slight"), "; ".join(strong + weak + unmeasured)
+    if e.copied_share is None and seeds is None:
+        return "n/a", "; ".join(unmeasured) + "; the validation loss alone shows nothing"
+    clean = ["no copies" if e.copied_share is not None else "", "diversity kept" if seeds is not None else "",
+             "validation loss not past its minimum"]
+    return "none", "; ".join([w for w in clean if w] + unmeasured)
 
 
 # --- review files -------------------------------------------------------------------------------
@@ -246,6 +269,7 @@ class Row:
     val_loss_smoothed: float | None = None
     val_per_timestep: dict[str, float] = field(default_factory=dict)
     train_loss_smoothed: float | None = None
+    method: str = ""          # how adherence and identity were measured, or why they were not
 
 
 def apply_review(row: Row, review: Review) -> None:
@@ -272,7 +296,8 @@ def score_rows(scores: dict[int, object], copy_bits: int, val_per_epoch: dict[in
         row = Row(epoch, {k: v[0] for k, v in cells.items()}, {k: v[1] for k, v in cells.items()},
                   val_loss=val.get(epoch), val_loss_smoothed=minimum.smoothed.get(epoch),
                   val_per_timestep={k: v for k, v in val_per_epoch.get(epoch, {}).items() if k != "mean"},
-                  train_loss_smoothed=train_smoothed.get(epoch))
+                  train_loss_smoothed=train_smoothed.get(epoch),
+                  method=f"adherence: {scores[epoch].adherence_method}; identity: {scores[epoch].identity_method}")
         apply_review(row, reviews.get(epoch, Review()))
         rows.append(row)
     return rows
@@ -280,7 +305,7 @@ def score_rows(scores: dict[int, object], copy_bits: int, val_per_epoch: dict[in
 
 COLUMNS = (["epoch"] + [c for k in CRITERIA for c in (k, f"{k}_evidence")] +
            ["reviewed", "reject", "note", "val_loss", "val_loss_smoothed", "val_loss_per_timestep",
-            "train_loss_smoothed"])
+            "train_loss_smoothed", "method"])
 
 
 def number(value: float | None) -> str:
@@ -291,7 +316,7 @@ def write_scorecard(path: Path, rows: list[Row]) -> None:
     atomic.write_tsv(path, COLUMNS, (
         [r.epoch] + [c for k in CRITERIA for c in (r.levels[k], r.evidence[k])] +
         [",".join(r.reviewed), "yes" if r.reject else "", r.note, number(r.val_loss), number(r.val_loss_smoothed),
-         " ".join(f"{k}:{v:.4g}" for k, v in r.val_per_timestep.items()), number(r.train_loss_smoothed)]
+         " ".join(f"{k}:{v:.4g}" for k, v in r.val_per_timestep.items()), number(r.train_loss_smoothed), r.method]
         for r in rows))
 
 
@@ -304,5 +329,5 @@ def read_scorecard(path: Path) -> list[Row]:
                             [k for k in d["reviewed"].split(",") if k], d["note"], d["reject"] == "yes",
                             value("val_loss"), value("val_loss_smoothed"),
                             {k: float(v) for k, v in (p.split(":") for p in d["val_loss_per_timestep"].split())},
-                            value("train_loss_smoothed")))
+                            value("train_loss_smoothed"), d.get("method", "")))
     return rows
