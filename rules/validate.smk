@@ -163,6 +163,7 @@ rule score_epoch:
         images=kept_images,
         clip=CLIP_MODEL,
         tagger=TAGGER_FILES,
+        vocabulary=[] if CLIP_MODEL or not TAGGER_FILES else config["captions"]["vocabulary"],  # tag recall's words
     output:
         f"{RUN_DIR}/validate/epoch-{{eee}}.scores.json",
     params:

@@ -4,6 +4,7 @@ and the user's review files (the selection: test_selection.py)."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import matplotlib.cbook
 import numpy as np
@@ -12,6 +13,7 @@ import skimage.data
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from charlora import faces, sample, sample_metrics, scorecard
+from charlora.captions import Vocabulary
 from charlora.config import ConfigError
 from charlora.scorecard import Evidence
 from tiny_onnx import wd14_tagger
@@ -97,8 +99,16 @@ def test_diversity_across_seeds_and_prompts():
     assert sample_metrics.diversity({("p01", 0): noise["p01", 0]}) == (None, None)
 
 
+VOCABULARY = Path(__file__).resolve().parents[1] / "config" / "caption_slots.yaml"
+
+
 def test_tag_recall_and_clip_score(tmp_path):
     assert sample_metrics.tag_recall("mira, sitting, smiling, park", "mira", ["sitting", "park", "tree"]) == pytest.approx(2 / 3, abs=1e-4)
+    # the tagger's words against the prompt's, through the caption vocabulary's synonyms
+    found = ["smile", "upper_body", "backlighting"]
+    assert sample_metrics.tag_recall("mira, smiling, mid shot, backlight", "mira", found) == 0.0
+    assert sample_metrics.tag_recall("mira, smiling, mid shot, backlight", "mira", found,
+                                     Vocabulary.load(VOCABULARY)) == 1.0
     sample_metrics.write_tiny_clip(tmp_path / "clip")
     scorer = sample_metrics.ClipScorer(tmp_path / "clip")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
@@ -106,8 +116,13 @@ def test_tag_recall_and_clip_score(tmp_path):
     assert -100 <= a <= 100 and a != b and scorer(image, "mira, sitting") == a
 
 
-def test_an_epoch_scored_with_the_taggers_recall_or_without_adherence(tmp_path):
-    """Without a CLIP model the dataset's WD14 tagger tags each sample; with tagger none: n/a, not a number."""
+def test_an_epoch_scored_with_the_taggers_recall_or_without_adherence(tmp_path, monkeypatch):
+    """Without a CLIP model the dataset's WD14 tagger, loaded once, tags each sample; with tagger none: n/a,
+    not a number."""
+    from charlora import tags
+    loads = []
+    make_tagger = tags.make_tagger
+    monkeypatch.setattr(tags, "make_tagger", lambda config: loads.append(config) or make_tagger(config))
     training = tmp_path / "images"
     training.mkdir()
     red, grey = Image.new("RGB", (96, 96), (200, 30, 30)), Image.new("RGB", (96, 96), (128, 128, 128))
@@ -121,9 +136,9 @@ def test_an_epoch_scored_with_the_taggers_recall_or_without_adherence(tmp_path):
         for seed in (0, 1):
             image.save(folder / sample.image_name(prompt, seed))
     captions = {"tagger": "wd14", "wd14": {"folder": str(wd14_tagger(tmp_path / "tagger")), "general_threshold": 0.35,
-                                          "character_threshold": 0.85}}
+                                          "character_threshold": 0.85}, "vocabulary": str(VOCABULARY)}
     scores = sample_metrics.score_epoch(1, folder, prompts, [0, 1], reference, training, 0.6, None, captions, "mira")
-    assert scores.adherence_method.startswith("tag recall (wd14: ")
+    assert scores.adherence_method.startswith("tag recall (wd14: ") and len(loads) == 1  # 4 samples, 1 load
     assert [s.adherence for s in scores.samples] == [1.0, 1.0, 0.5, 0.5]  # long hair stays below the threshold
     assert [s.unseen for s in scores.samples] == [True, True, False, False]
     assert [s.copy_bits for s in scores.samples[:2]] == [0, 0] and scores.samples[0].nearest == "red"

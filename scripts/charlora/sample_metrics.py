@@ -220,10 +220,15 @@ class ClipScorer:
         return round(100 * cosine, 4)
 
 
-def tag_recall(prompt: str, token: str, tags: list[str]) -> float | None:
-    """Share of the prompt's comma-separated tags (the token aside) that the tagger found."""
-    wanted = {t.strip().lower() for t in prompt.split(",")} - {token.lower(), ""}
-    found = {t.strip().lower() for t in tags}
+def tag_recall(prompt: str, token: str, tags: list[str], vocabulary=None) -> float | None:
+    """Share of the prompt's comma-separated tags (the token aside) that the tagger found, both sides in
+    the caption vocabulary's words (captions.Vocabulary.canonical: the tagger's "smile", "upper body",
+    "backlighting" are the prompt's "smiling", "mid shot", "backlight")."""
+    from charlora.captions import normalise
+
+    canonical = vocabulary.canonical if vocabulary is not None else normalise
+    wanted = {canonical(t) for t in prompt.split(",") if t.strip()} - {canonical(token)}
+    found = {canonical(t) for t in tags if t.strip()}
     return round(len(wanted & found) / len(wanted), 4) if wanted else None
 
 
@@ -263,9 +268,12 @@ def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], refer
                 token: str, device: str = "cpu", progress=None) -> EpochScores:
     """Measure every prompt x seed sample of one epoch's folder (sample.image_name's files)."""
     from charlora import sample, tags
+    from charlora.captions import Vocabulary
 
     method = adherence_method(clip_folder, captions_config)
     clip = ClipScorer(clip_folder, device) if clip_folder else None
+    tagger = tags.make_tagger(captions_config) if clip is None and not method.startswith("n/a") else None
+    vocabulary = Vocabulary.load(captions_config["vocabulary"]) if tagger is not None else None
     has_faces = len(reference.face_descriptors) > 0
     identity = (f"dlib ResNet descriptor, mean distance to {len(reference.face_descriptors)} training faces, "
                 f"faces of {reference.min_face} px or more" if has_faces else
@@ -283,9 +291,9 @@ def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], refer
                                  SampleScore(prompt.name, seed, not prompt.origin.startswith("validation photo")))
             if clip is not None:
                 score.adherence = clip(image, prompt.text)
-            elif not method.startswith("n/a"):
-                found = [t["name"] for t in tags.tag_image(path, captions_config)["tags"]]
-                score.adherence = tag_recall(prompt.text, token, found)
+            elif tagger is not None:
+                found = [t["name"] for t in tags.tag_image(path, captions_config, tagger)["tags"]]
+                score.adherence = tag_recall(prompt.text, token, found, vocabulary)
             thumbs[prompt.name, seed] = thumbnail(image)
             result.samples.append(score)
             if progress is not None:

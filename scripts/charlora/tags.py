@@ -130,19 +130,24 @@ class VLMTagger:
         return tags
 
 
-def tag_image(image_path: str | Path, captions_config: dict) -> dict:
-    """The tags record of one photo: backend, model and tags (with scores where the backend has them)."""
+def make_tagger(captions_config: dict) -> WD14Tagger | VLMTagger:
+    """The wd14 or vlm tagger the config names, loaded once (a job that tags many pictures reuses it)."""
+    backend, settings = captions_config["tagger"], captions_config[captions_config["tagger"]]
+    if backend == "vlm":
+        return VLMTagger(settings["folder"], settings["prompt"], settings["max_new_tokens"])
+    return WD14Tagger(settings["folder"], settings["general_threshold"], settings["character_threshold"])
+
+
+def tag_image(image_path: str | Path, captions_config: dict, tagger: WD14Tagger | VLMTagger | None = None) -> dict:
+    """The tags record of one photo: backend, model and tags (with scores where the backend has them);
+    `tagger`: one already loaded by make_tagger."""
     backend = captions_config["tagger"]
     if backend == "none":
         return {"backend": "none", "tags": []}
     if backend == "demo":
         from charlora import demo
         return {"backend": "demo", "tags": [asdict(Tag(name, "general", None)) for name in demo.scene_tags(Path(image_path).stem)]}
-    settings = captions_config[backend]
-    if backend == "vlm":
-        tagger = VLMTagger(settings["folder"], settings["prompt"], settings["max_new_tokens"])
-    else:
-        tagger = WD14Tagger(settings["folder"], settings["general_threshold"], settings["character_threshold"])
+    tagger = tagger or make_tagger(captions_config)
     with Image.open(image_path) as im:
         tags = tagger(im.convert("RGB"))
-    return {"backend": backend, "model": str(settings["folder"]), "tags": [asdict(t) for t in tags]}
+    return {"backend": backend, "model": str(captions_config[backend]["folder"]), "tags": [asdict(t) for t in tags]}
