@@ -140,6 +140,11 @@ def test_an_epoch_scored_with_the_taggers_recall_or_without_adherence(tmp_path, 
     scores = sample_metrics.score_epoch(1, folder, prompts, [0, 1], reference, training, 0.6, None, captions, "mira")
     assert scores.adherence_method.startswith("tag recall (wd14: ") and len(loads) == 1  # 4 samples, 1 load
     assert [s.adherence for s in scores.samples] == [1.0, 1.0, 0.5, 0.5]  # long hair stays below the threshold
+    # each against the other prompt: the red picture has no grey background or long hair; the grey one
+    # has the tagger's smile of "red dress, smile"
+    assert [s.adherence_shuffled for s in scores.samples] == [0.0, 0.0, 0.5, 0.5]
+    e = scorecard.evidence(scores, 12)
+    assert (e.adherence, e.adherence_shuffled, e.adherence_margin) == (0.75, 0.25, 0.5)
     assert [s.unseen for s in scores.samples] == [True, True, False, False]
     assert [s.copy_bits for s in scores.samples[:2]] == [0, 0] and scores.samples[0].nearest == "red"
     assert scores.diversity_seeds == 0.0  # every seed drew the same picture
@@ -158,6 +163,20 @@ BASE = Evidence(adherence=30.0, adherence_unseen=30.0, adherence_validation=30.0
 
 def level(criterion, **figures):
     return getattr(scorecard, criterion)(Evidence(**{**BASE.__dict__, **figures}), BASE)[0]
+
+
+def test_adherence_at_chance_is_n_a_not_a_level():
+    """Epoch 0 as close to its own prompts as to shuffled ones: adherence says nothing (the demo's random
+    model); prompt sensitivity still counts, and generalisation keeps its diversity."""
+    base = Evidence(**{**BASE.__dict__, "adherence_shuffled": 29.5, "adherence_margin": 0.5,
+                       "adherence_margin_error": 0.4})
+    worse = Evidence(**{**base.__dict__, "adherence": 20.0, "adherence_unseen": 20.0})
+    level, text = scorecard.prompt_accuracy(worse, base)
+    assert level == "high" and text.startswith("adherence n/a: the base model does not follow prompts here "
+                                               "(epoch 0: 30 on its own prompts, 29.5 on shuffled ones)")
+    assert scorecard.generalisation(worse, base)[0] == "high"
+    above = Evidence(**{**base.__dict__, "adherence_margin": 5.0})
+    assert scorecard.at_chance(above) is None and scorecard.prompt_accuracy(worse, above)[0] == "low"
 
 
 @pytest.mark.parametrize("figures, expected", [

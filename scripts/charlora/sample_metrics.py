@@ -6,7 +6,9 @@ Per sample (one prompt x seed of one epoch):
 - prompt adherence: the CLIP score (Hessel et al. 2021: 100 x the cosine of the image's and the
   prompt's CLIP embeddings; not clamped at 0, so that every change shows) with a local CLIP model
   folder (`select.clip`); without one, the recall of
-  the prompt's tags by the dataset's own tagger (WD14 or a vision-language model) run on the sample;
+  the prompt's tags by the dataset's own tagger (WD14 or a vision-language model) run on the sample,
+  in the caption vocabulary's words; and the same against another prompt of the set (the prompt half
+  the list away), the level a model that ignores its prompt reaches (scorecard.at_chance);
 - copying: the Hamming distance of the sample's perceptual hash (imagededup's PHash, 64 bits) to the
   nearest training photo or its mirror image, and the structural similarity (SSIM) to that photo at
   64x64. Unrelated photos sit 26 bits or more apart, re-encodes and rescales 2 or fewer: a sample within
@@ -146,6 +148,7 @@ class SampleScore:
     face_distance: float | None = None
     face_match: bool | None = None
     adherence: float | None = None
+    adherence_shuffled: float | None = None  # the same measure against another prompt of the set: chance
     copy_bits: int | None = None
     copy_ssim: float | None = None
     nearest: str = ""                  # the training photo it is closest to ("<id> (mirrored)")
@@ -282,7 +285,8 @@ def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], refer
     result = EpochScores(epoch, method, identity)
     thumbs_of_training = reference.thumbnails(reference_images)
     thumbs = {}
-    for prompt in prompts:
+    for i, prompt in enumerate(prompts):
+        other = prompts[(i + len(prompts) // 2) % len(prompts)] if len(prompts) > 1 else None
         for seed in seeds:
             path = folder / sample.image_name(prompt, seed)
             with Image.open(path) as im:
@@ -291,9 +295,11 @@ def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], refer
                                  SampleScore(prompt.name, seed, not prompt.origin.startswith("validation photo")))
             if clip is not None:
                 score.adherence = clip(image, prompt.text)
+                score.adherence_shuffled = clip(image, other.text) if other else None
             elif tagger is not None:
                 found = [t["name"] for t in tags.tag_image(path, captions_config, tagger)["tags"]]
                 score.adherence = tag_recall(prompt.text, token, found, vocabulary)
+                score.adherence_shuffled = tag_recall(other.text, token, found, vocabulary) if other else None
             thumbs[prompt.name, seed] = thumbnail(image)
             result.samples.append(score)
             if progress is not None:

@@ -59,6 +59,9 @@ class Evidence:
     adherence: float | None = None
     adherence_unseen: float | None = None
     adherence_validation: float | None = None
+    adherence_shuffled: float | None = None      # the same samples against other prompts: chance
+    adherence_margin: float | None = None        # mean of (own - shuffled) over the samples
+    adherence_margin_error: float | None = None  # its standard error
     face_share: float | None = None
     match_share: float | None = None
     face_distance: float | None = None
@@ -80,10 +83,16 @@ def evidence(scores, copy_bits: int) -> Evidence:
     samples = scores.samples
     with_face = [s for s in samples if s.face]
     copies = [s.copy_bits for s in samples if s.copy_bits is not None]
+    differences = [s.adherence - s.adherence_shuffled for s in samples
+                   if s.adherence is not None and s.adherence_shuffled is not None]
     return Evidence(
         adherence=mean(s.adherence for s in samples),
         adherence_unseen=mean(s.adherence for s in samples if s.unseen),
         adherence_validation=mean(s.adherence for s in samples if not s.unseen),
+        adherence_shuffled=mean(s.adherence_shuffled for s in samples if s.adherence is not None),
+        adherence_margin=mean(differences),
+        adherence_margin_error=(statistics.stdev(differences) / len(differences) ** 0.5
+                                if len(differences) > 1 else None),
         face_share=len(with_face) / len(samples) if samples else None,
         match_share=sum(bool(s.face_match) for s in with_face) / len(with_face) if with_face else None,
         face_distance=mean(s.face_distance for s in with_face),
@@ -120,10 +129,24 @@ def worst_level(criterion: str, *grades: int | None) -> str:
     return LEVELS[criterion][max(known)] if known else "n/a"
 
 
+def at_chance(base: Evidence) -> str | None:
+    """Words when epoch 0's adherence on its own prompts is not above its adherence on shuffled prompts
+    (the mean paired difference within two standard errors of 0): the base model does not follow prompts
+    here, so adherence cannot tell epochs apart (the demo's random model). None: above chance, or unknown."""
+    if base.adherence_margin is None or base.adherence_margin_error is None:
+        return None
+    if base.adherence_margin > 2 * base.adherence_margin_error:
+        return None
+    return (f"n/a: the base model does not follow prompts here (epoch 0: {base.adherence:.4g} on its own prompts, "
+            f"{base.adherence_shuffled:.4g} on shuffled ones)")
+
+
 def prompt_accuracy(e: Evidence, base: Evidence) -> tuple[str, str]:
-    adherence = change(e.adherence, base.adherence)
+    chance = at_chance(base)
+    adherence = change(e.adherence, base.adherence) if not chance else None
     sensitivity = ratio(e.diversity_prompts, base.diversity_prompts)
-    words = [f"adherence {adherence:+.1%} vs epoch 0" if adherence is not None else "adherence n/a",
+    words = [f"adherence {adherence:+.1%} vs epoch 0" if adherence is not None else
+             f"adherence {chance or 'n/a'}",
              f"prompt sensitivity {sensitivity:.2f}x epoch 0's" if sensitivity is not None else "prompt sensitivity n/a"]
     return worst_level("prompt_accuracy", graded(adherence, ADHERENCE_HIGH, ADHERENCE_MODERATE),
                        graded(sensitivity, SENSITIVITY_HIGH, SENSITIVITY_MODERATE)), "; ".join(words)
@@ -161,11 +184,13 @@ def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
 
 
 def generalisation(e: Evidence, base: Evidence) -> tuple[str, str]:
+    chance = at_chance(base)
     unseen, seen = change(e.adherence_unseen, base.adherence_unseen), change(e.adherence_validation,
                                                                               base.adherence_validation)
-    gap = unseen - seen if unseen is not None and seen is not None else None
+    gap = unseen - seen if unseen is not None and seen is not None and not chance else None
     seeds = ratio(e.diversity_seeds, base.diversity_seeds)
-    words = [f"unseen prompts {gap:+.1%} against the validation captions" if gap is not None else "unseen prompts n/a",
+    words = [f"unseen prompts {gap:+.1%} against the validation captions" if gap is not None else
+             f"unseen prompts {chance or 'n/a'}",
              f"diversity across seeds {seeds:.2f}x epoch 0's" if seeds is not None else "diversity across seeds n/a"]
     return worst_level("generalisation", graded(gap, GAP_HIGH, GAP_MODERATE),
                        graded(seeds, DIVERSITY_HIGH, DIVERSITY_MODERATE)), "; ".join(words)
