@@ -213,6 +213,35 @@ def test_nothing_to_select_is_said_not_raised():
     assert rejected.epoch is None and "every sampled epoch is rejected" in rejected.reasons[-1]
 
 
+TEN_EPOCHS_TRAIN = curve([1.0 - 0.01 * e for e in range(10)])
+
+
+@pytest.mark.parametrize("val, cells, rejected, expect", [
+    ([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2], {}, [], 5),                 # a clear minimum
+    ([1.0, 0.7, 0.45, 0.401, 0.4, 0.402, 0.4, 0.398, 0.401, 0.402], {}, [], 5),         # a plateau: its start
+    ([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2], {}, [5], 4),                 # the minimum rejected
+    ([1.0, 0.8, 0.6, 0.5, 0.45, 0.42, 0.4, 0.45, 0.6, 0.8],
+     {6: {"overfit_signs": "present"}, 7: {"overfit_signs": "present"}}, [], 4),       # rolled back 2 from 6
+    ([1.0, 0.8, 0.3, 0.75, 0.6, 0.5, 0.45, 0.47, 0.5, 0.55], {}, [], 6),                # one dip at 3 decides nothing
+])
+def test_the_answers_on_small_tables(val, cells, rejected, expect):
+    """The cases the selection answered before this rule (scorecard.select), with the same answers; the
+    dip case chooses 6, within the noise of the smoothed minimum at 7 and nearer the start."""
+    table = rows(range(1, 11), cells)
+    for row in table:
+        row.reject = row.epoch in rejected
+    assert selection.select(table, curve(val), TEN_EPOCHS_TRAIN).epoch == expect
+
+
+def test_undertrained_with_nothing_sampled_later_keeps_it_and_names_what_would_settle_it():
+    val = curve([1.0, 0.8, 0.6, 0.5, 0.45, 0.4, 0.41, 0.42, 0.43, 0.44])
+    train = curve([1.0, 0.8, 0.6, 0.5, 0.42, 0.36, 0.3, 0.28, 0.27, 0.27])  # still falling at 6
+    assert selection.select(rows([2, 4, 6, 9, 10], {6: {"visual_fidelity": "poor"}}), val, train).epoch == 9
+    kept = selection.select(rows([2, 4, 6], {6: {"visual_fidelity": "poor"}}), val, train)
+    assert kept.epoch == 6 and kept.to_sample == [7, 8, 9, 10]
+    assert "samples of epoch 7, 8, 9, 10 would settle it: add them to validate.epochs" in kept.reasons[-1]
+
+
 def test_the_selection_file_keeps_its_keys_and_adds_the_steps(tmp_path):
     chosen = selection.select(rows(range(2, 31, 2)), u_curve(), FALLING_THEN_FLAT)
     selection.write_selection(tmp_path / "selected.json", chosen)
