@@ -92,6 +92,7 @@ class Judge:
     def __init__(self, rows: dict[int, Row], minimum: loss_trend.Minimum, train: dict[int, float]):
         self.rows, self.minimum, self.train, self.start = rows, minimum, train, minimum.start
         self.cache: dict[int, list[Sign]] = {}
+        self.own_cache: dict[int, list[Sign]] = {}
         before = [r for e, r in rows.items() if self.start is None or e <= self.start]
         self.best_before = {c: min((level_rank(c, r.levels[c]) for r in before if r.levels[c] in LEVELS[c]),
                                    default=None) for c in ("prompt_accuracy", "generalisation")}
@@ -131,7 +132,7 @@ class Judge:
 
     def guide_steps(self, epoch: int, direction: int) -> list[int]:
         """The eligible sampled epochs 2-4 epochs from `epoch` in `direction`: where the guide would step."""
-        return [e for e in (epoch + direction * d for d in range(STEP, REACH + 1)) if self.eligible(e)]
+        return [e for e in away(epoch, direction) if self.eligible(e)]
 
     def eligible(self, epoch: int) -> bool:
         """Sampled, not rejected, with a finite validation loss (where the run has one)."""
@@ -142,9 +143,14 @@ class Judge:
         return any(s.kind == kind for s in self.own_signs(epoch))
 
     def own_signs(self, epoch: int) -> list[Sign]:
-        """What the row's own levels show (nothing for an epoch that was not sampled)."""
-        if epoch not in self.rows:
-            return []
+        """What the row's own levels show (nothing for an epoch that was not sampled); a copy, as `signs`
+        adds to it."""
+        if epoch not in self.own_cache:
+            self.own_cache[epoch] = self.read_levels(epoch) if epoch in self.rows else []
+        return list(self.own_cache[epoch])
+
+    def read_levels(self, epoch: int) -> list[Sign]:
+        """The signs of a sampled row's four levels (see the module docstring, 2)."""
         levels = self.rows[epoch].levels
         weight = {c: level_rank(c, levels[c]) for c in CRITERIA}
         out = []
@@ -221,6 +227,11 @@ class Judge:
         return "; ".join(s.text for s in signs) if signs else "no signs"
 
 
+def away(epoch: int, direction: int, nearest: int = STEP) -> list[int]:
+    """The epochs `nearest`..REACH epochs from `epoch` in `direction` (-1 back, 1 ahead), nearest first."""
+    return [epoch + direction * d for d in range(nearest, REACH + 1)]
+
+
 def epochs_words(epochs) -> str:
     return ", ".join(map(str, epochs))
 
@@ -278,8 +289,7 @@ def select(rows: list[Row], val: dict[int, float], train: dict[int, float],
     for kind, direction in ((OVER, -1), (UNDER, 1)):  # beside a sign, where the guide's 2-4 step was not sampled
         if judge.shows(chosen - direction, kind) and not judge.guide_steps(chosen - direction, direction):
             source = chosen - direction
-            selection.to_sample += [source + direction * d for d in range(STEP, REACH + 1)
-                                    if source + direction * d in saved]
+            selection.to_sample += [e for e in away(source, direction) if e in saved]
     selection.epoch = chosen
     selection.steps.append({"epoch": chosen, "action": "stop", "why": why})
     selection.to_sample = sorted(set(selection.to_sample) - set(by_epoch))
@@ -314,19 +324,16 @@ def step(judge: Judge, chosen: int, eligible: list[int], visited: list[int], sav
     if not signs:
         return None, "stop", "no overtraining or undertraining signs", []
     if all(s.beside is not None for s in signs):  # 1 epoch from another's signs: the guide's 2-4 were not better
-        words = []
-        for s in signs:
-            direction = -1 if s.kind == OVER else 1
-            words += [s.beside + direction * d for d in range(STEP, REACH + 1)
-                      if s.beside + direction * d not in judge.rows and s.beside + direction * d in saved]
+        unsampled = [e for s in signs for e in away(s.beside, -1 if s.kind == OVER else 1)
+                     if e not in judge.rows and e in saved]
         return (None, "stop", f"{judge.describe(chosen)}, and no sampled epoch {STEP}-{REACH} epochs from it "
-                f"stands better", words)
+                f"stands better", unsampled)
     kinds = {s.kind for s in signs if s.beside is None} - {""}
     standing = judge.standing(chosen)
     if len(kinds) == 1:  # the guide's step, onto a row that stands as well or better
         direction = -1 if kinds == {OVER} else 1
         action, what, side = ("roll back", OVER, "back") if direction < 0 else ("advance", UNDER, "ahead")
-        near = [chosen + direction * d for d in range(1, REACH + 1)]
+        near = away(chosen, direction, nearest=1)
         acceptable = [e for e in near if e in eligible and e not in visited and judge.standing(e) <= standing]
     else:  # signs that point no way (or both ways): a row that stands better on either side
         action, side = "move", "either way"
