@@ -21,6 +21,7 @@ rule validation_prompts:
         intent=config["intent"],
         cap=VALIDATE["prompts"],
         extra=VALIDATE["extra_prompts"],
+        probe=VALIDATE["train_captions"],
     log:
         f"logs/runs/{RUN}/validate/prompts.log",
     resources:
@@ -144,6 +145,7 @@ rule reference_photos:
         "results/dataset/reference.json",
     params:
         min_face=SELECT["min_face"],
+        sample_side=VALIDATE["resolution"],  # sharpness compared at the samples' size
     log:
         "logs/dataset/reference.log",
     resources:

@@ -149,6 +149,23 @@ def test_evaluation_prompts_in_order_with_origins():
     assert [p.name for p in prompts] == [f"p{i:02d}" for i in range(1, 9)] and not missed
 
 
+def test_a_few_training_captions_are_the_memorisation_probe_last():
+    """validate.train_captions: that many training photos' captions, spread over the photos in name order,
+    after every other prompt; a caption that repeats an earlier prompt is not sampled twice."""
+    training = {f"t{i:02d} [x]": f"mira, pose {i}" for i in range(10)} | {"t99": "mira, in the rain"}
+    prompts, _ = validate_prompts.compose("mira", Intent.from_config(INTENT, VOCABULARY), VOCABULARY, 12,
+                                          {"café [2]": "mira, sitting, serious"}, ["mira, in the rain"], training, 3)
+    probe = [p for p in prompts if p.origin.startswith("training photo ")]
+    assert [p.origin for p in probe] == ["training photo t00 [x]", "training photo t03 [x]", "training photo t07 [x]"]
+    assert prompts[-3:] == probe and probe[0].text == "mira, pose 0"
+    assert [validate_prompts.training_photo(p.origin) for p in probe] == ["t00 [x]", "t03 [x]", "t07 [x]"]
+    assert validate_prompts.original(prompts[4].origin) == "p02" and validate_prompts.original("extra") is None
+    assert validate_prompts.spread(["b", "a"], 5) == ["a", "b"] and validate_prompts.spread(["a", "b"], 0) == []
+    everything, _ = validate_prompts.compose("mira", Intent.from_config(INTENT, VOCABULARY), VOCABULARY, 12, {},
+                                             ["mira, in the rain"], {"t99": "mira, in the rain"}, 3)
+    assert not any(p.origin.startswith("training photo") for p in everything)   # the extra prompt already
+
+
 def test_coverage_counts_the_captions_that_carry_each_value():
     intent = Intent.from_config({"scenes": ["park", "beach"], "expressions": ["smile"], "poses": ["arms up"]},
                                 VOCABULARY)

@@ -9,16 +9,25 @@ Per sample (one prompt x seed of one epoch):
   the prompt's tags by the dataset's own tagger (WD14 or a vision-language model) run on the sample,
   in the caption vocabulary's words; and the same against another prompt of the set (the prompt half
   the list away), the level a model that ignores its prompt reaches (scorecard.at_chance);
-- copying: the Hamming distance of the sample's perceptual hash (imagededup's PHash, 64 bits) to the
-  nearest training photo or its mirror image, and the structural similarity (SSIM) to that photo at
-  64x64. Unrelated photos sit 20 bits or more apart (skimage's 20 sample photos: 11 of 190 pairs under
-  26, the closest 20), re-encodes and rescales 2 or fewer: a sample within
-  `copy_bits` repeats a training photo's composition;
-- over-sharpening: the high-frequency energy, the mean squared Laplacian over the variance of the grey
-  image at a 256-pixel short side (a scale-free ratio: halos and exaggerated texture raise it);
-- burned highlights: the share of pixels blown to white (every channel 250 or more).
-Sharpness and highlights are judged against the training photos' own distribution (their 95th
-percentile), so a dataset of crisp studio shots does not read as over-sharpened.
+- copying, by two measures: the Hamming distance of the sample's perceptual hash (imagededup's PHash,
+  64 bits) to the nearest framing of a training photo (the whole photo, its central 90 % and 80 %, its
+  four 90 % corners, each also mirrored: a copy shifted or zoomed by up to a tenth), and the structural
+  similarity (SSIM, grey 64x64) to that framing averaged over the subject only (`subject`: the pixels
+  that differ from a plain backdrop, of either picture; the whole frame where there is no plain
+  backdrop). A sample within `copy_bits` and at COPY_SSIM or more repeats a training photo. Measured
+  on edits of 21 real photos (skimage's and matplotlib's samples; benchmarks/metric_thresholds.py):
+  re-encodes, rescales, blurs, brightened, shifted, zoomed and redrawn copies 8 bits or fewer and SSIM
+  0.82 or more; unrelated photos 18 bits or more and SSIM 0.35 or less; unrelated photos pasted at 30 %
+  on white as close as 6 bits (53 of 210 pairs within 12) but SSIM 0.48 or less;
+- sharpness: the high-frequency energy, the mean squared Laplacian over the variance of the grey
+  image at a 256-pixel short side (a scale-free ratio: halos and exaggerated texture raise it, blur
+  lowers it: astronaut 0.30 sharp, 0.11 at blur radius 1, 0.025 at 2);
+- burned highlights: the share of the subject's pixels blown to white (every channel 250 or more),
+  so that a white backdrop is not a burned highlight (nor is a sky blown so far that it reads as one:
+  astronaut brightened 2.5x keeps 7 % of its pixels blown on the subject, 43 % of the frame);
+Sharpness and highlights are judged against the training photos' own distribution (over-sharpened and
+blown: beyond their 95th percentile; softer: below their 5th), so a dataset of crisp studio shots does
+not read as over-sharpened, nor one of soft film scans as undertrained.
 
 Per epoch, over the samples: the diversity across seeds (the mean 1 - SSIM at 64x64 between the
 samples of one prompt with different seeds) and the prompt sensitivity (the same between samples of
@@ -38,19 +47,29 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from charlora import atomic, faces
+from charlora import atomic, faces, masks, validate_prompts
 
-COMPARE_SIDE = 256      # sharpness is measured at this short side
+COMPARE_SIDE = 256      # sharpness and the subject are measured at this short side
 THUMB = 64              # SSIM is measured on grey thumbnails of this size
 WHITE = 250             # a pixel whose every channel is at least this is blown out
-TRAINING_PERCENTILE = 95
+TRAINING_PERCENTILE = 95       # beyond this of the training photos: sharper, more blown
+SOFT_PERCENTILE = 5            # below this: softer than the training photos
+BACKDROP_TOLERANCE = 30.0      # RGB distance from the fitted backdrop that still counts as backdrop
+# The framings of a training photo that a copy is looked for in: (name, left, top, right, bottom) as
+# shares of the width and height. A sample shifted or zoomed by up to a tenth matches one of them.
+FRAMINGS = [("whole", 0, 0, 1, 1), ("centre 90 %", .05, .05, .95, .95), ("centre 80 %", .1, .1, .9, .9),
+            ("top left 90 %", 0, 0, .9, .9), ("top right 90 %", .1, 0, 1, .9),
+            ("bottom left 90 %", 0, .1, .9, 1), ("bottom right 90 %", .1, .1, 1, 1)]
+
+
+def resized(image: Image.Image, short_side: int, resample=Image.Resampling.LANCZOS) -> Image.Image:
+    """`image` scaled so that its short side is `short_side`."""
+    scale = short_side / min(image.size)
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
 
 
 def grey(image: Image.Image, short_side: int) -> np.ndarray:
-    image = image.convert("L")
-    scale = short_side / min(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return np.asarray(image.resize(size, Image.Resampling.LANCZOS), dtype=np.float64) / 255.0
+    return np.asarray(resized(image.convert("L"), short_side), dtype=np.float64) / 255.0
 
 
 def thumbnail(image: Image.Image) -> np.ndarray:
@@ -66,8 +85,24 @@ def high_frequency(image: Image.Image) -> float:
     return float(np.mean(laplace(pixels) ** 2) / variance) if variance > 1e-8 else 0.0
 
 
-def blown_share(image: Image.Image) -> float:
-    return float((np.asarray(image.convert("RGB")).min(axis=2) >= WHITE).mean())
+def subject(image: Image.Image) -> np.ndarray:
+    """Where the subject is (boolean, the image's size): the pixels that differ from a plain backdrop
+    (masks.colour_key_mask, fitted at COMPARE_SIDE); the whole frame when there is no plain backdrop."""
+    rgb = image.convert("RGB")
+    small = resized(rgb, COMPARE_SIDE, Image.Resampling.BOX) if min(rgb.size) > COMPARE_SIDE else rgb
+    key = masks.colour_key_mask(small, BACKDROP_TOLERANCE)
+    if key.border_distance > BACKDROP_TOLERANCE * masks.PLAIN_BACKDROP_SHARE or not (key.alpha >= 0.5).any():
+        return np.ones((rgb.height, rgb.width), bool)
+    alpha = Image.fromarray(np.where(key.alpha >= 0.5, 255, 0).astype(np.uint8)).resize(rgb.size,
+                                                                                       Image.Resampling.NEAREST)
+    return np.asarray(alpha) > 0
+
+
+def blown_share(image: Image.Image, region: np.ndarray | None = None) -> float:
+    """The share of `region`'s pixels (default: the subject) blown to white."""
+    region = subject(image) if region is None else region
+    blown = np.asarray(image.convert("RGB")).min(axis=2) >= WHITE
+    return float(blown[region].mean()) if region.any() else 0.0
 
 
 def phash(image: Image.Image) -> str:
@@ -80,10 +115,28 @@ def hamming(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
+def ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Structural similarity of two grey thumbnails, averaged over `where` (default: everywhere)."""
     from skimage.metrics import structural_similarity
 
-    return float(structural_similarity(a, b, data_range=1.0))
+    if where is None or not where.any():
+        return float(structural_similarity(a, b, data_range=1.0))
+    _, local = structural_similarity(a, b, data_range=1.0, full=True)
+    return float(local[where].mean())
+
+
+def framing(image: Image.Image, name: str, mirrored: bool) -> Image.Image:
+    """One of FRAMINGS of `image`, mirrored after cropping when asked."""
+    _, left, top, right, bottom = next(f for f in FRAMINGS if f[0] == name)
+    w, h = image.size
+    crop = image.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
+    return ImageOps.mirror(crop) if mirrored else crop
+
+
+def mask_thumbnail(region: np.ndarray) -> np.ndarray:
+    """A boolean mask at THUMB x THUMB (the thumbnails' pixels that are mostly inside it)."""
+    mask = Image.fromarray(region.astype(np.uint8) * 255)
+    return np.asarray(mask.resize((THUMB, THUMB), Image.Resampling.BOX)) >= 128
 
 
 @dataclass
@@ -91,10 +144,9 @@ class Photo:
     """What is compared of one training photo."""
     id: str
     face: list[float] | None         # dlib descriptor of its largest face
-    hash: str
-    mirror_hash: str
+    hashes: dict[str, str]           # perceptual hash of each framing ("whole", ..., "whole mirrored", ...)
     high_frequency: float
-    blown: float
+    blown: float                     # share of the subject blown to white
 
 
 @dataclass
@@ -116,17 +168,41 @@ class Reference:
         return self.limit([p.high_frequency for p in self.photos])
 
     @cached_property
+    def softness_limit(self) -> float:
+        values = [p.high_frequency for p in self.photos]
+        return float(np.percentile(values, SOFT_PERCENTILE)) if values else 0.0
+
+    @cached_property
     def blown_limit(self) -> float:
-        return max(self.limit([p.blown for p in self.photos]), 0.01)  # at least 1 % of the frame
+        return max(self.limit([p.blown for p in self.photos]), 0.01)  # at least 1 % of the subject
 
-    def thumbnails(self, folder: Path) -> dict[str, np.ndarray]:
-        return {p.id: thumbnail(Image.open(folder / f"{p.id}.png")) for p in self.photos}
+    @cached_property
+    def face_share(self) -> float | None:
+        """The share of the training photos with a face of `min_face` or more."""
+        return len(self.face_descriptors) / len(self.photos) if self.photos else None
+
+    def pictures(self, folder: Path) -> dict[str, Image.Image]:
+        """The training photos at COMPARE_SIDE (what a sample's framing and SSIM are measured on)."""
+        pictures = {}
+        for p in self.photos:
+            with Image.open(folder / f"{p.id}.png") as im:
+                pictures[p.id] = resized(im.convert("RGB"), COMPARE_SIDE)
+        return pictures
 
 
-def describe_photo(image_id: str, image: Image.Image, min_face: int) -> Photo:
+def framing_hashes(image: Image.Image) -> dict[str, str]:
+    return {f"{name}{' mirrored' if mirrored else ''}": phash(framing(image, name, mirrored))
+            for mirrored in (False, True) for name, *_ in FRAMINGS}
+
+
+def describe_photo(image_id: str, image: Image.Image, min_face: int, sample_side: int | None = None) -> Photo:
+    """`sample_side`: the validation samples' short side. Sharpness is measured on the photo brought down
+    to it first, so that photos and samples are compared at one scale (a 64-pixel sample cannot hold a
+    1024-pixel photo's detail, and is not softer for that)."""
     face = faces.largest_face(image, min_face)
-    return Photo(image_id, face.descriptor.round(6).tolist() if face else None, phash(image),
-                 phash(ImageOps.mirror(image)), round(high_frequency(image), 6), round(blown_share(image), 6))
+    at_sample_size = resized(image, sample_side) if sample_side and sample_side < min(image.size) else image
+    return Photo(image_id, face.descriptor.round(6).tolist() if face else None, framing_hashes(image),
+                 round(high_frequency(at_sample_size), 6), round(blown_share(image), 6))
 
 
 def write_reference(path: Path, reference: Reference) -> None:
@@ -144,44 +220,48 @@ class SampleScore:
     """One sample's measurements (None: not measurable, e.g. no face in the picture)."""
     prompt: str
     seed: int
-    unseen: bool                       # the token, an intent or an extra prompt (not a validation photo's caption)
+    unseen: bool                       # the token, an intent, a variant or an extra prompt (not a photo's caption)
+    origin: str = ""                   # the prompt's origin (validate_prompts: "variant of p03: ...", ...)
     face: bool = False
     face_distance: float | None = None
     face_match: bool | None = None
     adherence: float | None = None
     adherence_shuffled: float | None = None  # the same measure against another prompt of the set: chance
-    copy_bits: int | None = None
-    copy_ssim: float | None = None
-    nearest: str = ""                  # the training photo it is closest to ("<id> (mirrored)")
+    copy_bits: int | None = None       # perceptual-hash distance to the nearest framing of a training photo
+    copy_ssim: float | None = None     # SSIM to that framing over the subject
+    nearest: str = ""                  # that photo and framing ("<id> (whole mirrored)")
     high_frequency: float = 0.0
     sharper_than_training: bool = False
-    blown: float = 0.0
+    softer_than_training: bool = False
+    blown: float = 0.0                 # share of the subject blown to white
     blown_beyond_training: bool = False
 
 
-def score_sample(image: Image.Image, reference: Reference, thumbs: dict[str, np.ndarray], face_threshold: float,
+def score_sample(image: Image.Image, reference: Reference, pictures: dict[str, Image.Image], face_threshold: float,
                  score: SampleScore) -> SampleScore:
-    """Fill in everything but the adherence (which runs one model over all samples at once)."""
+    """Fill in everything but the adherence (which runs one model over all samples at once);
+    `pictures`: Reference.pictures. A training caption's sample (the memorisation probe) is compared with
+    its own photo only; every other sample with the nearest training photo."""
     descriptors = reference.face_descriptors
     face = faces.largest_face(image, reference.min_face) if len(descriptors) else None
     if face is not None:
         distance = float(faces.distances(face.descriptor, descriptors).mean())
         score.face, score.face_distance, score.face_match = True, round(distance, 4), distance < face_threshold
-    sample_hash, small = phash(image), thumbnail(image)
-    best = None
-    for photo in reference.photos:
-        for mirrored, other in ((False, photo.hash), (True, photo.mirror_hash)):
-            bits = hamming(sample_hash, other)
-            if best is None or bits < best[0]:
-                best = (bits, photo.id, mirrored)
-    if best is not None:
-        bits, image_id, mirrored = best
-        theirs = thumbs[image_id][:, ::-1] if mirrored else thumbs[image_id]
-        score.copy_bits, score.copy_ssim = bits, round(ssim(small, theirs), 4)
-        score.nearest = image_id + (" (mirrored)" if mirrored else "")
+    sample_hash, region = phash(image), subject(image)
+    own = validate_prompts.training_photo(score.origin)
+    candidates = [p for p in reference.photos if p.id == own] or reference.photos
+    nearest = min(((hamming(sample_hash, h), photo.id, name) for photo in candidates
+                   for name, h in photo.hashes.items()), key=lambda n: n[0], default=None)  # ties: the first
+    if nearest is not None:
+        bits, image_id, name = nearest
+        theirs = framing(pictures[image_id], name.removesuffix(" mirrored"), name.endswith(" mirrored"))
+        where = mask_thumbnail(region) | mask_thumbnail(subject(theirs))
+        score.copy_bits, score.copy_ssim = bits, round(ssim(thumbnail(image), thumbnail(theirs), where), 4)
+        score.nearest = f"{image_id} ({name})"
     score.high_frequency = round(high_frequency(image), 6)
     score.sharper_than_training = score.high_frequency > reference.sharpness_limit
-    score.blown = round(blown_share(image), 6)
+    score.softer_than_training = score.high_frequency < reference.softness_limit
+    score.blown = round(blown_share(image, region), 6)
     score.blown_beyond_training = score.blown > reference.blown_limit
     return score
 
@@ -214,14 +294,15 @@ class ClipScorer:
         self.model = CLIPModel.from_pretrained(folder, local_files_only=True).to(device).eval()
         self.processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
 
-    def __call__(self, image: Image.Image, text: str) -> float:
+    def __call__(self, image: Image.Image, *texts: str) -> list[float]:
+        """The image's CLIP score against each text (one forward pass of the image for all of them)."""
         torch = self.torch
-        inputs = self.processor(text=[text], images=[image.convert("RGB")], return_tensors="pt", padding=True,
+        inputs = self.processor(text=list(texts), images=[image.convert("RGB")], return_tensors="pt", padding=True,
                                 truncation=True).to(self.device)
         with torch.no_grad():
             out = self.model(**inputs)  # image_embeds and text_embeds: projected and L2-normalised
-        cosine = (out.image_embeds * out.text_embeds).sum().item()
-        return round(100 * cosine, 4)
+        cosines = (out.text_embeds @ out.image_embeds[0]).tolist()
+        return [round(100 * c, 4) for c in cosines]
 
 
 def tag_recall(prompt: str, token: str, tags: list[str], vocabulary=None) -> float | None:
@@ -242,6 +323,7 @@ class EpochScores:
     epoch: int
     adherence_method: str                   # "CLIP score (<folder>)", "tag recall (<tagger>)" or "n/a: <why>"
     identity_method: str                    # how faces were compared, or "n/a: <why>"
+    training_face_share: float | None = None  # the training photos' share with a face (Reference.face_share)
     diversity_seeds: float | None = None
     diversity_prompts: float | None = None
     samples: list[SampleScore] = field(default_factory=list)
@@ -267,6 +349,11 @@ def adherence_method(clip_folder: str | None, captions_config: dict) -> str:
             "new pictures")
 
 
+def unseen(origin: str) -> bool:
+    """Whether a prompt of this origin is new to the model (not a photo's caption)."""
+    return not origin.startswith((validate_prompts.VALIDATION_PHOTO, validate_prompts.TRAINING_PHOTO))
+
+
 def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], reference: Reference,
                 reference_images: Path, face_threshold: float, clip_folder: str | None, captions_config: dict,
                 token: str, device: str = "cpu", progress=None) -> EpochScores:
@@ -283,8 +370,8 @@ def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], refer
                 f"faces of {reference.min_face} px or more" if has_faces else
                 f"n/a: no face of {reference.min_face} px or more in any training photo (a drawn or faceless "
                 "character)")
-    result = EpochScores(epoch, method, identity)
-    thumbs_of_training = reference.thumbnails(reference_images)
+    result = EpochScores(epoch, method, identity, reference.face_share)
+    pictures = reference.pictures(reference_images)
     thumbs = {}
     for i, prompt in enumerate(prompts):
         other = prompts[(i + len(prompts) // 2) % len(prompts)] if len(prompts) > 1 else None
@@ -292,11 +379,11 @@ def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], refer
             path = folder / sample.image_name(prompt, seed)
             with Image.open(path) as im:
                 image = im.convert("RGB")
-            score = score_sample(image, reference, thumbs_of_training, face_threshold,
-                                 SampleScore(prompt.name, seed, not prompt.origin.startswith("validation photo")))
+            score = score_sample(image, reference, pictures, face_threshold,
+                                 SampleScore(prompt.name, seed, unseen(prompt.origin), prompt.origin))
             if clip is not None:
-                score.adherence = clip(image, prompt.text)
-                score.adherence_shuffled = clip(image, other.text) if other else None
+                score.adherence, *shuffled = clip(image, prompt.text, *([other.text] if other else []))
+                score.adherence_shuffled = shuffled[0] if shuffled else None
             elif tagger is not None:
                 found = [t["name"] for t in tags.tag_image(path, captions_config, tagger)["tags"]]
                 score.adherence = tag_recall(prompt.text, token, found, vocabulary)

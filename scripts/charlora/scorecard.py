@@ -6,11 +6,17 @@ Each sampled epoch gets the guide's four criteria, each a level derived from the
 | criterion | levels | from |
 |---|---|---|
 | prompt accuracy | high / moderate / low | adherence change and prompt sensitivity against epoch 0 |
-| visual fidelity | excellent / good / poor / over-sharpened / burned | identity; sharpness and blown highlights against the training photos |
-| generalisation | high / moderate / poor | adherence on unseen (intent) prompts against the validation captions; diversity across seeds |
-| overfit signs | none / slight / present | copied compositions and their trend, diversity collapse, validation loss past its minimum |
+| visual fidelity | excellent / good / poor / over-sharpened / burned | identity; faces kept; sharpness (both ways) and blown highlights on the subject against the training photos |
+| generalisation | high / moderate / poor | adherence on unseen (intent) prompts against the validation captions; phrasing variants against their originals; diversity across seeds |
+| overfit signs | none / slight / present | copies (two measures) against epoch 0, their trend, training captions that bring back their own photo, diversity collapse, validation loss past its minimum |
 
-The thresholds are the constants below (README, "Scorecard"). A user's review file
+The thresholds are the constants below (README, "Scorecard"). A flag (over-sharpened, softer, burned,
+faces lost, copies present) needs both a share of the samples (FLAGGED of them beyond the training
+photos) and a change against epoch 0 that chance does not explain: each sample is paired with its
+epoch-0 twin (same prompt and seed) and the pairs that moved the flag's way must be significantly more
+than those that moved back (a one-sided sign test at SIGNIFICANCE: of 40 pairs, 26 or more). An epoch
+that changed nothing is flagged at most 4 % of the time. Without twins the share must exceed epoch 0's
+(with no epoch 0 at all, the share alone decides). A user's review file
 (`<dataset>/review/<run>/epoch-<eee>.yaml`) sets any of the four cells, adds a note, or rejects the
 epoch; its word wins over the measurement.
 
@@ -20,6 +26,7 @@ The selection reads these rows: selection.py.
 from __future__ import annotations
 
 import csv
+import math
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -27,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from charlora import atomic
+from charlora import atomic, validate_prompts
 from charlora.config import ConfigError
 from charlora.loss_trend import Minimum
 
@@ -45,12 +52,35 @@ ADHERENCE_HIGH, ADHERENCE_MODERATE = -0.05, -0.15     # relative change of the m
 SENSITIVITY_HIGH, SENSITIVITY_MODERATE = 0.8, 0.6     # prompt sensitivity / epoch 0's
 MATCH_EXCELLENT, MATCH_GOOD = 0.8, 0.5                # share of faces that match the training faces
 FACES_EXCELLENT = 0.5                                 # share of samples with a face, for "excellent"
-FLAGGED = 0.25                                        # share of samples sharper / more blown than training
+FLAGGED = 0.25                                        # share of samples sharper / softer / more blown than training
+SIGNIFICANCE = 0.05                                   # one-sided sign test against the epoch-0 twins
 GAP_HIGH, GAP_MODERATE = -0.05, -0.15                 # unseen minus validation-caption adherence change
 DIVERSITY_HIGH, DIVERSITY_MODERATE = 0.8, 0.6         # diversity across seeds / epoch 0's
 DIVERSITY_COLLAPSE = 0.5                              # below this: overfit sign "present"
-COPIED_PRESENT = 0.25                                 # share of samples within copy_bits of a training photo
+COPIED_PRESENT = 0.25                                 # share of samples that copy a training photo
+COPY_SSIM = 0.6                                       # subject SSIM of a copy (copies 0.82+, unrelated 0.48-)
 COPY_TREND = 0.75                                     # median copy distance / epoch 0's: below is a sign
+
+
+def sign_test(more: int, fewer: int) -> float:
+    """The chance of `more` or more of `more + fewer` pairs moving one way when either way is equally
+    likely (one-sided; 1.0 for no pairs)."""
+    n = more + fewer
+    return sum(math.comb(n, k) for k in range(more, n + 1)) / 2 ** n
+
+
+@dataclass
+class Pairs:
+    """An epoch's samples against their epoch-0 twins (same prompt, same seed): how many went up and how
+    many went down in one measure (ties left out)."""
+    up: int = 0
+    down: int = 0
+
+    def rose(self) -> bool:
+        return sign_test(self.up, self.down) < SIGNIFICANCE
+
+    def fell(self) -> bool:
+        return sign_test(self.down, self.up) < SIGNIFICANCE
 
 
 @dataclass
@@ -59,18 +89,29 @@ class Evidence:
     adherence: float | None = None
     adherence_unseen: float | None = None
     adherence_validation: float | None = None
+    adherence_by_prompt: dict[str, float] = field(default_factory=dict)   # mean over seeds, by prompt name
+    variants: dict[str, str] = field(default_factory=dict)               # variant prompt -> its original
     adherence_shuffled: float | None = None      # the same samples against other prompts: chance
     adherence_margin: float | None = None        # mean of (own - shuffled) over the samples
     adherence_margin_error: float | None = None  # its standard error
     face_share: float | None = None
+    training_face_share: float | None = None     # the training photos' share with a face
     match_share: float | None = None
     face_distance: float | None = None
     sharper_share: float | None = None
+    softer_share: float | None = None
     blown_share: float | None = None
-    copied_share: float | None = None
+    copied_share: float | None = None            # of the samples of other prompts than training captions
     copy_median: float | None = None
+    memorised_share: float | None = None         # of the training captions' samples: their own photo again
     diversity_seeds: float | None = None
     diversity_prompts: float | None = None
+    # against the epoch-0 twins (None: no epoch 0 to pair with)
+    face_pairs: Pairs | None = None              # up: a face found where the twin had none
+    sharpness_pairs: Pairs | None = None         # up: more high-frequency energy than the twin
+    blown_pairs: Pairs | None = None
+    copy_pairs: Pairs | None = None              # up: a copy where the twin copied nothing
+    memorised_pairs: Pairs | None = None         # up: the own photo again where the twin did not draw it
 
 
 def mean(values) -> float | None:
@@ -78,30 +119,72 @@ def mean(values) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def evidence(scores, copy_bits: int) -> Evidence:
-    """The epoch's figures from its sample_metrics.EpochScores."""
+def is_copy(sample, copy_bits: int) -> bool:
+    """Both measures agree: the hash within `copy_bits` and the subject's SSIM at COPY_SSIM or more."""
+    return (sample.copy_bits is not None and sample.copy_bits <= copy_bits and sample.copy_ssim is not None
+            and sample.copy_ssim >= COPY_SSIM)
+
+
+def memorised(sample, copy_bits: int) -> bool:
+    """A training caption's sample that is a copy of that very photo."""
+    photo = validate_prompts.training_photo(sample.origin)
+    return photo is not None and is_copy(sample, copy_bits) and sample.nearest.startswith(f"{photo} (")
+
+
+def share(samples, flag) -> float | None:
+    return sum(bool(flag(s)) for s in samples) / len(samples) if samples else None
+
+
+def evidence(scores, copy_bits: int, base_scores=None) -> Evidence:
+    """The epoch's figures from its sample_metrics.EpochScores; `base_scores`, epoch 0's, pairs each sample
+    with its twin."""
     samples = scores.samples
     with_face = [s for s in samples if s.face]
-    copies = [s.copy_bits for s in samples if s.copy_bits is not None]
+    probe = [s for s in samples if validate_prompts.training_photo(s.origin) is not None]
+    others = [s for s in samples if validate_prompts.training_photo(s.origin) is None]
+    copies = [s.copy_bits for s in others if s.copy_bits is not None]
+    twins = {(s.prompt, s.seed): s for s in base_scores.samples} if base_scores is not None else {}
+
+    def paired(value, among=samples) -> Pairs | None:
+        pairs = [(s, twins[s.prompt, s.seed]) for s in among if (s.prompt, s.seed) in twins]
+        if not pairs:
+            return None
+        return Pairs(sum(value(s) > value(t) for s, t in pairs), sum(value(s) < value(t) for s, t in pairs))
+
+    by_prompt = {}
+    for s in samples:
+        by_prompt.setdefault(s.prompt, []).append(s.adherence)
+
     differences = [s.adherence - s.adherence_shuffled for s in samples
                    if s.adherence is not None and s.adherence_shuffled is not None]
     return Evidence(
         adherence=mean(s.adherence for s in samples),
         adherence_unseen=mean(s.adherence for s in samples if s.unseen),
-        adherence_validation=mean(s.adherence for s in samples if not s.unseen),
+        adherence_validation=mean(s.adherence for s in samples
+                                  if s.origin.startswith(validate_prompts.VALIDATION_PHOTO)),
+        adherence_by_prompt={p: m for p, values in by_prompt.items() if (m := mean(values)) is not None},
+        variants={s.prompt: validate_prompts.original(s.origin) for s in samples if validate_prompts.original(s.origin)},
         adherence_shuffled=mean(s.adherence_shuffled for s in samples if s.adherence is not None),
         adherence_margin=mean(differences),
         adherence_margin_error=(statistics.stdev(differences) / len(differences) ** 0.5
                                 if len(differences) > 1 else None),
         face_share=len(with_face) / len(samples) if samples else None,
+        training_face_share=getattr(scores, "training_face_share", None),
         match_share=sum(bool(s.face_match) for s in with_face) / len(with_face) if with_face else None,
         face_distance=mean(s.face_distance for s in with_face),
-        sharper_share=sum(s.sharper_than_training for s in samples) / len(samples) if samples else None,
-        blown_share=sum(s.blown_beyond_training for s in samples) / len(samples) if samples else None,
-        copied_share=sum(b <= copy_bits for b in copies) / len(copies) if copies else None,
+        sharper_share=share(samples, lambda s: s.sharper_than_training),
+        softer_share=share(samples, lambda s: s.softer_than_training),
+        blown_share=share(samples, lambda s: s.blown_beyond_training),
+        copied_share=share([s for s in others if s.copy_bits is not None], lambda s: is_copy(s, copy_bits)),
+        memorised_share=share(probe, lambda s: memorised(s, copy_bits)),
         copy_median=statistics.median(copies) if copies else None,
         diversity_seeds=scores.diversity_seeds,
         diversity_prompts=scores.diversity_prompts,
+        face_pairs=paired(lambda s: int(s.face)),
+        sharpness_pairs=paired(lambda s: s.high_frequency),
+        blown_pairs=paired(lambda s: s.blown),
+        copy_pairs=paired(lambda s: int(is_copy(s, copy_bits)), others),
+        memorised_pairs=paired(lambda s: int(memorised(s, copy_bits)), probe),
     )
 
 
@@ -156,31 +239,72 @@ def percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share:.0%}"
 
 
-def flagged(share: float | None, base: float | None) -> bool:
-    """A flag: at least FLAGGED of the samples, and more than epoch 0 (n/a never flags)."""
-    return share is not None and share >= FLAGGED and (base is None or share > base)
+def flagged(share: float | None, base: float | None, pairs: Pairs | None, rising: bool = True,
+            least: float = FLAGGED) -> bool:
+    """A flag: at least `least` of the samples, and the pairs with epoch 0 moved that way more than chance
+    explains (`rising`: up; else down); without pairs, more than epoch 0's share. n/a never flags."""
+    if share is None or share < least:
+        return False
+    if pairs is not None:
+        return pairs.rose() if rising else pairs.fell()
+    return base is None or share > base
+
+
+def faces_lost(e: Evidence, base: Evidence) -> bool:
+    """Fewer faces than the training photos show and significantly fewer than epoch 0 drew for the same
+    prompts and seeds: the character's face is not being learnt (or is being lost)."""
+    if e.face_share is None or not e.training_face_share or e.face_share >= e.training_face_share:
+        return False
+    if e.face_pairs is not None:
+        return e.face_pairs.fell()
+    return base.face_share is not None and e.face_share < base.face_share
 
 
 def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
-    """Over-sharpened or burned where flagged; else the identity's level, "n/a" where no face was measured
+    """Over-sharpened or burned where flagged; else the worst of the identity's level and "poor" for samples
+    softer than the training photos or for faces lost; "n/a" where none of these was measured or found
     (sharpness and highlights in bounds say nothing of resemblance)."""
-    words = [f"{percent(e.sharper_share)} sharper than the training photos (epoch 0: {percent(base.sharper_share)})",
-             f"{percent(e.blown_share)} with more blown highlights (epoch 0: {percent(base.blown_share)})"]
     if e.match_share is not None:
-        words.insert(0, f"faces in {e.face_share:.0%}, {e.match_share:.0%} of them match "
-                        f"(mean distance {e.face_distance:.2f})")
+        identity = f"faces in {e.face_share:.0%}, {e.match_share:.0%} of them match (mean distance {e.face_distance:.2f})"
     else:
-        words.insert(0, "identity n/a (no face measured)")
+        identity = "identity n/a (no face measured)"
+    words = [identity]
+    if e.training_face_share:
+        words.append(f"faces in {percent(e.face_share)} of samples (training photos: {e.training_face_share:.0%}, "
+                     f"epoch 0: {percent(base.face_share)})")
+    words += [f"{percent(e.sharper_share)} sharper than the training photos (epoch 0: {percent(base.sharper_share)})",
+              f"{percent(e.softer_share)} softer (epoch 0: {percent(base.softer_share)})",
+              f"{percent(e.blown_share)} with more blown highlights on the subject "
+              f"(epoch 0: {percent(base.blown_share)})"]
     text = "; ".join(words)
-    if flagged(e.sharper_share, base.sharper_share):
+    if flagged(e.sharper_share, base.sharper_share, e.sharpness_pairs):
         return "over-sharpened", text
-    if flagged(e.blown_share, base.blown_share):
+    if flagged(e.blown_share, base.blown_share, e.blown_pairs):
         return "burned", text
-    if e.match_share is None:
-        return "n/a", text
-    if e.match_share >= MATCH_EXCELLENT and e.face_share >= FACES_EXCELLENT:
-        return "excellent", text
-    return ("good" if e.match_share >= MATCH_GOOD else "poor"), text
+    grades = []
+    if e.match_share is not None:
+        grades.append(0 if e.match_share >= MATCH_EXCELLENT and e.face_share >= FACES_EXCELLENT else
+                      1 if e.match_share >= MATCH_GOOD else 2)
+    if flagged(e.softer_share, base.softer_share, e.sharpness_pairs, rising=False):
+        grades.append(2)
+        text += "; softer than the training photos"
+    if faces_lost(e, base):
+        grades.append(2)
+        text += "; faces lost"
+    return worst_level("visual_fidelity", *grades), text
+
+
+def variant_gap(e: Evidence, base: Evidence) -> float | None:
+    """The mean, over the phrasing variants, of the variant's adherence change against epoch 0 minus its
+    original's: below 0 when the model follows the training words but not their synonyms (the guide's
+    rigid understanding)."""
+    gaps = []
+    for variant, original in e.variants.items():
+        moved = change(e.adherence_by_prompt.get(variant), base.adherence_by_prompt.get(variant))
+        reference = change(e.adherence_by_prompt.get(original), base.adherence_by_prompt.get(original))
+        if moved is not None and reference is not None:
+            gaps.append(moved - reference)
+    return mean(gaps)
 
 
 def generalisation(e: Evidence, base: Evidence) -> tuple[str, str]:
@@ -188,25 +312,39 @@ def generalisation(e: Evidence, base: Evidence) -> tuple[str, str]:
     unseen, seen = change(e.adherence_unseen, base.adherence_unseen), change(e.adherence_validation,
                                                                               base.adherence_validation)
     gap = unseen - seen if unseen is not None and seen is not None and not chance else None
+    rigid = variant_gap(e, base) if not chance else None
     seeds = ratio(e.diversity_seeds, base.diversity_seeds)
-    words = [f"unseen prompts {gap:+.1%} against the validation captions" if gap is not None else
-             f"unseen prompts {chance or 'n/a'}",
-             f"diversity across seeds {seeds:.2f}x epoch 0's" if seeds is not None else "diversity across seeds n/a"]
-    return worst_level("generalisation", graded(gap, GAP_HIGH, GAP_MODERATE),
+    if chance:
+        words = [f"unseen prompts and phrasing variants {chance}"]
+    else:
+        words = [f"unseen prompts {gap:+.1%} against the validation captions" if gap is not None else
+                 "unseen prompts n/a",
+                 f"phrasing variants {rigid:+.1%} against their originals" if rigid is not None else
+                 "phrasing variants n/a" if e.variants else "phrasing variants n/a (none composed)"]
+    words.append(f"diversity across seeds {seeds:.2f}x epoch 0's" if seeds is not None else "diversity across seeds n/a")
+    return worst_level("generalisation", graded(gap, GAP_HIGH, GAP_MODERATE), graded(rigid, GAP_HIGH, GAP_MODERATE),
                        graded(seeds, DIVERSITY_HIGH, DIVERSITY_MODERATE)), "; ".join(words)
 
 
 def overfit_signs(e: Evidence, base: Evidence, loss_past_minimum: str | None) -> tuple[str, str]:
-    """Present: many copies, collapsed diversity or two slight signs; slight: one; none: measured and
-    clean; "n/a" when neither copies nor diversity across seeds could be measured and the loss shows
-    nothing."""
+    """Present: many copies or memorised training captions (with the margin over epoch 0), collapsed
+    diversity, or two slight signs; slight: one; none: measured and clean; "n/a" when neither copies nor
+    diversity across seeds could be measured and the loss shows nothing."""
     strong, weak, unmeasured = [], [], []
+    copies = f"{percent(e.copied_share)} of samples copy a training photo (epoch 0: {percent(base.copied_share)})"
     if e.copied_share is None:
         unmeasured.append("copies n/a (no copy distances)")
-    elif e.copied_share >= COPIED_PRESENT:
-        strong.append(f"{e.copied_share:.0%} of samples copy a training photo's composition")
-    elif e.copied_share > 0:
-        weak.append(f"{e.copied_share:.0%} of samples copy a training photo's composition")
+    elif flagged(e.copied_share, base.copied_share, e.copy_pairs, least=COPIED_PRESENT):
+        strong.append(copies)
+    elif e.copied_share > (base.copied_share or 0):
+        weak.append(copies)
+    memorised = (f"{percent(e.memorised_share)} of the training captions' samples repeat their own photo "
+                 f"(epoch 0: {percent(base.memorised_share)})")
+    if e.memorised_share is not None:
+        if flagged(e.memorised_share, base.memorised_share, e.memorised_pairs, least=COPIED_PRESENT):
+            strong.append(memorised)
+        elif e.memorised_share > (base.memorised_share or 0):
+            weak.append(memorised)
     trend = ratio(e.copy_median, base.copy_median)
     if trend is not None and trend < COPY_TREND:
         weak.append(f"median distance to the nearest training photo {e.copy_median:g} bits "
@@ -220,10 +358,11 @@ def overfit_signs(e: Evidence, base: Evidence, loss_past_minimum: str | None) ->
         weak.append(loss_past_minimum)
     if strong or weak:
         return ("present" if strong or len(weak) >= 2 else "slight"), "; ".join(strong + weak + unmeasured)
-    if e.copied_share is None and seeds is None:
+    if e.copied_share is None and e.memorised_share is None and seeds is None:
         return "n/a", "; ".join(unmeasured) + "; the validation loss alone shows nothing"
-    clean = ["no copies" if e.copied_share is not None else "", "diversity kept" if seeds is not None else "",
-             "validation loss not past its minimum"]
+    clean = ["no more copies than epoch 0" if e.copied_share is not None else "",
+             "training captions not memorised" if e.memorised_share is not None else "",
+             "diversity kept" if seeds is not None else "", "validation loss not past its minimum"]
     return "none", "; ".join([w for w in clean if w] + unmeasured)
 
 
@@ -314,7 +453,7 @@ def score_rows(scores: dict[int, object], copy_bits: int, val_per_epoch: dict[in
     base = evidence(scores[0], copy_bits) if 0 in scores else Evidence()
     rows = []
     for epoch in sorted(e for e in scores if e > 0):
-        e = evidence(scores[epoch], copy_bits)
+        e = evidence(scores[epoch], copy_bits, scores.get(0))
         cells = {"prompt_accuracy": prompt_accuracy(e, base), "visual_fidelity": visual_fidelity(e, base),
                  "generalisation": generalisation(e, base),
                  "overfit_signs": overfit_signs(e, base, minimum.past(epoch))}
