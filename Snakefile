@@ -1,12 +1,31 @@
 # charlora: photos of one character -> curated dataset -> ... -> SDXL character LoRA.
 # Run the embedded demo with `snakemake --cores all`; see README.md and config/config.yaml.
 
+import os
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
+# One folder per character: `snakemake --directory <folder>` run from the checkout reads that folder's
+# config/config.yaml and writes its results/ and logs/ there, so one character never touches another's
+# files. The checkout itself is the demo's folder.
+if not Path("config/config.yaml").is_file():
+    raise FileNotFoundError(
+        f"{Path.cwd()} has no config/config.yaml. A character's folder holds its own copy: "
+        f"mkdir -p config && cp {Path(workflow.basedir) / 'config' / 'config.yaml'} config/ (then edit it)"
+    )
+
 
 configfile: "config/config.yaml"
+
+
+# The embedded demo's small settings (a tiny model on the CPU) over the guide's, whenever the dataset
+# is the demo; command-line --configfile and --config values still win.
+if config.get("dataset") == "demo":
+
+    configfile: os.path.relpath(Path(workflow.basedir) / "config" / "demo.yaml")
 
 
 include: "rules/common.smk"
@@ -24,6 +43,7 @@ include: "rules/runs.smk"
 localrules:
     all,
     dataset,
+    models,
     onetrainer,
     split,
     prune_dataset,
@@ -36,8 +56,15 @@ localrules:
     compare_runs,
 
 
+onstart:
+    check_models(workflow.dag_settings.targets)  # before any job: every model file the run needs
+    if config["dataset"] == "demo":
+        logger.info("dataset: demo, so config/demo.yaml (the demo's small CPU settings) is applied over "
+                    "config/config.yaml; its samples are noise by design (a random tiny model)")
+
+
 onsuccess:
-    print(summary.where_to_look(RUN, strays=STRAYS))
+    print(summary.where_to_look(RUN, strays=STRAYS, random_base=config["base_model"] == "tiny"))
 
 
 rule all:
@@ -50,6 +77,17 @@ rule all:
 rule dataset:
     input:
         dataset_targets,
+
+
+# `snakemake models`: every model file the config names, what it is for, its size and SHA-256, and for a
+# missing one where to get it (nothing is downloaded).
+rule models:
+    log:
+        "logs/models/check.log",
+    conda:
+        "envs/charlora.yaml"
+    script:
+        "scripts/check_models.py"
 
 
 # `snakemake onetrainer`: the curated dataset in OneTrainer's layout, with its concepts file.

@@ -114,8 +114,9 @@ def configure(ws: Path) -> dict:
     brightness_segmenter(ws / "models" / "segmenter.onnx")
     wd14_tagger(ws / "models" / "tagger")
     text = (ws / "config/config.yaml").read_text()
-    text = re.sub(r"(?m)^  tagger: \w+.*$", "  tagger: wd14\n  wd14: {folder: models/tagger}", text)
-    text = text.replace("  method: colour_key", "  method: rembg\n  rembg: {model: models/segmenter.onnx, session: u2net_custom}")
+    text = re.sub(r"(?m)^  wd14: .*$", "  wd14: {folder: models/tagger}", text)
+    text = re.sub(r"(?m)^  rembg: .*$", "  rembg: {model: models/segmenter.onnx, session: u2net_custom}", text)
+    text = text.replace("\nstrict:", "\ningest:\n  min_side: 256   # the demo's photos\nstrict:")
     (ws / "config/config.yaml").write_text(text)
     return validate_config(yaml.safe_load(text), REPO / "config" / "schema.yaml")
 

@@ -9,7 +9,7 @@ rule tag:
     output:
         "results/dataset/tags/{id}.json",
     params:
-        captions=as_json(config["captions"]),
+        captions=as_json(CAPTION_SETTINGS),
     log:
         "logs/captions/tag/{id}.log",
     resources:

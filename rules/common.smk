@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from charlora import demo, dedup, plan, refinement, scorecard, selection, summary
+from charlora import demo, dedup, model_files, plan, refinement, scorecard, selection, summary
 from charlora.config import ConfigError, base_model_path, check_consent, require_file, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images, stray_files
 
@@ -45,30 +45,34 @@ CLI_CONFIGFILES = [Path(f) for f in workflow.config_settings.configfiles]
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml",
                 [Path(f) for f in workflow.configfiles if Path(f).absolute() not in CLI_CONFIGFILES] + CLI_CONFIGFILES,
                 dict(workflow.config_settings.config))
+# The caption vocabulary: the folder's own config/caption_slots.yaml when it has one (a character's
+# folder may keep an edited copy), else the checkout's.
+VOCABULARY = Path(config["captions"]["vocabulary"])
+if not VOCABULARY.exists() and (Path(workflow.basedir) / VOCABULARY).exists():
+    config["captions"]["vocabulary"] = os.path.relpath(Path(workflow.basedir) / VOCABULARY)
 CONSENT = check_consent(config["subject"])  # a real person: no job runs without the written consent record
 # What the per-photo rules depend on: the split's share and the dataset-wide date check are left out, so
 # changing them reruns the split or the report only.
 INGEST = {k: v for k, v in config["ingest"].items() if k not in ("val_fraction", "max_years_from_median", "max_skin_shift")}
 
-# The local model files the config names: checked here, so a missing one stops the run before any
-# job, and made inputs of the jobs that use them, so a new model reruns those jobs.
+# The local model files the config names (charlora/model_files.py): inputs of the jobs that use them,
+# so a new model reruns those jobs. They are checked at the start of a run (check_models, from the
+# Snakefile's onstart), before any job; `snakemake models` lists them.
 USES_REMBG = config["masks"]["method"] == "rembg"
-REMBG_MODEL = []
-if USES_REMBG:
-    model = require_file(config["masks"]["rembg"]["model"], "masks.rembg.model", "the ONNX model for masks.method: rembg")
-    REMBG_MODEL = [str(model)]
+REMBG_MODEL = [str(Path(config["masks"]["rembg"]["model"]).expanduser())] if USES_REMBG and config["masks"]["rembg"]["model"] else []
 TAGGER = config["captions"]["tagger"]
-TAGGER_NEEDS = {  # file in the tagger's folder -> what it is
-    "wd14": {"model.onnx": "a WD14 tagger's model.onnx", "selected_tags.csv": "the tagger's selected_tags.csv"},
-    "vlm": {"config.json": "a transformers model folder"},
-    "none": {},
-    "demo": {},
-}[TAGGER]
 TAGGER_DIR = config["captions"].get(TAGGER, {}).get("folder")
-TAGGER_FILES = [
-    str(require_file(TAGGER_DIR and f"{TAGGER_DIR}/{name}", f"captions.{TAGGER}.folder", what))
-    for name, what in TAGGER_NEEDS.items()
-]
+TAGGER_FILES = [f"{TAGGER_DIR}/{name}" for name in model_files.TAGGER_FILES.get(TAGGER, {})] if TAGGER_DIR else []
+
+
+def in_use(section, chosen, options):
+    """`section` without the settings of the `options` not `chosen` (masks.rembg when the method is
+    colour_key): a job is given, and reruns for, the settings of the method it runs only."""
+    return {k: v for k, v in section.items() if k not in options or k == chosen}
+
+
+MASK_SETTINGS = in_use(config["masks"], config["masks"]["method"], ("rembg", "colour_key"))
+CAPTION_SETTINGS = in_use(config["captions"], TAGGER, ("wd14", "vlm"))
 
 
 wildcard_constraints:
@@ -77,7 +81,14 @@ wildcard_constraints:
 
 
 # Training: the base model, the run, and the chain of blocks of epochs (rules/train.smk).
-BASE_MODEL = "results/models/tiny.safetensors" if config["base_model"] == "tiny" else str(base_model_path(config["base_model"]))
+def base_model(wildcards=None):
+    """The base model (input function; check_models checks it at the start of a run that goes beyond the
+    dataset stage, so that `snakemake dataset`, a first look at one's photos, needs no checkpoint)."""
+    if config["base_model"] == "tiny":
+        return "results/models/tiny.safetensors"
+    return str(base_model_path(config["base_model"]))
+
+
 RUN = config["run"]
 RUN_DIR = plan.run_dir(RUN)
 TRAIN = config["train"]
@@ -192,7 +203,7 @@ def train_inputs(first):
             captions=kept_captions(wildcards),
             masks=kept_mask_images(wildcards),
             split="results/dataset/split.tsv",
-            model=BASE_MODEL,
+            model=base_model(wildcards),
             model_hash="results/models/base_model.sha256",
         )
         if first > 1:
@@ -249,7 +260,7 @@ def kept_captions(wildcards):
 
 def sample_inputs(wildcards):
     """What an epoch's samples are made from: the base model's parts, with the epoch's UNet unless it is 0."""
-    files = dict(model=BASE_MODEL, prompts=f"{RUN_DIR}/validate/prompts.tsv")
+    files = dict(model=base_model(wildcards), prompts=f"{RUN_DIR}/validate/prompts.tsv")
     if int(wildcards.eee) > 0:
         files["weights"] = f"{RUN_DIR}/train/epoch-{wildcards.eee}.safetensors"
     return files
@@ -273,12 +284,33 @@ def validation_targets():
 # Scorecard and selection (rules/validate.smk): every sampled epoch measured against the training photos
 # and epoch 0; the user's review files win.
 SELECT = config["select"]
-if SELECT["clip"] == "tiny":
-    CLIP_MODEL = ["results/models/tiny-clip"]
-elif SELECT["clip"]:
-    CLIP_MODEL = [str(require_file(f"{SELECT['clip']}/config.json", "select.clip", "a transformers CLIP model folder").parent)]
-else:
-    CLIP_MODEL = []
+
+
+def clip_model(wildcards):
+    """The CLIP model folder of select.clip (input function, checked when an epoch is scored), or nothing."""
+    if SELECT["clip"] == "tiny":
+        return ["results/models/tiny-clip"]
+    if SELECT["clip"]:
+        return [str(require_file(f"{SELECT['clip']}/config.json", "select.clip", "a transformers CLIP model folder").parent)]
+    return []
+
+
+DATASET_TARGETS = {"dataset", "onetrainer"}  # targets that need no base model or CLIP model
+
+
+def check_models(targets):
+    """Raise ConfigError, naming the key, the path and where to get it, for a model file the run needs
+    that is missing or unsafe (called at the start of a run, before any job; the training rules are
+    planned only after the dedup checkpoint, too late to stop the run). The dataset stage needs the mask
+    and tagger models, a run beyond it the SDXL checkpoint and the CLIP folder too; `snakemake models`
+    checks nothing and lists them all."""
+    targets = set(targets or ())
+    if targets and targets <= {"models"}:
+        return
+    stages = {"dataset"} if targets and targets <= DATASET_TARGETS else {"dataset", "run"}
+    model_files.check_all(config, stages)
+
+
 REVIEW_DIR = f"{DATASET}/review/{RUN}"
 REVIEWS = scorecard.review_files(Path(REVIEW_DIR))  # epoch -> the user's review file
 for review_file in REVIEWS.values():

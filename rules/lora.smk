@@ -6,7 +6,7 @@
 rule extract_lora:
     input:
         weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
-        model=BASE_MODEL,
+        model=base_model,
         model_hash="results/models/base_model.sha256",
         consent=[str(CONSENT)] if CONSENT else [],
     output:
@@ -33,7 +33,7 @@ rule verify_lora:
     input:
         lora=f"{RUN_DIR}/lora/epoch-{{eee}}.safetensors",
         weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
-        model=BASE_MODEL,
+        model=base_model,
     output:
         record=f"{RUN_DIR}/lora/epoch-{{eee}}.verify.json",
         plot=report(

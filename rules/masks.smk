@@ -11,7 +11,7 @@ rule mask:
         mask="results/dataset/masks/{id}.png",
         record="results/dataset/masks/{id}.json",
     params:
-        masks=as_json(config["masks"]),
+        masks=as_json(MASK_SETTINGS),
         strict=as_json(config["strict"]),
     log:
         "logs/masks/{id}.log",

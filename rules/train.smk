@@ -22,7 +22,7 @@ rule tiny_model:
 
 rule model_hash:
     input:
-        model=BASE_MODEL,
+        model=base_model,
     output:
         "results/models/base_model.sha256",
     log:
@@ -67,7 +67,7 @@ for first, last in TRAIN_BLOCKS:
 rule export_checkpoint:
     input:
         weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
-        model=BASE_MODEL,
+        model=base_model,
     output:
         f"{RUN_DIR}/export/epoch-{{eee}}.safetensors",
     log:

@@ -90,6 +90,7 @@ rule compare_epochs:
         epochs=all_sampled_epochs,
         seeds=VALIDATE["seeds"],
         run=RUN,
+        random_base=config["base_model"] == "tiny",
     log:
         f"logs/runs/{RUN}/validate/compare.log",
     resources:
@@ -163,15 +164,15 @@ rule score_epoch:
         prompts=f"{RUN_DIR}/validate/prompts.tsv",
         reference="results/dataset/reference.json",
         images=kept_images,
-        clip=CLIP_MODEL,
+        clip=clip_model,
         tagger=TAGGER_FILES,
-        vocabulary=[] if CLIP_MODEL or not TAGGER_FILES else config["captions"]["vocabulary"],  # tag recall's words
+        vocabulary=[] if SELECT["clip"] or not TAGGER_FILES else config["captions"]["vocabulary"],  # tag recall's words
     output:
         f"{RUN_DIR}/validate/epoch-{{eee}}.scores.json",
     params:
         settings=SELECT,
         seeds=VALIDATE["seeds"],
-        captions=config["captions"],
+        captions=CAPTION_SETTINGS,
         token=config["subject"]["token"],
     log:
         f"logs/runs/{RUN}/validate/epoch-{{eee}}.scores.log",

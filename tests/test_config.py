@@ -12,13 +12,31 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema.yaml"
 
 
-def test_shipped_config_is_valid_and_defaults_are_filled():
+def test_shipped_config_is_the_guides_run_and_the_demo_file_makes_it_the_demo():
+    """config.yaml: the guide's settings for a real run, with dataset: demo; config/demo.yaml, which the
+    Snakefile applies over it for the demo, holds the demo's small settings; the quick-look file too is valid."""
+    from snakemake.utils import update_config
+
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(demo, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()))
     validate_config(config, SCHEMA)
-    assert config["dataset"] == "demo"
+    validate_config(demo, SCHEMA)
+    assert config["dataset"] == demo["dataset"] == "demo"
     assert config["dedup"] == {"method": "phash", "max_distance": 22, "mirrors": "duplicate"}
-    assert config["ingest"]["min_side"] == 256 and config["ingest"]["max_megapixels"] == 100
+    assert config["ingest"]["min_side"] == 768 and config["ingest"]["max_megapixels"] == 100
     assert config["ingest"]["framing"]["targets"]["mid_shot"] == [40, 50]
+    guide = (config["train"]["epochs"], config["train"]["resolution"], config["train"]["precision"],
+             config["lora"]["rank"], config["validate"]["resolution"], config["validate"]["steps"])
+    assert guide == (100, 1024, "bf16", 64, 1024, 30)
+    assert (config["captions"]["tagger"], config["masks"]["method"]) == ("wd14", "rembg") and config["select"]["clip"]
+    assert (demo["base_model"], demo["captions"]["tagger"], demo["select"]["clip"]) == ("tiny", "demo", "tiny")
+    assert (demo["train"]["epochs"], demo["train"]["device"], demo["ingest"]["min_side"]) == (4, "cpu", 256)
+    # the demo's intent replaces the example's lists one for one (a key only in config.yaml would leak in)
+    assert set(demo["intent"]) == set(config["intent"])
+    quick = yaml.safe_load((REPO / "config" / "quick-look.yaml").read_text())
+    update_config(config, quick)
+    assert validate_config(config, SCHEMA)["captions"]["tagger"] == "none"
 
 
 def test_empty_config_gets_the_guides_defaults():
@@ -80,3 +98,34 @@ def test_the_library_map_names_every_module():
     package = Path(charlora.__file__).parent
     words = set(re.findall(r"\w+", charlora.__doc__))
     assert sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__" and p.stem not in words) == []
+
+
+def test_the_model_files_a_config_names_are_listed_checked_and_described(tmp_path):
+    """snakemake models and the start of a run read the same list: what each file is for, whether it is
+    in place (size, SHA-256), and where to get a missing one; the dataset stage needs only its own."""
+    import hashlib
+
+    from charlora import model_files
+
+    config = validate_config({"base_model": str(tmp_path / "sdxl.safetensors"),
+                              "masks": {"rembg": {"model": str(tmp_path / "mask model.onnx")}},
+                              "captions": {"wd14": {"folder": str(tmp_path / "tagger")}},
+                              "select": {"clip": str(tmp_path / "clip")}}, SCHEMA)
+    assert [m.key for m in model_files.model_files(config)] == [
+        "masks.rembg.model", "captions.wd14.folder", "base_model", "select.clip"]
+    (tmp_path / "mask model.onnx").write_bytes(b"onnx" * 100)
+    (tmp_path / "tagger").mkdir()
+    (tmp_path / "tagger" / "model.onnx").write_bytes(b"x" * 1000)
+    (tmp_path / "tagger" / "selected_tags.csv").write_text("tag_id,name\n")
+    model_files.check_all(config, {"dataset"})          # the dataset stage's two are in place
+    with pytest.raises(ConfigError) as missing:
+        model_files.check_all(config, {"dataset", "run"})
+    assert "base_model: " in str(missing.value) and "Where to get it: SDXL base 1.0" in str(missing.value)
+    table = model_files.report(config)
+    assert f"sha256 of mask model.onnx: {hashlib.sha256(b'onnx' * 100).hexdigest()}" in table
+    assert "in place: 2 file(s)" in table and "MISSING: select.clip: " in table
+    assert table.endswith("2 of 4 model files in place; charlora never downloads them: put each where the config "
+                          "says, or change the key in config/config.yaml.")
+    demo = validate_config({"base_model": "tiny", "captions": {"tagger": "demo"}, "masks": {"method": "colour_key"},
+                            "select": {"clip": "tiny"}}, SCHEMA)
+    assert model_files.report(demo).startswith("No model files to supply")

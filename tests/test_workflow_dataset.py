@@ -29,6 +29,9 @@ def rows_by_file(ws):
 
 
 def test_demo_runs_to_the_dataset_report(demo_ws):
+    # config/demo.yaml was applied, and Snakemake's log says so
+    logs = [p.read_text() for p in (demo_ws / ".snakemake/log").glob("*.snakemake.log")]
+    assert any("dataset: demo, so config/demo.yaml (the demo's small CPU settings) is applied" in t for t in logs)
     rows = rows_by_file(demo_ws)
     assert set(rows) == set(demo.IMAGE_FILES)
     for copy, (original, _) in demo.NEAR_DUPLICATES.items():
@@ -175,9 +178,15 @@ def user_ws(tmp_path_factory, demo_ws):
     (ws / "photos/captions/studio_wave_mid2.txt").write_text("mira, waving\n")  # matches no photo: reported
     (ws / "photos/captions" / f"{ODD_NAMES[0]}.txt").write_text("mira, $HOME; `ls`, 'quoted'\n")
     wd14_tagger(ws / "models" / "tagger")  # the user's tagger folder; the config names it
+    # the user's config: their character's token, their tagger, the colour key for masks, and (the demo's
+    # photos are small) 256 px
     config = (ws / "config/config.yaml").read_text()
-    assert "  tagger: demo " in config
-    (ws / "config/config.yaml").write_text(config.replace("  tagger: demo ", "  tagger: wd14\n  wd14: {folder: models/tagger}\n  #"))
+    for default, theirs in [("  token: mychar ", "  token: mira "),
+                            ("{folder: models/wd-eva02-large-tagger-v3}", "{folder: models/tagger}"),
+                            ("  method: rembg ", "  method: colour_key "), ("\nstrict:", "\ningest:\n  min_side: 256\nstrict:")]:
+        assert default in config
+        config = config.replace(default, theirs)
+    (ws / "config/config.yaml").write_text(config)
     (ws / "photos" / "masks").mkdir()
     shutil.copy2(demo_ws / "results/demo/masks/park_walk.png", ws / "photos/masks/park_walk.png")
     Image.new("L", (10, 10), 255).save(ws / "photos/masks/red_dress_mid.png")  # wrong size
@@ -308,7 +317,8 @@ def test_strict_turns_rejections_into_a_failed_run(user_ws):
     ("ingest:\n  min_side: big\n", "ingest.min_side: 'big' is not of type 'integer'"),
     ("masks:\n  method: rembg\n  rembg:\n    model: models/BiRefNet.onnx\n",
      "masks.rembg.model: models/BiRefNet.onnx does not exist. Put the ONNX model"),
-    ("captions:\n  tagger: wd14\n", "captions.wd14.folder is not set: give the path of a WD14 tagger's model.onnx"),
+    ("captions:\n  tagger: wd14\n  wd14: {folder: null}\n",
+     "captions.wd14.folder is not set: give the path of a WD14 tagger's model.onnx"),
     ("base_model: models/sd_xl_base_1.0.safetensors\n", "base_model: models/sd_xl_base_1.0.safetensors does not exist"),
     ("base_model: model.ckpt\n", "base_model: model.ckpt is a Python pickle (.ckpt); loading one can run code"),
     ("train:\n  optimizer: lion\n", "train.optimizer: 'lion' is not one of ['adafactor', 'adamw8bit', 'adamw']"),
@@ -326,3 +336,53 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, config, messag
     assert result.returncode != 0
     assert message in result.stdout
     assert not (ws / "results").exists()
+
+
+def test_an_unedited_checkout_gives_a_folder_the_guides_run_and_a_quick_look_without_models(tmp_path, demo_ws):
+    """`dataset: <folder>` leaves the demo's settings behind: the default target is the guide's run and
+    stops, before any job, on the first model file the user has not put in place yet; the README's
+    quick-look command runs the dataset stage on the same folder with no model file at all."""
+    ws = make_workspace(tmp_path / "ws")
+    photos = tmp_path / "my photos" / "images"
+    photos.mkdir(parents=True)
+    for shot in ("park_walk.jpg", "studio_wave_mid.png", "sitting_full.png"):   # at a real run's 768 px or more
+        with Image.open(demo_ws / "results/demo/images" / shot) as im:
+            im.convert("RGB").resize((im.width * 2, im.height * 2)).save(photos / f"{Path(shot).stem}.png")
+    folder = f"dataset={photos.parent}"
+    real = snakemake(ws, "--config", folder, check=False)
+    assert real.returncode != 0 and "masks.rembg.model: models/BiRefNet-general-epoch_244.onnx does not exist" in real.stdout
+    assert "Where to get it: BiRefNet general" in real.stdout and "config/demo.yaml" not in real.stdout
+    assert not (ws / "results").exists()
+    # `snakemake models` lists all four, with where to get each; it downloads and checks nothing else
+    listed = snakemake(ws, "models", "--config", folder).stdout
+    assert "0 of 4 model files in place" in listed and "huggingface.co/stabilityai/stable-diffusion-xl-base-1.0" in listed
+    result = snakemake(ws, "dataset", "--configfile", "config/quick-look.yaml", "--config", folder)
+    rows = rows_by_file(ws)
+    assert sorted(r.status for r in rows.values()) == ["kept"] * 3
+    caption = (ws / "results/dataset/captions/park_walk.txt").read_text()
+    assert caption.startswith("mychar, ") and "full body" in caption   # the token of config.yaml, the framing
+    assert not (ws / "results/demo").exists() and ("demo_dataset", "") not in jobs_run(result.stdout)
+
+
+def test_a_second_character_in_its_own_folder_leaves_the_first_untouched(tmp_path, demo_ws):
+    """`--directory <folder>`: the folder's own config/config.yaml, results/ and logs/; the checkout's (the
+    demo's) files stay as they were, through a dry run and a dataset-only run of the second character."""
+    first = copy_workspace(demo_ws, tmp_path / "checkout")
+    before = {name: snapshot(first / name) for name in ("results", "logs", "config")}
+    second = tmp_path / "characters" / "anna 2"
+    (second / "config").mkdir(parents=True)
+    photos = second / "photos" / "images"
+    photos.mkdir(parents=True)
+    for seed in range(3):
+        badfiles.photo(800, 1000, seed=seed).save(photos / f"shot {seed}.png")
+    missing = snakemake(first, "-n", "--directory", str(second), check=False)
+    assert missing.returncode != 0 and "has no config/config.yaml. A character's folder holds its own copy" in missing.stdout
+    config = (first / "config/config.yaml").read_text().replace("dataset: demo ", "dataset: photos ")
+    (second / "config/config.yaml").write_text(config.replace("  token: mychar ", "  token: anna "))
+    planned = snakemake(first, "-n", "--directory", str(second), "dataset", "--configfile", "config/quick-look.yaml")
+    assert ("demo_dataset", "") not in jobs_run(planned.stdout)
+    snakemake(first, "--directory", str(second), "dataset", "--configfile", "config/quick-look.yaml")
+    assert sorted(r.status for r in rows_by_file(second).values()) == ["kept"] * 3
+    assert (second / "results/dataset/captions/shot 0.txt").read_text().startswith("anna")
+    assert (second / "logs/dataset/dedup.log").is_file()
+    assert {name: snapshot(first / name) for name in ("results", "logs", "config")} == before

@@ -203,6 +203,7 @@ def test_the_run_ends_with_a_verified_lora_of_the_selected_epoch(trained):
     assert "the run's LoRA: " in result.stdout and str(run_lora.resolve()) in result.stdout
     # the end of the run says where everything is
     summary = result.stdout.split("charlora: done. Where to look:\n", 1)[1]
+    assert summary.startswith("  note            the demo trains a random tiny model: its samples are colour noise")
     assert "  the LoRA        results/runs/demo/demo.safetensors\n" in summary
     assert "  dataset report  results/dataset/report.html  (19 of 25 files kept, 4 near-duplicates, 2 rejected" in summary
     assert "  TensorBoard     .venv/bin/tensorboard --logdir results/runs\n" in summary

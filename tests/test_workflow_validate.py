@@ -49,6 +49,8 @@ def test_the_run_samples_the_base_and_every_second_saved_epoch(trained):
     base, last = (np.asarray(Image.open(validate / f"epoch-{e}/p01-s0.png"), dtype=float) for e in ("000", "004"))
     assert np.abs(base - last).mean() > 0.5  # training changed what the token draws
     assert (validate / "compare.png").stat().st_size > 5_000 and (validate / "losses.png").stat().st_size > 20_000
+    # the demo's sheet says its samples are noise (a random tiny model)
+    assert "every sample is colour noise by design" in (ws / "logs/runs/demo/validate/compare.log").read_text()
 
 
 def test_a_new_intent_or_prompt_resamples_every_epoch_and_never_retrains(trained, tmp_path):

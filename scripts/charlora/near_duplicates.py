@@ -5,7 +5,7 @@ An edited copy is a photo that one similarity transform (scale, rotation, shift)
 mirror, plus a change of brightness and contrast turns into the other, up to compression noise:
 resized, re-encoded, cropped, slightly rotated, letterboxed, brightened copies. A second capture
 (a burst: a blink, a head turn, a raised arm) aligns with the other photo just as well, but some
-region of the picture differs. The rule, in measurable terms (README, "Near-duplicates"):
+region of the picture differs. The rule, in measurable terms (docs/dataset.md, "Near-duplicates"):
 
 1. Candidates. Each photo is cut out of plain borders (audit.content_box) and hashed with the
    configured imagededup hash four times: whole, its central 80 % (what a 10 % crop leaves), and
@@ -30,7 +30,7 @@ region of the picture differs. The rule, in measurable terms (README, "Near-dupl
    settles most pairs of distinct photos for a quarter of the work: coarse_difference.)
 
 The thresholds were set on benchmarks/dedup_eval.py's crafted copies, bursts and distinct photos
-(the figures are in its output and the README).
+(the figures are in its output and docs/dataset.md).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Each sampled epoch gets the guide's four criteria, each a level derived from the
 | generalisation | high / moderate / poor | adherence on unseen (intent) prompts against the validation captions; phrasing variants against their originals; diversity across seeds |
 | overfit signs | none / slight / present | copies (two measures) against epoch 0, their trend, training captions that bring back their own photo, diversity collapse, validation loss past its minimum |
 
-The thresholds are the constants below (README, "Scorecard"). A flag (over-sharpened, softer, burned,
+The thresholds are the constants below (docs/validation.md, "Scorecard and selection"). A flag (over-sharpened, softer, burned,
 faces lost, copies present) needs both a share of the samples (FLAGGED of them beyond the training
 photos) and a change against epoch 0 that chance does not explain: each sample is paired with its
 epoch-0 twin (same prompt and seed) and the pairs that moved the flag's way must be significantly more

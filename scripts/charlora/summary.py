@@ -9,10 +9,14 @@ from pathlib import Path
 from charlora import dedup, plan
 
 
-def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake", strays: dict[str, str] | None = None) -> str:
+def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake", strays: dict[str, str] | None = None,
+                  random_base: bool = False) -> str:
     """Lines naming the files a user reads next, for whichever of them exist; `strays`: the dataset's
-    captions and masks that no photo uses."""
+    captions and masks that no photo uses; `random_base`: the demo's random tiny model, said first."""
     lines = ["charlora: done. Where to look:"]
+    if random_base:
+        lines.append("  note            the demo trains a random tiny model: its samples are colour noise by design, "
+                     "and its scorecard measures noise (README, \"A real run in five steps\")")
     table = Path("results/dataset/dedup.tsv")
     if table.is_file():
         rows = dedup.read_table(table)
