@@ -44,6 +44,7 @@ localrules:
     all,
     dataset,
     models,
+    cost,
     onetrainer,
     split,
     prune_dataset,
@@ -88,6 +89,21 @@ rule models:
         "envs/charlora.yaml"
     script:
         "scripts/check_models.py"
+
+
+# `snakemake cost`: the disk the whole run fills (checkpoints, training states, samples), estimated
+# before it runs from the base model's UNet shapes and the photo count.
+rule cost:
+    input:
+        model=base_model,
+    params:
+        photos=len(LISTING.images),
+    log:
+        "logs/models/cost.log",
+    conda:
+        "envs/charlora.yaml"
+    script:
+        "scripts/run_cost.py"
 
 
 # `snakemake onetrainer`: the curated dataset in OneTrainer's layout, with its concepts file.

@@ -254,10 +254,6 @@ COARSE_EPOCHS = sorted({*plan.sampled_epochs(SAVED_EPOCHS, VALIDATE["every"]), *
 VALIDATE_GPUS = 0 if VALIDATE["device"] == "cpu" else 1
 
 
-def kept_captions(wildcards):
-    return expand("results/dataset/captions/{id}.txt", id=kept_ids(wildcards))
-
-
 def sample_inputs(wildcards):
     """What an epoch's samples are made from: the base model's parts, with the epoch's UNet unless it is 0."""
     files = dict(model=base_model(wildcards), prompts=f"{RUN_DIR}/validate/prompts.tsv")

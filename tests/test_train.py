@@ -299,3 +299,30 @@ def test_a_failing_process_raises_its_own_error(tiny_model, samples, tmp_path):
         train_block(base_model=tiny_model, model_hash="tiny", samples=samples[:2], val_ids=["p0", "p1"], first=1,
                     last=1, settings=Settings.from_schema(**(SMALL_BLOCKS | dict(gpus=2))), out_dir=tmp_path,
                     previous_state=None, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_the_cost_of_a_run_at_the_guides_defaults_and_with_every_second_epoch_saved():
+    """run_cost: SDXL's UNet (2.57 billion parameters, from its shipped config) at the guide's defaults:
+    100 checkpoints of 5.14 GB and 10 Adafactor states of 0.98 GB; save_every 2 halves the checkpoints
+    and the sampled epochs, not the states. These are the README's cost table."""
+    from charlora import run_cost, sdxl
+    from charlora.config import defaults
+
+    shapes = sdxl.unet_parameter_shapes(sdxl.MODEL_CONFIGS / "sdxl")
+    assert sum(math.prod(s) for s in shapes) == 2_567_463_684
+    config = defaults()
+    config["intent"] = {"scenes": ["park", "street", "studio"], "poses": ["standing", "sitting"]}
+    cost = run_cost.estimate(config, shapes, photos=25)
+    assert (cost.need.epochs, cost.need.states) == (100, 10)
+    assert round(cost.need.epoch_bytes / 1e9, 2) == 5.14 and round(cost.need.state_bytes / 1e9, 2) == 0.98
+    assert cost.prompts == 1 + 3 + 3 + 3 + 3          # token, intent, variants, validation photos, probe
+    assert (cost.sampled_epochs, cost.refined_at_most) == (51, 8)
+    assert 520 < cost.total / 1e9 < 530
+    half = run_cost.estimate({**config, "train": {**config["train"], "save_every": 2}}, shapes, photos=25)
+    assert half.need.epochs == 50 and half.need.states == 10 and half.sampled_epochs == 26
+    assert 260 < half.total / 1e9 < 270
+    assert "UNet checkpoints     100 saved epochs x 5.14 GB (bf16)" in cost.table()
+    # device auto: the time from a public figure, marked as an estimate; on the CPU none is given
+    assert "GPU time, an estimate until measured: about 0.5 min an epoch, 0.8 h for 100 epochs" in cost.table()
+    cpu = run_cost.estimate({**config, "train": {**config["train"], "device": "cpu"}}, shapes, photos=25)
+    assert "GPU time" not in cpu.table()

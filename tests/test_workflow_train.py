@@ -74,6 +74,18 @@ def test_tensorboard_has_the_loss_curves(trained):
     assert len(events.Scalars("val/loss")) == 4
 
 
+def test_the_cost_of_the_run_before_it_runs(trained):
+    """`snakemake cost`: the demo's 4 saved epochs and 2 job states of the tiny model, and its samples, in
+    the figures the training job's disk check uses (its log: "the rest of the run writes ...")."""
+    ws, _ = trained
+    printed = snakemake(ws, "cost").stdout
+    assert "run 'demo': 25 photos, 4 epochs" in printed and "UNet checkpoints     4 saved epochs x " in printed
+    assert "training states      2 jobs x " in printed and "validation samples   3 epochs (+ up to 2)" in printed
+    log = (ws / "logs/runs/demo/train/epochs-001-002.log").read_text()
+    per_epoch = printed.split("4 saved epochs x ")[1].split(" GB")[0]
+    assert f"4 saved epoch(s) x {per_epoch} GB" in log
+
+
 def test_raising_epochs_plans_only_the_new_block(trained):
     ws, _ = trained
     (ws / "more.yaml").write_text("train:\n  epochs: 6\n")

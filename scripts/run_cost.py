@@ -1,0 +1,14 @@
+"""Rule cost (`snakemake cost`): what the whole run will write to disk, estimated before it runs
+(charlora/run_cost.py); printed, and kept in the rule's log."""
+
+from pathlib import Path
+
+from charlora import atomic, run_cost, sdxl
+
+estimate = run_cost.estimate(snakemake.config, sdxl.unet_parameter_shapes(snakemake.input.model),
+                             snakemake.params.photos)
+table = (f"run {snakemake.config['run']!r}: {snakemake.params.photos} photos, "
+         f"{snakemake.config['train']['epochs']} epochs\n" + estimate.table())
+print(table, flush=True)
+with atomic.atomic_path(Path(snakemake.log[0])) as tmp:
+    Path(tmp).write_text(table + "\n", encoding="utf-8")
