@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from charlora import demo, dedup, model_files, plan, refinement, scorecard, selection, summary
-from charlora.config import ConfigError, base_model_path, check_consent, require_file, validate_config
+from charlora.config import ConfigError, check_consent, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images, stray_files
 
 # The per-photo rules (audit, ingest, mask, tag, caption: five jobs a photo) run their script as a
@@ -81,12 +81,15 @@ wildcard_constraints:
 
 
 # Training: the base model, the run, and the chain of blocks of epochs (rules/train.smk).
+MODEL_FILES = {m.key: m for m in model_files.model_files(config)}  # the files the user supplies
+
+
 def base_model(wildcards=None):
     """The base model (input function; check_models checks it at the start of a run that goes beyond the
     dataset stage, so that `snakemake dataset`, a first look at one's photos, needs no checkpoint)."""
     if config["base_model"] == "tiny":
         return "results/models/tiny.safetensors"
-    return str(base_model_path(config["base_model"]))
+    return str(model_files.check(MODEL_FILES["base_model"])[0])
 
 
 RUN = config["run"]
@@ -287,7 +290,7 @@ def clip_model(wildcards):
     if SELECT["clip"] == "tiny":
         return ["results/models/tiny-clip"]
     if SELECT["clip"]:
-        return [str(require_file(f"{SELECT['clip']}/config.json", "select.clip", "a transformers CLIP model folder").parent)]
+        return [str(model_files.check(MODEL_FILES["select.clip"])[0].parent)]
     return []
 
 

@@ -160,8 +160,10 @@ class Reference:
         rows = [p.face for p in self.photos if p.face is not None]
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), 128)
 
-    def limit(self, values: list[float]) -> float:
-        return float(np.percentile(values, TRAINING_PERCENTILE)) if values else float("inf")
+    def limit(self, values: list[float], percentile: float = TRAINING_PERCENTILE,
+              without_photos: float = float("inf")) -> float:
+        """The training photos' `percentile` of a measure (`without_photos` when there are none: no flag)."""
+        return float(np.percentile(values, percentile)) if values else without_photos
 
     @cached_property
     def sharpness_limit(self) -> float:
@@ -169,8 +171,7 @@ class Reference:
 
     @cached_property
     def softness_limit(self) -> float:
-        values = [p.high_frequency for p in self.photos]
-        return float(np.percentile(values, SOFT_PERCENTILE)) if values else 0.0
+        return self.limit([p.high_frequency for p in self.photos], SOFT_PERCENTILE, without_photos=0.0)
 
     @cached_property
     def blown_limit(self) -> float:

@@ -169,7 +169,7 @@ def evidence(scores, copy_bits: int, base_scores=None) -> Evidence:
         adherence_margin_error=(statistics.stdev(differences) / len(differences) ** 0.5
                                 if len(differences) > 1 else None),
         face_share=len(with_face) / len(samples) if samples else None,
-        training_face_share=getattr(scores, "training_face_share", None),
+        training_face_share=scores.training_face_share,
         match_share=sum(bool(s.face_match) for s in with_face) / len(with_face) if with_face else None,
         face_distance=mean(s.face_distance for s in with_face),
         sharper_share=share(samples, lambda s: s.sharper_than_training),
@@ -331,20 +331,19 @@ def overfit_signs(e: Evidence, base: Evidence, loss_past_minimum: str | None) ->
     diversity, or two slight signs; slight: one; none: measured and clean; "n/a" when neither copies nor
     diversity across seeds could be measured and the loss shows nothing."""
     strong, weak, unmeasured = [], [], []
-    copies = f"{percent(e.copied_share)} of samples copy a training photo (epoch 0: {percent(base.copied_share)})"
     if e.copied_share is None:
         unmeasured.append("copies n/a (no copy distances)")
-    elif flagged(e.copied_share, base.copied_share, e.copy_pairs, least=COPIED_PRESENT):
-        strong.append(copies)
-    elif e.copied_share > (base.copied_share or 0):
-        weak.append(copies)
-    memorised = (f"{percent(e.memorised_share)} of the training captions' samples repeat their own photo "
-                 f"(epoch 0: {percent(base.memorised_share)})")
-    if e.memorised_share is not None:
-        if flagged(e.memorised_share, base.memorised_share, e.memorised_pairs, least=COPIED_PRESENT):
-            strong.append(memorised)
-        elif e.memorised_share > (base.memorised_share or 0):
-            weak.append(memorised)
+    for share, base_share, pairs, what in (
+            (e.copied_share, base.copied_share, e.copy_pairs, "of samples copy a training photo"),
+            (e.memorised_share, base.memorised_share, e.memorised_pairs,
+             "of the training captions' samples repeat their own photo")):
+        words = f"{percent(share)} {what} (epoch 0: {percent(base_share)})"
+        if share is None:
+            continue
+        if flagged(share, base_share, pairs, least=COPIED_PRESENT):
+            strong.append(words)   # a quarter of the samples, and more than epoch 0 beyond chance
+        elif share > (base_share or 0):
+            weak.append(words)     # more than epoch 0
     trend = ratio(e.copy_median, base.copy_median)
     if trend is not None and trend < COPY_TREND:
         weak.append(f"median distance to the nearest training photo {e.copy_median:g} bits "
