@@ -85,6 +85,9 @@ rule dataset:
 rule models:
     log:
         "logs/models/check.log",
+    resources:
+        mem_mb=1000,
+        runtime=15,  # hashing the model files: several GB each
     conda:
         "envs/charlora.yaml"
     script:
@@ -100,6 +103,9 @@ rule cost:
         photos=len(LISTING.images),
     log:
         "logs/models/cost.log",
+    resources:
+        mem_mb=4000,
+        runtime=5,
     conda:
         "envs/charlora.yaml"
     script:
