@@ -59,6 +59,8 @@ localrules:
 
 onstart:
     check_models(workflow.dag_settings.targets)  # before any job: every model file the run needs
+    if cost := cost_at_start(workflow.dag_settings.targets):
+        logger.info(f"What this run costs, at most (`snakemake cost` prints it again):\n{cost}")
     if config["dataset"] == "demo":
         logger.info("dataset: demo, so config/demo.yaml (the demo's small CPU settings) is applied over "
                     "config/config.yaml; its samples are noise by design (a random tiny model)")

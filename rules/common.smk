@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from charlora import demo, dedup, model_files, plan, refinement, scorecard, selection, summary
+from charlora import demo, dedup, model_files, plan, refinement, run_cost, scorecard, selection, summary
 from charlora.config import ConfigError, check_consent, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images, stray_files
 
@@ -306,8 +306,21 @@ def check_models(targets):
     targets = set(targets or ())
     if targets and targets <= {"models"}:
         return
-    stages = {"dataset"} if targets and targets <= DATASET_TARGETS else {"dataset", "run"}
-    model_files.check_all(config, stages)
+    model_files.check_all(config, {"dataset"} if dataset_only(targets) else {"dataset", "run"})
+
+
+def dataset_only(targets):
+    targets = set(targets or ())
+    return bool(targets) and targets <= DATASET_TARGETS | {"models"}
+
+
+def cost_at_start(targets):
+    """The whole run's cost as `snakemake cost` prints it, for the start of a run that goes beyond the
+    dataset stage (read from the checkpoint's header: a fraction of a second); None when the base model
+    is not at hand yet (the demo's tiny model before its first build)."""
+    if dataset_only(targets) or targets and set(targets) <= {"cost"} or not Path(base_model()).exists():
+        return None
+    return run_cost.describe(config, run_cost.header_shapes(base_model()), len(LISTING.images))
 
 
 REVIEW_DIR = f"{DATASET}/review/{RUN}"

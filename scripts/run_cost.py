@@ -3,12 +3,9 @@
 
 from pathlib import Path
 
-from charlora import atomic, run_cost, sdxl
+from charlora import atomic, run_cost
 
-estimate = run_cost.estimate(snakemake.config, sdxl.unet_parameter_shapes(snakemake.input.model),
-                             snakemake.params.photos)
-table = (f"run {snakemake.config['run']!r}: {snakemake.params.photos} photos, "
-         f"{snakemake.config['train']['epochs']} epochs\n" + estimate.table())
+table = run_cost.describe(snakemake.config, run_cost.header_shapes(snakemake.input.model), snakemake.params.photos)
 print(table, flush=True)
 with atomic.atomic_path(Path(snakemake.log[0])) as tmp:
     Path(tmp).write_text(table + "\n", encoding="utf-8")

@@ -301,6 +301,16 @@ def test_a_failing_process_raises_its_own_error(tiny_model, samples, tmp_path):
                     previous_state=None, cache_dir=tmp_path / "cache", progress=False)
 
 
+def test_the_cost_estimate_reads_the_unet_shapes_from_the_checkpoint_header(tiny_model):
+    """run_cost.header_shapes (the start of a run, no torch) finds the same UNet parameter shapes as the
+    diffusers UNet built from the model's config."""
+    from collections import Counter
+
+    from charlora import run_cost, sdxl
+    shapes = run_cost.header_shapes(tiny_model)
+    assert len(shapes) == 1680 and Counter(shapes) == Counter(sdxl.unet_parameter_shapes(tiny_model))
+
+
 def test_the_cost_of_a_run_at_the_guides_defaults_and_with_every_second_epoch_saved():
     """run_cost: SDXL's UNet (2.57 billion parameters, from its shipped config) at the guide's defaults:
     100 checkpoints of 5.14 GB and 10 Adafactor states of 0.98 GB; save_every 2 halves the checkpoints

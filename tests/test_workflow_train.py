@@ -84,6 +84,10 @@ def test_the_cost_of_the_run_before_it_runs(trained):
     log = (ws / "logs/runs/demo/train/epochs-001-002.log").read_text()
     per_epoch = printed.split("4 saved epochs x ")[1].split(" GB")[0]
     assert f"4 saved epoch(s) x {per_epoch} GB" in log
+    # the start of a run that trains prints the same estimate (read from the checkpoint's header);
+    # a dataset-only run does not
+    started = snakemake(ws, "--forcerun", "loss_curves", "results/runs/demo/validate/losses.png").stdout
+    assert "What this run costs, at most" in started and printed.strip() in started
 
 
 def test_raising_epochs_plans_only_the_new_block(trained):

@@ -113,7 +113,9 @@ def report(config: dict, hash_files: bool = True) -> str:
     """The whole table, with a last line saying whether a run can start."""
     models = model_files(config)
     if not models:
-        return "No model files to supply: this config uses the demo's built-in tiny models."
+        return ("No model files to supply: this config uses the demo's built-in tiny models"
+                + (" (dataset: demo applies config/demo.yaml; set `dataset:` to your photo folder to check "
+                   "the model files config/config.yaml names)." if config.get("dataset") == "demo" else "."))
     parts = [describe(m, hash_files) for m in models]
     missing = sum("\n  MISSING: " in p for p in parts)
     parts.append(f"{len(models) - missing} of {len(models)} model files in place" +

@@ -1,8 +1,9 @@
 """What a run will cost before it runs: the disk it fills, from the UNet's parameter shapes as the
 training job's own disk check computes them (disk_space.py), and from the validation samples.
 
-`snakemake cost` prints it (rule `cost`); the README's cost table is this estimate at the guide's
-defaults. With a GPU device it adds the training time from a public figure (SECONDS_PER_IMAGE), marked
+`snakemake cost` prints it (rule `cost`), and so does the start of every run that trains (the
+Snakefile's onstart, from the checkpoint's header: `header_shapes`); the README's cost table is this
+estimate at the guide's defaults. With a GPU device it adds the training time from a public figure (SECONDS_PER_IMAGE), marked
 as an estimate: charlora has not measured one yet.
 
     saved epochs x the UNet in the training dtype      (train.save_every halves it at 2)
@@ -13,7 +14,10 @@ as an estimate: charlora has not measured one yet.
 
 from __future__ import annotations
 
+import json
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from charlora import disk_space, plan
 from charlora.intent import VARIANTS
@@ -59,6 +63,33 @@ class RunCost:
               f"{self.epoch_seconds * self.epochs / 3600:.1f} h for {self.epochs} epochs of training "
               f"({SECONDS_PER_IMAGE} s an image: a public figure for SDXL on an RTX 4090, OneTrainer issue "
               "#164; validation sampling comes on top)"] if self.epoch_seconds is not None else []))
+
+
+UNET_PREFIX = "model.diffusion_model."  # ldm_layout.UNET_PREFIX (not imported here: that module loads torch)
+
+
+def header_shapes(base_model: str | Path) -> list[tuple[int, ...]]:
+    """The UNet's parameter shapes of a base model (a single-file checkpoint, or a diffusers folder's
+    unet/), read from the safetensors headers alone (8 bytes of length, then JSON): no tensor and no
+    torch, so that the start of a run can afford it. The same shapes as the diffusers UNet's parameters
+    (the LDM layout renames, never reshapes)."""
+    base_model = Path(base_model)
+    files, prefix = (sorted((base_model / "unet").glob("*.safetensors")), "") if base_model.is_dir() \
+        else ([base_model], UNET_PREFIX)
+    shapes = []
+    for path in files:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        shapes += [tuple(entry["shape"]) for key, entry in header.items()
+                   if key != "__metadata__" and key.startswith(prefix)]
+    return shapes
+
+
+def describe(config: dict, shapes: list[tuple[int, ...]], photos: int) -> str:
+    """The estimate as `snakemake cost` and the start of a run print it."""
+    return (f"run {config['run']!r}: {photos} photos, {config['train']['epochs']} epochs\n"
+            + estimate(config, shapes, photos).table())
 
 
 def prompt_count(config: dict, photos: int) -> int:
