@@ -1,6 +1,9 @@
 # Captions stage: tags per kept photo -> structured caption per kept photo -> dataset-wide lint.
 
 
+include: "inputs/captions.smk"
+
+
 rule tag:
     input:
         image="results/dataset/images/{id}.png",
@@ -9,7 +12,7 @@ rule tag:
     output:
         "results/dataset/tags/{id}.json",
     params:
-        captions=as_json(CAPTION_SETTINGS),
+        captions=as_json(settings_of("tag")["captions"]),
     log:
         "logs/captions/tag/{id}.log",
     resources:
@@ -32,9 +35,9 @@ rule caption:
         text="results/dataset/captions/{id}.txt",
         record="results/dataset/captions/{id}.json",
     params:
-        token=as_json(config["subject"]["token"]),
-        generic=as_json(config["captions"]["generic_tags"]),
-        strict=as_json(config["strict"]),
+        token=as_json(settings_of("caption")["subject"]["token"]),
+        generic=as_json(settings_of("caption")["captions"]["generic_tags"]),
+        strict=as_json(settings_of("caption")["strict"]),
     log:
         "logs/captions/caption/{id}.log",
     resources:
@@ -57,10 +60,10 @@ rule caption_lint:
     output:
         "results/dataset/lint.tsv",
     params:
-        token=config["subject"]["token"],
-        generic=config["captions"]["generic_tags"],
-        max_tokens=config["captions"]["max_tokens"],
-        strict=config["strict"],
+        token=settings_of("caption_lint")["subject"]["token"],
+        generic=settings_of("caption_lint")["captions"]["generic_tags"],
+        max_tokens=settings_of("caption_lint")["captions"]["max_tokens"],
+        strict=settings_of("caption_lint")["strict"],
     log:
         "logs/captions/lint.log",
     resources:

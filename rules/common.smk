@@ -1,5 +1,8 @@
-# Helpers for the rules: config validation, dataset discovery (the <id>s), the final target list
-# and the input functions that read the dedup checkpoint. Parse-time work stays cheap (a listdir),
+# Shared by the stages: config validation and each stage's settings (charlora/triggers.py),
+# dataset discovery (the <id>s) and the kept files (input functions that read the dedup checkpoint), the
+# model files, the run's plan, GPU placement and the final target list. Each stage's own globals and
+# input functions are in rules/inputs/<stage>.smk, included by its rules/<stage>.smk (Snakemake's linter
+# wants functions and rules in separate files). Parse-time work stays cheap (a listdir),
 # because cluster jobs parse this file again on their node.
 
 import json
@@ -9,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from charlora import demo, dedup, model_files, plan, refinement, run_cost, scorecard, selection, summary
+from charlora import demo, dedup, model_files, plan, refinement, run_cost, scorecard, selection, summary, triggers
 from charlora.config import ConfigError, check_consent, validate_config
 from charlora.dataset import SUPPORTED_SUFFIXES, DatasetListing, list_dataset_images, stray_files
 
@@ -51,28 +54,20 @@ VOCABULARY = Path(config["captions"]["vocabulary"])
 if not VOCABULARY.exists() and (Path(workflow.basedir) / VOCABULARY).exists():
     config["captions"]["vocabulary"] = os.path.relpath(Path(workflow.basedir) / VOCABULARY)
 CONSENT = check_consent(config["subject"])  # a real person: no job runs without the written consent record
-# What the per-photo rules depend on: the split's share and the dataset-wide date check are left out, so
-# changing them reruns the split or the report only.
-INGEST = {k: v for k, v in config["ingest"].items() if k not in ("val_fraction", "max_years_from_median", "max_skin_shift")}
+
+
+def settings_of(stage):
+    """The settings a stage's jobs read and rerun for, and nothing else: its rule's params (the table in
+    charlora/triggers.py). Scheduler keys never rerun a job; a key of another stage never reruns this one."""
+    return triggers.settings(config, stage)
+
 
 # The local model files the config names (charlora/model_files.py): inputs of the jobs that use them,
 # so a new model reruns those jobs. They are checked at the start of a run (check_models, from the
 # Snakefile's onstart), before any job; `snakemake models` lists them.
-USES_REMBG = config["masks"]["method"] == "rembg"
-REMBG_MODEL = [str(Path(config["masks"]["rembg"]["model"]).expanduser())] if USES_REMBG and config["masks"]["rembg"]["model"] else []
 TAGGER = config["captions"]["tagger"]
 TAGGER_DIR = config["captions"].get(TAGGER, {}).get("folder")
 TAGGER_FILES = [f"{TAGGER_DIR}/{name}" for name in model_files.TAGGER_FILES.get(TAGGER, {})] if TAGGER_DIR else []
-
-
-def in_use(section, chosen, options):
-    """`section` without the settings of the `options` not `chosen` (masks.rembg when the method is
-    colour_key): a job is given, and reruns for, the settings of the method it runs only."""
-    return {k: v for k, v in section.items() if k not in options or k == chosen}
-
-
-MASK_SETTINGS = in_use(config["masks"], config["masks"]["method"], ("rembg", "colour_key"))
-CAPTION_SETTINGS = in_use(config["captions"], TAGGER, ("wd14", "vlm"))
 
 
 wildcard_constraints:
@@ -80,7 +75,7 @@ wildcard_constraints:
     eee="[0-9]{3}",
 
 
-# Training: the base model, the run, and the chain of blocks of epochs (rules/train.smk).
+# The base model, the run and its chain of blocks of epochs: training, validation and the LoRA read them.
 MODEL_FILES = {m.key: m for m in model_files.model_files(config)}  # the files the user supplies
 
 
@@ -97,12 +92,6 @@ RUN_DIR = plan.run_dir(RUN)
 TRAIN = config["train"]
 TRAIN_BLOCKS = plan.blocks(TRAIN["epochs"], TRAIN["epochs_per_job"])
 USES_MASKS = config["masks"]["method"] != "none"
-# What the weights depend on (see plan.NOT_WEIGHTS): a change reruns the training blocks.
-TRAIN_SETTINGS = plan.weight_settings(TRAIN, masks_made=USES_MASKS)
-# A training job's processes (train.gpus; `all` asks the scheduler for one GPU and uses what it gets):
-# a GPU each unless on the CPU, and a thread each (torchrun's one thread per process)
-TRAIN_PROCESSES = 1 if TRAIN["gpus"] == "all" else TRAIN["gpus"]
-TRAIN_GPUS = 0 if TRAIN["device"] == "cpu" else TRAIN_PROCESSES
 SAVED_EPOCHS = [e for first, last in TRAIN_BLOCKS for e in plan.saved_epochs(first, last, TRAIN["save_every"])]
 
 
@@ -141,21 +130,6 @@ def all_source_images(wildcards=None):
     return [f"{DATASET}/images/{LISTING.images[i]}" for i in IDS]
 
 
-def user_mask(wildcards):
-    """The user's hand-fixed mask for an <id>, when there is one (it wins over generated masks)."""
-    return [f"{DATASET}/masks/{wildcards.id}.png"] if wildcards.id in USER_MASKS else []
-
-
-def rembg_model(wildcards):
-    """The rembg model file, for the photos whose mask it makes."""
-    return [] if wildcards.id in USER_MASKS else REMBG_MODEL
-
-
-def user_caption(wildcards):
-    """The user's corrected caption for an <id>, when there is one (it wins, and is never rewritten)."""
-    return [f"{DATASET}/captions/{wildcards.id}.txt"] if wildcards.id in USER_CAPTIONS else []
-
-
 def dedup_rows(wildcards):
     """The rows of dedup.tsv; evaluating this makes Snakemake run the dedup checkpoint first."""
     return dedup.read_table(checkpoints.dedup.get().output.table)
@@ -192,106 +166,12 @@ def duplicate_sources(wildcards):
     return [f"{DATASET}/images/{LISTING.images[i]}" for i in ids]
 
 
-def saved_epochs(first, last):
-    """Epochs of a block whose UNet is saved (plan.is_saved)."""
-    return plan.saved_epochs(first, last, TRAIN["save_every"])
-
-
-def train_inputs(first):
-    """Input function of the block starting at epoch `first`: the dataset, and the previous block's state."""
-
-    def inputs(wildcards):
-        files = dict(
-            images=kept_images(wildcards),
-            captions=kept_captions(wildcards),
-            masks=kept_mask_images(wildcards),
-            split="results/dataset/split.tsv",
-            model=base_model(wildcards),
-            model_hash="results/models/base_model.sha256",
-        )
-        if first > 1:
-            previous = first - 1
-            files["state"] = plan.epoch_file(RUN, previous, "state")
-            files["weights"] = plan.epoch_file(RUN, previous, "safetensors")
-        return files
-
-    return inputs
-
-
-def all_epoch_files():
-    return [plan.epoch_file(RUN, e, kind) for first, last in TRAIN_BLOCKS
-            for e in range(first, last + 1) for kind in ("safetensors", "metrics.tsv")
-            if kind != "safetensors" or e in saved_epochs(first, last)]
-
-
-# LoRA (rules/lora.smk): the run's LoRA is the LoRA of one saved epoch, `lora.epoch`.
-LORA = config["lora"]
-LORA_SETTINGS = {k: v for k, v in LORA.items() if k != "epoch"}
-LORA_EPOCH = None if LORA["epoch"] == "auto" else LORA["epoch"]  # None: the selection's (selected.json)
-if LORA_EPOCH is not None and LORA_EPOCH not in SAVED_EPOCHS:
-    raise ConfigError(f"lora.epoch: {LORA_EPOCH} is not a saved epoch of run {RUN!r}; with train.epochs "
-                      f"{TRAIN['epochs']}, save_every {TRAIN['save_every']} and epochs_per_job "
-                      f"{TRAIN['epochs_per_job']} the saved epochs are {', '.join(map(str, SAVED_EPOCHS))}")
-LORA_GPUS = 0 if LORA["device"] == "cpu" else 1
-
-
 def gpu_job(gpus):
     """The resources of a job on `gpus` GPUs beyond memory and time: the count, and config `gpu_jobs`
     (the cluster partition and GPU model of every GPU job); nothing for a CPU job."""
     if not gpus:
         return {}
     return {"gpu": gpus} | {name: value for name, value in config["gpu_jobs"].items() if value}
-
-
-# Validation (rules/validate.smk): every prompt x seed, from epoch 0 (the base model), the coarse pass (with
-# the user's validate.epochs) and the epochs the refinement adds.
-VALIDATE = config["validate"]
-SAMPLE_SETTINGS = {k: VALIDATE[k] for k in ("sampler", "steps", "cfg", "negative_prompt", "resolution", "seeds",
-                                            "device")}
-UNSAVED = sorted(set(VALIDATE["epochs"]) - set(SAVED_EPOCHS))
-if UNSAVED:
-    raise ConfigError(f"validate.epochs: {', '.join(map(str, UNSAVED))} not a saved epoch of run {RUN!r}; the saved "
-                      f"epochs are {', '.join(map(str, SAVED_EPOCHS))} (train.epochs {TRAIN['epochs']}, "
-                      f"save_every {TRAIN['save_every']})")
-COARSE_EPOCHS = sorted({*plan.sampled_epochs(SAVED_EPOCHS, VALIDATE["every"]), *VALIDATE["epochs"]})
-VALIDATE_GPUS = 0 if VALIDATE["device"] == "cpu" else 1
-
-
-def sample_inputs(wildcards):
-    """What an epoch's samples are made from: the base model's parts, with the epoch's UNet unless it is 0."""
-    files = dict(model=base_model(wildcards), prompts=f"{RUN_DIR}/validate/prompts.tsv")
-    if int(wildcards.eee) > 0:
-        files["weights"] = f"{RUN_DIR}/train/epoch-{wildcards.eee}.safetensors"
-    return files
-
-
-def all_sampled_epochs(wildcards):
-    """Every epoch the validation samples: the coarse pass (COARSE_EPOCHS) and, once the losses are
-    known, the refinement's (evaluating this makes Snakemake run the refine_sampling checkpoint first)."""
-    extra = refinement.read_table(checkpoints.refine_sampling.get().output[0])
-    return sorted({*COARSE_EPOCHS, *extra})
-
-
-def sample_folders(wildcards):
-    return [f"{RUN_DIR}/validate/epoch-{e:03d}" for e in all_sampled_epochs(wildcards)]
-
-
-def validation_targets():
-    return [f"{RUN_DIR}/validate/compare.png", f"{RUN_DIR}/validate/losses.png", f"{RUN_DIR}/validate/scorecard.tsv"]
-
-
-# Scorecard and selection (rules/validate.smk): every sampled epoch measured against the training photos
-# and epoch 0; the user's review files win.
-SELECT = config["select"]
-
-
-def clip_model(wildcards):
-    """The CLIP model folder of select.clip (input function, checked when an epoch is scored), or nothing."""
-    if SELECT["clip"] == "tiny":
-        return ["results/models/tiny-clip"]
-    if SELECT["clip"]:
-        return [str(model_files.check(MODEL_FILES["select.clip"])[0].parent)]
-    return []
 
 
 DATASET_TARGETS = {"dataset", "onetrainer"}  # targets that need no base model or CLIP model
@@ -321,41 +201,6 @@ def cost_at_start(targets):
     if dataset_only(targets) or targets and set(targets) <= {"cost"} or not Path(base_model()).exists():
         return None
     return run_cost.describe(config, run_cost.header_shapes(base_model()), len(LISTING.images))
-
-
-REVIEW_DIR = f"{DATASET}/review/{RUN}"
-REVIEWS = scorecard.review_files(Path(REVIEW_DIR))  # epoch -> the user's review file
-for review_file in REVIEWS.values():
-    scorecard.read_review(review_file)  # a wrong key or level stops the run before any job
-
-
-def epoch_scores(wildcards):
-    return [f"{RUN_DIR}/validate/epoch-{e:03d}.scores.json" for e in all_sampled_epochs(wildcards)]
-
-
-def selected_epoch(wildcards):
-    """The epoch of the run's LoRA: lora.epoch, or the selection's (the select_epoch checkpoint runs first)."""
-    if LORA_EPOCH is not None:
-        return LORA_EPOCH
-    path = checkpoints.select_epoch.get().output.selection
-    epoch = selection.read_selection(path)
-    if epoch is None:
-        raise ConfigError(f"{path}: no epoch selected: {selection.read_reasons(path)[-1]}")
-    return epoch
-
-
-def run_lora_inputs(wildcards):
-    epoch = selected_epoch(wildcards)
-    return dict(lora=f"{RUN_DIR}/lora/epoch-{epoch:03d}.safetensors",
-                record=f"{RUN_DIR}/lora/epoch-{epoch:03d}.verify.json")
-
-
-def run_record_inputs(wildcards):
-    """What run.yaml fingerprints: the curated files the training reads, the split, the base model's
-    hash and the consent record."""
-    return dict(images=kept_images(wildcards), masks=kept_mask_images(wildcards), captions=kept_captions(wildcards),
-                split="results/dataset/split.tsv", model_hash="results/models/base_model.sha256",
-                consent=[str(CONSENT)] if CONSENT else [])
 
 
 def dataset_targets(wildcards=None):

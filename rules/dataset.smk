@@ -26,7 +26,7 @@ rule audit:
     output:
         "results/dataset/audit/{id}.json",
     params:
-        ingest=as_json(INGEST),
+        ingest=as_json(settings_of("audit")["ingest"]),
     log:
         "logs/dataset/audit/{id}.log",
     resources:
@@ -45,11 +45,11 @@ checkpoint dedup:
     output:
         table="results/dataset/dedup.tsv",
     params:
-        dedup=config["dedup"],
-        ingest=INGEST,
+        dedup=settings_of("dedup")["dedup"],
+        ingest=settings_of("dedup")["ingest"],
         unlisted=LISTING.rejected,
         strays=STRAYS,
-        strict=config["strict"],
+        strict=settings_of("dedup")["strict"],
     log:
         "logs/dataset/dedup.log",
     threads: 4  # the geometric check of candidate pairs runs in threads; capped at --cores
@@ -69,7 +69,7 @@ rule ingest:
     output:
         "results/dataset/images/{id}.png",
     params:
-        ingest=as_json(INGEST),
+        ingest=as_json(settings_of("ingest")["ingest"]),
     log:
         "logs/dataset/ingest/{id}.log",
     resources:
@@ -87,7 +87,7 @@ rule split:
     output:
         "results/dataset/split.tsv",
     params:
-        val_fraction=config["ingest"]["val_fraction"],
+        val_fraction=settings_of("split")["ingest"]["val_fraction"],
     log:
         "logs/dataset/split.log",
     resources:
@@ -139,12 +139,12 @@ rule dataset_report:
             category="1. Dataset",
         ),
     params:
-        targets=config["ingest"]["framing"]["targets"],
-        intent=config["intent"],
+        targets=settings_of("dataset_report")["ingest"]["framing"]["targets"],
+        intent=settings_of("dataset_report")["intent"],
         dataset=DATASET,
         strays=STRAYS,
-        max_years=config["ingest"]["max_years_from_median"],
-        max_skin_shift=config["ingest"]["max_skin_shift"],
+        max_years=settings_of("dataset_report")["ingest"]["max_years_from_median"],
+        max_skin_shift=settings_of("dataset_report")["ingest"]["max_skin_shift"],
     log:
         "logs/dataset/report.log",
     threads: 4  # thumbnails; the report runs alone at the end of the stage
@@ -167,8 +167,8 @@ rule onetrainer_export:
     output:
         directory("results/export/onetrainer"),
     params:
-        token=config["subject"]["token"],
-        seed=TRAIN["seed"],
+        token=settings_of("onetrainer_export")["subject"]["token"],
+        seed=settings_of("onetrainer_export")["train"]["seed"],
     log:
         "logs/dataset/onetrainer_export.log",
     resources:

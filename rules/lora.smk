@@ -3,6 +3,9 @@
 # Any saved epoch's LoRA can be asked for: snakemake results/runs/<run>/lora/epoch-003.safetensors
 
 
+include: "inputs/lora.smk"
+
+
 rule extract_lora:
     input:
         weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
@@ -12,11 +15,11 @@ rule extract_lora:
     output:
         f"{RUN_DIR}/lora/epoch-{{eee}}.safetensors",
     params:
-        settings=LORA_SETTINGS,
-        run=RUN,
-        token=config["subject"]["token"],
-        rights_holder=config["subject"]["rights_holder"],
-        resolution=TRAIN["resolution"],
+        settings=settings_of("extract_lora")["lora"],
+        run=settings_of("extract_lora")["run"],
+        token=settings_of("extract_lora")["subject"]["token"],
+        rights_holder=settings_of("extract_lora")["subject"]["rights_holder"],
+        resolution=settings_of("extract_lora")["train"]["resolution"],
     log:
         f"logs/runs/{RUN}/lora/epoch-{{eee}}.log",
     resources:
@@ -42,8 +45,8 @@ rule verify_lora:
             category="3. LoRA",
         ),
     params:
-        settings=LORA_SETTINGS,
-        token=config["subject"]["token"],
+        settings=settings_of("verify_lora")["lora"],
+        token=settings_of("verify_lora")["subject"]["token"],
     log:
         f"logs/runs/{RUN}/lora/epoch-{{eee}}.verify.log",
     resources:

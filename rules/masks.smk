@@ -1,6 +1,9 @@
 # Masks stage: one subject mask per kept photo (the user's own when there is one).
 
 
+include: "inputs/masks.smk"
+
+
 rule mask:
     input:
         image="results/dataset/images/{id}.png",
@@ -11,8 +14,8 @@ rule mask:
         mask="results/dataset/masks/{id}.png",
         record="results/dataset/masks/{id}.json",
     params:
-        masks=as_json(MASK_SETTINGS),
-        strict=as_json(config["strict"]),
+        masks=as_json(settings_of("mask")["masks"]),
+        strict=as_json(settings_of("mask")["strict"]),
     log:
         "logs/masks/{id}.log",
     resources:

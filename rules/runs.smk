@@ -2,13 +2,16 @@
 # run under results/runs/ side by side (runs.tsv, in the run's report).
 
 
+include: "inputs/runs.smk"
+
+
 rule run_record:
     input:
         unpack(run_record_inputs),
     output:
         f"{RUN_DIR}/run.yaml",
     params:
-        config=config,
+        config=settings_of("run_record"),  # the whole config but the scheduler's keys
         dataset=DATASET,
         base_model=config["base_model"],
     log:

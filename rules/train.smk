@@ -4,6 +4,9 @@
 # blocks and leaves the finished ones alone, and a failed block keeps every earlier epoch.
 
 
+include: "inputs/train.smk"
+
+
 rule tiny_model:
     output:
         "results/models/tiny.safetensors",

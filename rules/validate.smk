@@ -9,6 +9,9 @@
 # Any saved epoch can be sampled on request: snakemake results/runs/<run>/validate/epoch-003.png
 
 
+include: "inputs/validate.smk"
+
+
 rule validation_prompts:
     input:
         split="results/dataset/split.tsv",
@@ -17,11 +20,11 @@ rule validation_prompts:
     output:
         f"{RUN_DIR}/validate/prompts.tsv",
     params:
-        token=config["subject"]["token"],
-        intent=config["intent"],
-        cap=VALIDATE["prompts"],
-        extra=VALIDATE["extra_prompts"],
-        probe=VALIDATE["train_captions"],
+        token=settings_of("validation_prompts")["subject"]["token"],
+        intent=settings_of("validation_prompts")["intent"],
+        cap=settings_of("validation_prompts")["validate"]["prompts"],
+        extra=settings_of("validation_prompts")["validate"]["extra_prompts"],
+        probe=settings_of("validation_prompts")["validate"]["train_captions"],
     log:
         f"logs/runs/{RUN}/validate/prompts.log",
     resources:
@@ -45,8 +48,8 @@ rule sample_epoch:
             subcategory="Samples per epoch",
         ),
     params:
-        settings=SAMPLE_SETTINGS,
-        run=RUN,
+        settings=settings_of("sample_epoch")["validate"],
+        run=settings_of("sample_epoch")["run"],
     log:
         f"logs/runs/{RUN}/validate/epoch-{{eee}}.log",
     resources:
@@ -88,9 +91,9 @@ rule compare_epochs:
         report(f"{RUN_DIR}/validate/compare.png", caption="report/compare.rst", category="2. Validation"),
     params:
         epochs=all_sampled_epochs,
-        seeds=VALIDATE["seeds"],
-        run=RUN,
-        random_base=config["base_model"] == "tiny",
+        seeds=settings_of("compare_epochs")["validate"]["seeds"],
+        run=settings_of("compare_epochs")["run"],
+        random_base=settings_of("compare_epochs")["base_model"] == "tiny",
     log:
         f"logs/runs/{RUN}/validate/compare.log",
     resources:
@@ -110,7 +113,7 @@ rule loss_curves:
         report(f"{RUN_DIR}/validate/losses.png", caption="report/losses.rst", category="2. Validation"),
     params:
         epochs=list(range(1, TRAIN["epochs"] + 1)),
-        run=RUN,
+        run=settings_of("loss_curves")["run"],
     log:
         f"logs/runs/{RUN}/validate/losses.log",
     resources:
@@ -145,8 +148,8 @@ rule reference_photos:
     output:
         "results/dataset/reference.json",
     params:
-        min_face=SELECT["min_face"],
-        sample_side=VALIDATE["resolution"],  # sharpness compared at the samples' size
+        min_face=settings_of("reference_photos")["select"]["min_face"],
+        sample_side=settings_of("reference_photos")["validate"]["resolution"],  # sharpness compared at the samples' size
     log:
         "logs/dataset/reference.log",
     resources:
@@ -170,10 +173,10 @@ rule score_epoch:
     output:
         f"{RUN_DIR}/validate/epoch-{{eee}}.scores.json",
     params:
-        settings=SELECT,
-        seeds=VALIDATE["seeds"],
-        captions=CAPTION_SETTINGS,
-        token=config["subject"]["token"],
+        settings=settings_of("score_epoch")["select"],
+        seeds=settings_of("score_epoch")["validate"]["seeds"],
+        captions=settings_of("score_epoch").get("captions", {}),  # the tagger, where no CLIP model scores adherence
+        token=settings_of("score_epoch")["subject"]["token"],
     log:
         f"logs/runs/{RUN}/validate/epoch-{{eee}}.scores.log",
     resources:
@@ -198,7 +201,7 @@ checkpoint select_epoch:
         epochs=list(range(1, TRAIN["epochs"] + 1)),
         saved=SAVED_EPOCHS,
         reviews={e: str(p) for e, p in REVIEWS.items()},
-        copy_bits=SELECT["copy_bits"],
+        copy_bits=settings_of("select_epoch")["select"]["copy_bits"],
     log:
         f"logs/runs/{RUN}/validate/select.log",
     resources:

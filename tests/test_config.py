@@ -100,6 +100,60 @@ def test_the_library_map_names_every_module():
     assert sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__" and p.stem not in words) == []
 
 
+def schema_keys(node: dict, prefix: str = "") -> list[str]:
+    """Every key of the schema by dotted path (`intent`, free-form lists, counts as one key)."""
+    if "properties" not in node or prefix == "intent":
+        return [prefix]
+    return [k for name, child in node["properties"].items()
+            for k in schema_keys(child, f"{prefix}.{name}" if prefix else name)]
+
+
+def test_every_setting_reruns_the_stages_that_read_it_or_none():
+    """The rerun-trigger table (charlora/triggers.py): every key of the schema is a trigger (of one stage
+    or more), a key of the plan, or a scheduler request, exactly one of the three; every entry of the
+    table names a key or section of the schema; the typed settings read exactly their stage's keys."""
+    from charlora import lora, plan, sample, train, triggers
+
+    keys = schema_keys(yaml.safe_load(SCHEMA.read_text()))
+    entries = {e for stage in triggers.TRIGGERS.values() for e in stage if e != triggers.EVERY_KEY}
+    places = {"trigger": entries, "plan": set(triggers.PLAN), "scheduler": set(triggers.SCHEDULER)}
+    for key in keys:
+        found = [name for name, group in places.items() if any(triggers.covers(key, e) for e in group)]
+        assert len(found) == 1, f"{key}: in {found or 'no place'} of charlora/triggers.py"
+    for entry in set().union(*places.values()):
+        assert any(triggers.covers(key, entry) for key in keys), f"{entry}: not a key of config/schema.yaml"
+
+    def section_keys(stage, section):
+        return {e.removeprefix(section + ".") for e in triggers.TRIGGERS[stage] if e.startswith(section + ".")}
+
+    assert set(sample.Settings.__dataclass_fields__) == section_keys("sample_epoch", "validate")
+    assert set(lora.Settings.__dataclass_fields__) == section_keys("extract_lora", "lora") \
+        == section_keys("verify_lora", "lora")
+    assert set(train.Settings.__dataclass_fields__) == set(plan.WEIGHT_KEYS) | {"device"}  # device: no trigger
+    assert "train.device" in triggers.READ_WITHOUT_RERUN["train"] and "train.device" in triggers.PLAN
+
+
+def test_a_job_gets_only_the_settings_it_reads():
+    """triggers.settings: the stage's keys, nested as in the config; never a scheduler key; an option not
+    chosen and the tagger where a CLIP model scores adherence left out; the run record all but the
+    scheduler's keys."""
+    from charlora import config as config_module
+    from charlora import triggers
+
+    config = config_module.defaults()
+    config["masks"]["method"], config["select"]["clip"] = "colour_key", "models/clip"
+    assert triggers.settings(config, "select_epoch") == {"select": {"copy_bits": config["select"]["copy_bits"]}}
+    assert triggers.settings(config, "mask")["masks"].keys() == {
+        "method", "colour_key", "threshold", "fill_holes", "dilate_px", "feather_px", "coverage_range"}
+    assert "captions" not in triggers.settings(config, "score_epoch")
+    config["select"]["clip"] = ""
+    assert triggers.settings(config, "score_epoch")["captions"].keys() == {"tagger", "wd14", "vocabulary"}
+    record = triggers.settings(config, "run_record")
+    assert "gpu_jobs" not in record and "mem_mb" not in record["train"] and record["train"]["epochs"] == 100
+    for stage in triggers.TRIGGERS:
+        assert "mem_mb" not in str(triggers.settings(config, stage)), stage
+
+
 def test_the_model_files_a_config_names_are_listed_checked_and_described(tmp_path):
     """snakemake models and the start of a run read the same list: what each file is for, whether it is
     in place (size, SHA-256), and where to get a missing one; the dataset stage needs only its own."""

@@ -109,7 +109,6 @@ def test_settings_refuse_combinations_that_lose_updates():
 
 def test_one_list_of_the_settings_that_change_the_weights_and_one_of_the_saved_epochs():
     train = defaults()["train"]
-    assert set(plan.NOT_WEIGHTS) <= set(train)
     weights = plan.weight_settings(train, masks_made=True)
     assert set(Settings.__dataclass_fields__) == set(weights) | {"device"}  # what training reads
     assert Settings.from_schema().fingerprint() == plan.fingerprint(weights)  # what the state is checked against

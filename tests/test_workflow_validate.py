@@ -72,6 +72,27 @@ def test_a_new_intent_or_prompt_resamples_every_epoch_and_never_retrains(trained
     assert "intent: no kept photo's caption shows jumping, snow" in log  # the warning names what no photo shows
 
 
+def test_a_setting_reruns_only_the_jobs_that_read_it(trained):
+    """The rerun-trigger table (charlora/triggers.py) in dry runs: a scheduler request plans nothing, the
+    selection's threshold re-selects without re-scoring, the sampling device resamples every epoch, the
+    caption length limit re-lints without re-tagging, the settings of a method not chosen change nothing."""
+    ws, _ = trained
+
+    def planned(*settings):
+        return {rule for rule, _ in jobs_run(snakemake(ws, "-n", "--config", *settings).stdout)}
+
+    assert planned("select={mem_mb: 12345, runtime: 99}", "train={mem_mb: 9999}", "validate={runtime: 7}",
+                   "gpu_jobs={slurm_partition: big}") == set()
+    assert planned("masks={rembg: {session: u2net}}", "captions={vlm: {max_new_tokens: 7}}") == set()
+    copy_bits = planned("select={copy_bits: 10}")
+    assert "select_epoch" in copy_bits and "score_epoch" not in copy_bits and "sample_epoch" not in copy_bits
+    resampled = jobs_run(snakemake(ws, "-n", "--config", "validate={device: auto}").stdout)
+    assert {("sample_epoch", f"eee={e:03d}") for e in range(5)} <= resampled
+    assert not {rule for rule, _ in resampled} & {"validation_prompts", "train_epochs_001_002", "reference_photos"}
+    linted = planned("captions={max_tokens: 70}")
+    assert "caption_lint" in linted and not linted & {"tag", "caption", "train_epochs_001_002"}
+
+
 def test_any_saved_epoch_on_request_and_samples_rebuild_byte_identical(trained, tmp_path):
     ws = copy_workspace(trained[0], tmp_path / "ws")
     (ws / "more.yaml").write_text("train:\n  epochs: 6\n")  # a sixth epoch, not in the coarse pass

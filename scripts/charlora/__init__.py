@@ -20,7 +20,8 @@ rules/validate.smk  sample (SDXL pipeline, PNG parameters), validate_prompts, in
                     selection (signs, ranking, steps: the selected epoch)
 rules/lora.smk      lora (extraction), lora_verify
 rules/runs.smk      run_record (run.yaml, the table of runs)
-every stage         plan (blocks, saved epochs, paths: also read by rules/common.smk), config (schema,
+every stage         plan (blocks, saved epochs, paths: also read by rules/common.smk), triggers (which
+                    settings rerun which jobs: one table, read by the rules), config (schema,
                     defaults, path checks), model_files (the models a config names: `snakemake
                     models` and the check at the start of a run), sdxl (model I/O), ldm_layout (checkpoint key names),
                     atomic (temp file, then rename), hashing, logs, summary (the end of a run),

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-# `train:` settings that leave the weights as they are:
-# - epochs: raising it continues the same run (only the new blocks train);
-# - epochs_per_job: a chain of jobs gives the weights of one long job, bit for bit (tested);
-# - device: the same training on another machine (a run may move from one GPU node to another; the
-#   last bits of a float may differ between devices, as between any two GPU models);
-# - mem_mb, runtime: what a job asks a scheduler for; export: an extra file made from an epoch.
-NOT_WEIGHTS = ("epochs", "epochs_per_job", "device", "mem_mb", "runtime", "export")
+from charlora import triggers
+
+# `train:` settings that leave the weights as they are are not in the table's "train" stage
+# (triggers.py): epochs (raising it continues the same run: only the new blocks train), epochs_per_job
+# (a chain of jobs gives the weights of one long job, bit for bit: tested), device (the same training on
+# another machine), mem_mb and runtime (the scheduler's), export (an extra file made from an epoch).
+WEIGHT_KEYS = sorted(key.removeprefix("train.") for key in triggers.TRIGGERS["train"] if key.startswith("train."))
 
 RUNS = "results/runs"
 
@@ -23,7 +23,7 @@ RUNS = "results/runs"
 def weight_settings(train: dict, masks_made: bool) -> dict:
     """The settings the weights depend on, in a fixed order: the training rules' rerun trigger and the
     fingerprint kept with every epoch. Masked training is on only where masks are made."""
-    settings = {k: train[k] for k in sorted(train) if k not in NOT_WEIGHTS}
+    settings = {k: train[k] for k in WEIGHT_KEYS}
     settings["masked_training"] = train["masked_training"] and masks_made
     return settings
 
