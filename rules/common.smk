@@ -88,14 +88,16 @@ def base_model(wildcards=None):
 
 
 RUN = config["run"]
-RUN_DIR = plan.run_dir(RUN)
+RUN_DIR = plan.run_dir(RUN)  # the results layout is the plan's (charlora/plan.py)
+TRAIN_DIR, VALIDATE_DIR, LORA_DIR, EXPORT_DIR = (plan.train_dir(RUN), plan.validate_dir(RUN), plan.lora_dir(RUN),
+                                                 plan.export_dir(RUN))
 TRAIN = config["train"]
 TRAIN_BLOCKS = plan.blocks(TRAIN["epochs"], TRAIN["epochs_per_job"])
 USES_MASKS = config["masks"]["method"] != "none"
 SAVED_EPOCHS = [e for first, last in TRAIN_BLOCKS for e in plan.saved_epochs(first, last, TRAIN["save_every"])]
 
 
-DEMO_DIR = "results/demo"
+DEMO_DIR = plan.DEMO_DIR
 IS_DEMO = config["dataset"] == "demo"
 if TAGGER == "demo" and not IS_DEMO:
     raise ConfigError("captions.tagger: demo knows only the embedded demo's photos; for your own photos use "
@@ -213,5 +215,5 @@ def all_targets(wildcards):
     targets = dataset_targets(wildcards) + all_epoch_files() + validation_targets() + [f"{RUN_DIR}/{RUN}.safetensors"]
     targets += [f"{RUN_DIR}/run.yaml", f"{RUN_DIR}/runs.tsv"]
     if TRAIN["export"]:
-        targets.append(f"{RUN_DIR}/export/epoch-{TRAIN['epochs']:03d}.safetensors")
+        targets.append(f"{EXPORT_DIR}/epoch-{TRAIN['epochs']:03d}.safetensors")
     return targets

@@ -8,6 +8,8 @@ rule demo_dataset:
         images=expand(f"{DEMO_DIR}/images/{{name}}", name=demo.IMAGE_FILES),
         captions=expand(f"{DEMO_DIR}/captions/{{name}}", name=demo.CAPTION_FILES),
         masks=expand(f"{DEMO_DIR}/masks/{{name}}", name=demo.MASK_FILES),
+    params:
+        folder=lambda wildcards, output: os.path.dirname(os.path.dirname(output.images[0])),
     log:
         "logs/dataset/demo_dataset.log",
     resources:
@@ -105,6 +107,8 @@ rule prune_dataset:
         table="results/dataset/dedup.tsv",
     output:
         table="results/dataset/pruned.tsv",
+    params:
+        dataset=lambda wildcards, output: os.path.dirname(output.table),  # the curated dataset's folder
     log:
         "logs/dataset/prune.log",
     resources:

@@ -8,12 +8,12 @@ include: "inputs/lora.smk"
 
 rule extract_lora:
     input:
-        weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
+        weights=f"{TRAIN_DIR}/epoch-{{eee}}.safetensors",
         model=base_model,
         model_hash="results/models/base_model.sha256",
         consent=[str(CONSENT)] if CONSENT else [],
     output:
-        f"{RUN_DIR}/lora/epoch-{{eee}}.safetensors",
+        f"{LORA_DIR}/epoch-{{eee}}.safetensors",
     params:
         settings=settings_of("extract_lora")["lora"],
         run=settings_of("extract_lora")["run"],
@@ -34,13 +34,13 @@ rule extract_lora:
 
 rule verify_lora:
     input:
-        lora=f"{RUN_DIR}/lora/epoch-{{eee}}.safetensors",
-        weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
+        lora=f"{LORA_DIR}/epoch-{{eee}}.safetensors",
+        weights=f"{TRAIN_DIR}/epoch-{{eee}}.safetensors",
         model=base_model,
     output:
-        record=f"{RUN_DIR}/lora/epoch-{{eee}}.verify.json",
+        record=f"{LORA_DIR}/epoch-{{eee}}.verify.json",
         plot=report(
-            f"{RUN_DIR}/lora/epoch-{{eee}}.verify.png",
+            f"{LORA_DIR}/epoch-{{eee}}.verify.png",
             caption="report/lora_verify.rst",
             category="3. LoRA",
         ),
@@ -62,7 +62,7 @@ rule verify_lora:
 rule run_lora:
     input:
         unpack(run_lora_inputs),
-        selection=[] if LORA_EPOCH is not None else f"{RUN_DIR}/validate/selected.json",  # re-evaluated when it changes
+        selection=[] if LORA_EPOCH is not None else f"{VALIDATE_DIR}/selected.json",  # re-evaluated when it changes
     output:
         f"{RUN_DIR}/{RUN}.safetensors",
     log:

@@ -29,9 +29,11 @@ rule compare_runs:
     input:
         record=f"{RUN_DIR}/run.yaml",
         metrics=[plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
-        selection=[] if LORA_EPOCH is not None else f"{RUN_DIR}/validate/selected.json",
+        selection=[] if LORA_EPOCH is not None else f"{VALIDATE_DIR}/selected.json",
     output:
         report(f"{RUN_DIR}/runs.tsv", caption="report/runs.rst", category="4. Runs"),
+    params:
+        runs=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),  # the runs, this one's beside the others
     log:
         f"logs/runs/{RUN}/compare_runs.log",
     resources:

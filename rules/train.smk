@@ -54,6 +54,9 @@ for first, last in TRAIN_BLOCKS:
             settings=TRAIN_SETTINGS,
             first=first,
             last=last,
+            train_dir=lambda wildcards, output: os.path.dirname(output.state),  # the linter: a folder of outputs from them
+            tensorboard=plan.tensorboard_dir(RUN),
+            cache=plan.CACHE,
         log:
             f"logs/runs/{RUN}/train/epochs-{first:03d}-{last:03d}.log",
         threads: TRAIN_PROCESSES
@@ -69,10 +72,10 @@ for first, last in TRAIN_BLOCKS:
 
 rule export_checkpoint:
     input:
-        weights=f"{RUN_DIR}/train/epoch-{{eee}}.safetensors",
+        weights=f"{TRAIN_DIR}/epoch-{{eee}}.safetensors",
         model=base_model,
     output:
-        f"{RUN_DIR}/export/epoch-{{eee}}.safetensors",
+        f"{EXPORT_DIR}/epoch-{{eee}}.safetensors",
     log:
         f"logs/runs/{RUN}/export/epoch-{{eee}}.log",
     resources:

@@ -18,7 +18,7 @@ rule validation_prompts:
         captions=kept_captions,
         vocabulary=config["captions"]["vocabulary"],
     output:
-        f"{RUN_DIR}/validate/prompts.tsv",
+        f"{VALIDATE_DIR}/prompts.tsv",
     params:
         token=settings_of("validation_prompts")["subject"]["token"],
         intent=settings_of("validation_prompts")["intent"],
@@ -40,9 +40,9 @@ rule sample_epoch:
     input:
         unpack(sample_inputs),
     output:
-        images=directory(f"{RUN_DIR}/validate/epoch-{{eee}}"),
+        images=directory(f"{VALIDATE_DIR}/epoch-{{eee}}"),
         grid=report(
-            f"{RUN_DIR}/validate/epoch-{{eee}}.png",
+            f"{VALIDATE_DIR}/epoch-{{eee}}.png",
             caption="report/epoch_grid.rst",
             category="2. Validation",
             subcategory="Samples per epoch",
@@ -66,7 +66,7 @@ checkpoint refine_sampling:
     input:
         [plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
     output:
-        f"{RUN_DIR}/validate/refine.tsv",
+        f"{VALIDATE_DIR}/refine.tsv",
     params:
         epochs=list(range(1, TRAIN["epochs"] + 1)),
         saved=SAVED_EPOCHS,
@@ -84,11 +84,11 @@ checkpoint refine_sampling:
 
 rule compare_epochs:
     input:
-        prompts=f"{RUN_DIR}/validate/prompts.tsv",
+        prompts=f"{VALIDATE_DIR}/prompts.tsv",
         samples=sample_folders,
-        refined=f"{RUN_DIR}/validate/refine.tsv",  # re-evaluated when the refinement changes
+        refined=f"{VALIDATE_DIR}/refine.tsv",  # re-evaluated when the refinement changes
     output:
-        report(f"{RUN_DIR}/validate/compare.png", caption="report/compare.rst", category="2. Validation"),
+        report(f"{VALIDATE_DIR}/compare.png", caption="report/compare.rst", category="2. Validation"),
     params:
         epochs=all_sampled_epochs,
         seeds=settings_of("compare_epochs")["validate"]["seeds"],
@@ -108,9 +108,9 @@ rule compare_epochs:
 rule loss_curves:
     input:
         metrics=[plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
-        selection=f"{RUN_DIR}/validate/selected.json",
+        selection=f"{VALIDATE_DIR}/selected.json",
     output:
-        report(f"{RUN_DIR}/validate/losses.png", caption="report/losses.rst", category="2. Validation"),
+        report(f"{VALIDATE_DIR}/losses.png", caption="report/losses.rst", category="2. Validation"),
     params:
         epochs=list(range(1, TRAIN["epochs"] + 1)),
         run=settings_of("loss_curves")["run"],
@@ -163,17 +163,18 @@ rule reference_photos:
 
 rule score_epoch:
     input:
-        samples=f"{RUN_DIR}/validate/epoch-{{eee}}",
-        prompts=f"{RUN_DIR}/validate/prompts.tsv",
+        samples=f"{VALIDATE_DIR}/epoch-{{eee}}",
+        prompts=f"{VALIDATE_DIR}/prompts.tsv",
         reference="results/dataset/reference.json",
         images=kept_images,
         clip=clip_model,
         tagger=TAGGER_FILES,
         vocabulary=[] if SELECT["clip"] or not TAGGER_FILES else config["captions"]["vocabulary"],  # tag recall's words
     output:
-        f"{RUN_DIR}/validate/epoch-{{eee}}.scores.json",
+        f"{VALIDATE_DIR}/epoch-{{eee}}.scores.json",
     params:
         settings=settings_of("score_epoch")["select"],
+        training_photos=f"{plan.DATASET_DIR}/images",
         seeds=settings_of("score_epoch")["validate"]["seeds"],
         captions=settings_of("score_epoch").get("captions", {}),  # the tagger, where no CLIP model scores adherence
         token=settings_of("score_epoch")["subject"]["token"],
@@ -191,12 +192,12 @@ rule score_epoch:
 checkpoint select_epoch:
     input:
         scores=epoch_scores,
-        refined=f"{RUN_DIR}/validate/refine.tsv",  # re-evaluated when the refinement changes
+        refined=f"{VALIDATE_DIR}/refine.tsv",  # re-evaluated when the refinement changes
         metrics=[plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
         reviews=list(REVIEWS.values()),
     output:
-        scorecard=report(f"{RUN_DIR}/validate/scorecard.tsv", caption="report/scorecard.rst", category="2. Validation"),
-        selection=report(f"{RUN_DIR}/validate/selected.json", caption="report/selected.rst", category="2. Validation"),
+        scorecard=report(f"{VALIDATE_DIR}/scorecard.tsv", caption="report/scorecard.rst", category="2. Validation"),
+        selection=report(f"{VALIDATE_DIR}/selected.json", caption="report/selected.rst", category="2. Validation"),
     params:
         epochs=list(range(1, TRAIN["epochs"] + 1)),
         saved=SAVED_EPOCHS,

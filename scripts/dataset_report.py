@@ -18,9 +18,11 @@ vocabulary = Vocabulary.load(snakemake.input.vocabulary)
 coverage = intent.coverage(intent.Intent.from_config(snakemake.params.intent, vocabulary),
                            {i: record["caption"] for i, record in kept_captions.items()}, vocabulary)
 summary = report.write_dataset_report(
-    rows, audits, kept_images, kept_masks, kept_captions, lint_rows, Path(snakemake.params.dataset) / "images",
-    snakemake.params.targets, coverage, snakemake.output.html, snakemake.output.framing, snakemake.params.strays,
-    snakemake.params.max_years, snakemake.params.max_skin_shift, workers=snakemake.threads,
+    rows=rows, audits=audits, kept_images=kept_images, kept_masks=kept_masks, kept_captions=kept_captions,
+    lint_rows=lint_rows, images_dir=Path(snakemake.params.dataset) / "images", targets=snakemake.params.targets,
+    coverage=coverage, html_path=snakemake.output.html, chart_path=snakemake.output.framing,
+    strays=snakemake.params.strays, max_years=snakemake.params.max_years,
+    max_skin_shift=snakemake.params.max_skin_shift, workers=snakemake.threads,
 )
 for warning in summary.warnings:
     log.warning("%s", warning)

@@ -7,6 +7,6 @@ from tqdm import tqdm
 from charlora import demo, demo_render, logs
 
 log = logs.setup(snakemake.log[0])
-out_dir = Path(snakemake.output.images[0]).parent.parent
+out_dir = Path(snakemake.params.folder)
 demo_render.build_demo(out_dir, progress=tqdm)
 log.info("wrote %d demo photos and %d captions to %s", len(demo.IMAGE_FILES), len(demo.CAPTION_FILES), out_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 from charlora import dedup, logs, stale
 
 log = logs.setup(snakemake.log[0])
-found = stale.find_stale(Path(snakemake.output.table).parent, dedup.read_table(snakemake.input.table))
+found = stale.find_stale(Path(snakemake.params.dataset), dedup.read_table(snakemake.input.table))
 stale.remove_stale(found)
 for item in found:
     log.info("removed %s: %s", item.path, item.reason)

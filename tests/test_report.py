@@ -40,9 +40,10 @@ def test_each_warning_is_shown_once_and_links_to_its_section(tmp_path):
     lint_rows = [LintRow(i, "composed", 5, "far too long" if i == "a" else "", []) for i in kept_images]
     coverage = [("scenes", "park", 2), ("scenes", "beach", 0)]
 
-    summary = report.write_dataset_report(rows, audits, kept_images, kept_masks, captions, lint_rows, images,
-                                          TARGETS, coverage, tmp_path / "report.html", tmp_path / "framing.png",
-                                          {"captions/IMG_001.txt": "no photo named 'IMG_001' in images/"})
+    summary = report.write_dataset_report(
+        rows=rows, audits=audits, kept_images=kept_images, kept_masks=kept_masks, kept_captions=captions,
+        lint_rows=lint_rows, images_dir=images, targets=TARGETS, coverage=coverage, html_path=tmp_path / "report.html",
+        chart_path=tmp_path / "framing.png", strays={"captions/IMG_001.txt": "no photo named 'IMG_001' in images/"})
 
     page = (tmp_path / "report.html").read_text()
     assert summary.counts == {KEPT: 3, DUPLICATE: 1, REJECTED: 1}

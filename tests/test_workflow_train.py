@@ -302,7 +302,7 @@ def test_the_run_record_and_the_comparison_of_runs(second_run):
         metadata = f.metadata()
     assert metadata["charlora.rights_holder"] == "Mira Example" and metadata["charlora.consent_sha256"] == consent_hash
     # both runs side by side: the demo's record is the trained fixture's; again has trained 2 epochs, selected none
-    header, rows = run_record.compare([run_record.read_run(ws / "results/runs" / r) for r in ("demo", "again")])
+    header, rows = run_record.compare([run_record.read_run(ws / "results/runs", r) for r in ("demo", "again")])
     assert header[:4] == ["run", "rationale", "lowest validation loss (epoch)", "selected epoch"]
     assert set(header[4:]) == {"lora.rank", "subject.consent", "subject.real_person", "subject.rights_holder"}
     demo_losses = {e: metrics(ws / TRAIN / f"epoch-{e:03d}.metrics.tsv")[1]["mean"] for e in (1, 2, 3, 4)}

@@ -25,5 +25,5 @@ def selected_epoch(wildcards):
 
 def run_lora_inputs(wildcards):
     epoch = selected_epoch(wildcards)
-    return dict(lora=f"{RUN_DIR}/lora/epoch-{epoch:03d}.safetensors",
-                record=f"{RUN_DIR}/lora/epoch-{epoch:03d}.verify.json")
+    return dict(lora=f"{LORA_DIR}/epoch-{epoch:03d}.safetensors",
+                record=f"{LORA_DIR}/epoch-{epoch:03d}.verify.json")

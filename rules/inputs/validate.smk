@@ -16,9 +16,9 @@ VALIDATE_GPUS = 0 if VALIDATE["device"] == "cpu" else 1
 
 def sample_inputs(wildcards):
     """What an epoch's samples are made from: the base model's parts, with the epoch's UNet unless it is 0."""
-    files = dict(model=base_model(wildcards), prompts=f"{RUN_DIR}/validate/prompts.tsv")
+    files = dict(model=base_model(wildcards), prompts=f"{VALIDATE_DIR}/prompts.tsv")
     if int(wildcards.eee) > 0:
-        files["weights"] = f"{RUN_DIR}/train/epoch-{wildcards.eee}.safetensors"
+        files["weights"] = f"{TRAIN_DIR}/epoch-{wildcards.eee}.safetensors"
     return files
 
 
@@ -30,11 +30,11 @@ def all_sampled_epochs(wildcards):
 
 
 def sample_folders(wildcards):
-    return [f"{RUN_DIR}/validate/epoch-{e:03d}" for e in all_sampled_epochs(wildcards)]
+    return [f"{VALIDATE_DIR}/epoch-{e:03d}" for e in all_sampled_epochs(wildcards)]
 
 
 def validation_targets():
-    return [f"{RUN_DIR}/validate/compare.png", f"{RUN_DIR}/validate/losses.png", f"{RUN_DIR}/validate/scorecard.tsv"]
+    return [f"{VALIDATE_DIR}/compare.png", f"{VALIDATE_DIR}/losses.png", f"{VALIDATE_DIR}/scorecard.tsv"]
 
 
 # Scorecard and selection (rules/validate.smk): every sampled epoch measured against the training photos
@@ -58,4 +58,4 @@ for review_file in REVIEWS.values():
 
 
 def epoch_scores(wildcards):
-    return [f"{RUN_DIR}/validate/epoch-{e:03d}.scores.json" for e in all_sampled_epochs(wildcards)]
+    return [f"{VALIDATE_DIR}/epoch-{e:03d}.scores.json" for e in all_sampled_epochs(wildcards)]

@@ -1,5 +1,6 @@
 """The plan of a training run, written once for the rules and the library alike: its blocks of
-epochs, which epochs are saved and sampled, where its files are, and which settings change its weights.
+epochs, which epochs are saved and sampled, where its files are (the results layout: every folder a
+rule or a script names is built here), and which settings change its weights.
 
 Standard library only: rules/common.smk imports it at parse time, on every cluster node.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from charlora import triggers
 
@@ -17,7 +19,11 @@ from charlora import triggers
 # another machine), mem_mb and runtime (the scheduler's), export (an extra file made from an epoch).
 WEIGHT_KEYS = sorted(key.removeprefix("train.") for key in triggers.TRIGGERS["train"] if key.startswith("train."))
 
-RUNS = "results/runs"
+RESULTS = "results"
+DATASET_DIR = f"{RESULTS}/dataset"   # the curated dataset: images, masks, captions, the tables, the report
+DEMO_DIR = f"{RESULTS}/demo"         # the embedded demo's photos, drawn by rule demo_dataset
+CACHE = f"{RESULTS}/cache"           # the training's encodings (VAE latents, text embeddings), shared by runs
+RUNS = f"{RESULTS}/runs"
 
 
 def weight_settings(train: dict, masks_made: bool) -> dict:
@@ -48,8 +54,24 @@ def saved_epochs(first: int, last: int, save_every: int) -> list[int]:
     return [e for e in range(first, last + 1) if is_saved(e, last, save_every)]
 
 
-def run_dir(run: str) -> str:
-    return f"{RUNS}/{run}"
+def run_dir(run: str, runs: str | Path = RUNS) -> str:
+    """A run's folder (`runs`: where the runs are, when another workspace's are read)."""
+    return f"{runs}/{run}"
+
+
+def _folder_of_run(name: str):
+    def folder(run: str, runs: str | Path = RUNS) -> str:
+        return f"{run_dir(run, runs)}/{name}"
+    folder.__name__ = f"{name}_dir"
+    return folder
+
+
+# A run's folders (each a function of the run's name, and of where the runs are).
+train_dir = _folder_of_run("train")              # the epochs' UNet files, metrics and job states
+tensorboard_dir = _folder_of_run("tensorboard")  # the event files of every training job
+validate_dir = _folder_of_run("validate")        # prompts, samples, grids, sheets, scores, scorecard, selection
+lora_dir = _folder_of_run("lora")                # the LoRA of each extracted epoch, with its verification
+export_dir = _folder_of_run("export")            # saved epochs as full checkpoints (train.export)
 
 
 def epoch_name(epoch: int, kind: str) -> str:
@@ -59,7 +81,7 @@ def epoch_name(epoch: int, kind: str) -> str:
 
 
 def epoch_file(run: str, epoch: int, kind: str) -> str:
-    return f"{run_dir(run)}/train/{epoch_name(epoch, kind)}"
+    return f"{train_dir(run)}/{epoch_name(epoch, kind)}"
 
 
 def sampled_epochs(saved: list[int], every: int) -> list[int]:

@@ -142,13 +142,206 @@ class ReportSummary:
     warnings: list[str]
 
 
-def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: dict[str, Path],
+@dataclass
+class Dataset:
+    """What the report's sections read: the dedup table, the kept photos' audits, masks, captions and
+    lint, the thumbnails, and the thresholds of the dataset-wide checks."""
+    rows: list[DedupRow]
+    by_id: dict[str, dict]                     # every audited photo's audit record
+    kept: list[dict]                           # the kept photos' audit records, in the table's order
+    kept_masks: dict[str, tuple[Path, dict]]   # id -> (mask PNG, mask record)
+    kept_captions: dict[str, dict]             # id -> caption record
+    lint_rows: list
+    images_dir: Path                           # the dataset's originals (set-aside duplicates shown from there)
+    coverage: list[tuple[str, str, int]]       # (intent field, value, kept photos whose caption carries it)
+    strays: dict[str, str]                     # captions and masks no photo uses -> why
+    max_years: float
+    max_skin_shift: float
+    thumbs: dict[str, str]                     # id -> thumbnail data URI
+    overlays: dict[str, str]                   # id -> mask overlay data URI
+    framing: FramingSummary
+    chart_path: Path
+
+
+# A section: its HTML parts (joined by newlines) and its warnings, (section anchor, text), which the
+# page lists once at the top.
+Section = tuple[list[str], list[tuple[str, str]]]
+
+
+def framing_section(d: Dataset) -> Section:
+    chart_uri = "data:image/png;base64," + base64.b64encode(d.chart_path.read_bytes()).decode("ascii")
+    return (['<h2 id="framing">Framing</h2>', f'<img src="{chart_uri}" alt="framing chart">'],
+            [("framing", w) for w in d.framing.warnings])
+
+
+def rejected_section(d: Dataset) -> Section:
+    rejected = [[html.escape(r.file), html.escape(r.reason)] for r in d.rows if r.status == REJECTED]
+    return ["<h2>Rejected files</h2>", _table(["file", "reason"], rejected) if rejected else "<p>None.</p>"], []
+
+
+def strays_section(d: Dataset) -> Section:
+    table = (_table(["file", "why it is not used"], [[html.escape(w), html.escape(r)] for w, r in d.strays.items()])
+             if d.strays else "<p>None: every caption and mask file belongs to a photo.</p>")
+    return (['<h2 id="strays">Unused captions and masks</h2>', table],
+            [("strays", f"{where}: {reason}") for where, reason in d.strays.items()])
+
+
+def duplicates_section(d: Dataset) -> Section:
+    parts = ["<h2>Near-duplicate groups</h2>"]
+    groups: dict[str, list[DedupRow]] = {}
+    for r in d.rows:
+        if r.status == DUPLICATE:
+            groups.setdefault(r.duplicate_of, []).append(r)
+    if not groups:
+        parts.append("<p>None found.</p>")
+    for kept_id, dups in sorted(groups.items()):
+        figures = [_figure(d.thumbs[kept_id], f"kept: {html.escape(d.by_id[kept_id]['file'])}")]
+        for dup in dups:
+            try:
+                image = decode_rgb(d.images_dir / dup.file, max_megapixels=1e9).image
+            except ImageRejected:
+                continue
+            figures.append(_figure(_thumb_uri(image), f"{html.escape(dup.file)}<br>distance {dup.distance}<br>"
+                                                      f"{html.escape(dup.reason)}"))
+        parts.append(f'<div class="group">{"".join(figures)}</div>')
+    return parts, []
+
+
+def similar_section(d: Dataset) -> Section:
+    parts, warnings = ['<h2 id="similar">Similar shots, both kept</h2>'], []
+    similar = [(r.id, other) for r in d.rows if r.status == KEPT and r.similar_to
+               for other in r.similar_to.split(SIMILAR_SEPARATOR) if r.id < other]
+    if similar:
+        parts.append("<p>These pairs align like one scene but part of the picture differs (a blink, a head "
+                     "turn, a moved arm): second captures, not edited copies. Both are kept; remove one from "
+                     "the dataset if it adds no new pose or expression.</p>")
+        warnings.append(("similar", f"{len(similar)} pair(s) of photos look like second captures of one scene: "
+                                    "both kept, check they add something"))
+    else:
+        parts.append("<p>None found.</p>")
+    for a, b in similar:
+        parts.append('<div class="group">' + "".join(
+            _figure(d.thumbs[i], html.escape(d.by_id[i]["file"])) for i in (a, b)) + "</div>")
+    return parts, warnings
+
+
+def flags_section(d: Dataset) -> Section:
+    flagged = [[html.escape(a["file"]), "<br>".join(html.escape(f) for f in a["flags"])] for a in d.kept if a["flags"]]
+    return ["<h2>Audit flags</h2>", _table(["file", "flags"], flagged) if flagged else "<p>No flags on kept photos.</p>"], []
+
+
+def skin_section(d: Dataset) -> Section:
+    parts, warnings = ['<h2 id="skin">Skin tone and colour</h2>'], []
+    skin = skin_tones(d.kept, d.max_skin_shift)
+    if skin.median_ab is None:
+        parts.append(f"<p>Skin colour measured on {skin.measured} kept photo(s) with a face: too few to compare.</p>")
+    else:
+        parts.append(f"<p>Skin colour (the middle of the face, CIELAB) measured on {skin.measured} kept photos: "
+                     f"median a* {skin.median_ab[0]:g}, b* {skin.median_ab[1]:g}; typical: "
+                     f"{html.escape(skin.typical)}. A photo further than {d.max_skin_shift:g} from the median "
+                     "has a colour cast or a white-balance error the model would learn as the skin.</p>")
+        by_file = {a["file"]: a["id"] for a in d.kept}
+        for file, distance, way in skin.outliers:
+            parts.append('<div class="group">' + _figure(d.thumbs[by_file[file]],
+                                                         f"{html.escape(file)}<br>{way} by {distance:g}")
+                         + _figure(d.thumbs[by_file[skin.typical]],
+                                   f"typical: {html.escape(skin.typical)}") + "</div>")
+            warnings.append(("skin", f"skin colour: {file} is {way} than the dataset by {distance:g} "
+                                     f"(ingest.max_skin_shift {d.max_skin_shift:g}): a colour cast?"))
+        if not skin.outliers:
+            parts.append("<p>No photo's skin colour stands out.</p>")
+    grey = [[html.escape(a["file"]), f"{a['colour']['grey_world_ab'][0]:g}", f"{a['colour']['grey_world_ab'][1]:g}"]
+            for a in d.kept if a.get("colour")]
+    if grey:
+        parts.append("<details><summary>Whole-picture colour (grey-world mean a*, b*): a cast, or just a "
+                     "colourful backdrop</summary>" + _table(["file", "a*", "b*"], grey) + "</details>")
+    return parts, warnings
+
+
+def dates_section(d: Dataset) -> Section:
+    parts = ['<h2 id="dates">Capture dates</h2>']
+    dates = capture_dates(d.kept, d.max_years)
+    if dates.median:
+        parts.append(f"<p>{len(d.kept) - len(dates.undated)} of {len(d.kept)} kept photos have an EXIF capture "
+                     f"date: from {dates.earliest} to {dates.latest}, median {dates.median}.</p>")
+    else:
+        parts.append("<p>No kept photo has an EXIF capture date (drawings, scans, or metadata stripped).</p>")
+    if dates.far:
+        parts.append(_table(["file", "taken", "years from the median"],
+                            [[html.escape(f), taken, f"{y:g}"] for f, taken, y in dates.far]))
+    warnings = [("dates", f"capture date: {f} was taken {taken}, {y:g} years from the median {dates.median} "
+                          f"(ingest.max_years_from_median {d.max_years:g}): the subject's looks may have changed")
+                for f, taken, y in dates.far]
+    if dates.undated and dates.median:
+        parts.append("<p>Without a date: " + ", ".join(html.escape(f) for f in dates.undated) + ".</p>")
+    return parts, warnings
+
+
+def masks_section(d: Dataset) -> Section:
+    figures, warnings = [], []
+    for image_id in sorted(d.kept_masks):
+        record = d.kept_masks[image_id][1]
+        caption = f"{html.escape(image_id)}<br>{record['source']}, {record['coverage']:.0%}"
+        if record["flags"]:
+            caption += "".join(f'<br><span class="warn">{html.escape(f)}</span>' for f in record["flags"])
+            warnings.extend(("masks", f"mask of {image_id}: {f}") for f in record["flags"])
+        figures.append(_figure(d.overlays[image_id], caption))
+    return (['<h2 id="masks">Masks</h2><p>Red: background that masked training ignores.</p>',
+             "".join(figures) or "<p>No masks.</p>"], warnings)
+
+
+def captions_section(d: Dataset) -> Section:
+    table = _table(
+        ["file", "caption", "tokens", "lint"],
+        [[html.escape(d.by_id[r.id]["file"]),
+          html.escape(d.kept_captions[r.id]["caption"]) + f" <i>({d.kept_captions[r.id]['source']})</i>",
+          str(r.tokens), "<br>".join(html.escape(i) for i in r.issues)] for r in d.lint_rows])
+    over = [r.id for r in d.lint_rows if r.cut]
+    warnings = [("captions", f"captions: {len(over)} caption(s) longer than the text encoders read: "
+                             f"{', '.join(over)}")] if over else []
+    return ['<h2 id="captions">Captions and lint</h2>', table], warnings
+
+
+def intent_section(d: Dataset) -> Section:
+    parts, warnings = ['<h2 id="intent">Intent coverage</h2>'], []
+    if not d.coverage:
+        return parts + ["<p>The intent lists no values (config <code>intent:</code>).</p>"], warnings
+    parts.append("<p>For each value the intent lists, the kept photos whose caption carries it. The "
+                 "validation prompts sample every value; one that no photo shows is learnt from the base "
+                 "model alone.</p>")
+    parts.append(_table(["intent", "value", "photos"],
+                        [[field, html.escape(value), str(n) if n else '<span class="warn">0</span>']
+                         for field, value, n in d.coverage]))
+    missing = [value for _, value, n in d.coverage if not n]
+    if missing:
+        warnings.append(("intent", f"intent: no kept photo's caption shows {', '.join(missing)}"))
+    return parts, warnings
+
+
+def kept_section(d: Dataset) -> Section:
+    return ["<h2>Kept photos</h2>", _table(
+        ["", "file", "size", "sharpness", "framing (face height)", "JPEG quality", "source"],
+        [[f'<img src="{d.thumbs[a["id"]]}" alt="">',
+          html.escape(a["file"]), f"{a['width']}x{a['height']}", f"{a['sharpness']:.0f}",
+          f"{LABELS[a['framing']['label']]}" + (f" ({a['framing']['face_height']:.2f})" if a["framing"]["face_height"] else ""),
+          "" if a["jpeg_quality"] is None else str(a["jpeg_quality"]),
+          html.escape(f"{a['source_format']} {a['source_mode']}" + (", EXIF-rotated" if a["exif_transposed"] else ""))]
+         for a in d.kept])], []
+
+
+# The report's sections, in the order of the page.
+SECTIONS = (framing_section, rejected_section, strays_section, duplicates_section, similar_section, flags_section,
+            skin_section, dates_section, masks_section, captions_section, intent_section, kept_section)
+
+
+def write_dataset_report(*, rows: list[DedupRow], audits: list[dict], kept_images: dict[str, Path],
                          kept_masks: dict[str, tuple[Path, dict]], kept_captions: dict[str, dict],
                          lint_rows: list, images_dir: Path, targets: dict[str, list[float]],
                          coverage: list[tuple[str, str, int]], html_path: str | Path,
                          chart_path: str | Path, strays: dict[str, str] | None = None,
                          max_years: float = 2.0, max_skin_shift: float = 8.0, workers: int = 1) -> ReportSummary:
-    """Write the HTML report and the framing chart; return the counts and the warnings shown.
+    """Write the HTML report (the SECTIONS in order, their warnings listed once at the top) and the
+    framing chart; return the counts and the warnings shown.
 
     `kept_images`: id -> normalised PNG of each kept photo; `kept_masks`: id -> (mask PNG, mask
     record); `kept_captions`: id -> caption record; `lint_rows`: the caption lint; `images_dir`: the
@@ -165,153 +358,18 @@ def write_dataset_report(rows: list[DedupRow], audits: list[dict], kept_images: 
     counts = {s: sum(r.status == s for r in rows) for s in (KEPT, DUPLICATE, REJECTED)}
     framing = framing_summary(kept, targets)
     framing_chart(framing, targets, chart_path)
-    warnings = [("framing", w) for w in framing.warnings]  # (section, text): listed once, at the top
-
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>charlora dataset report</title>"
-             f"<style>{CSS}</style></head><body><h1>Dataset report</h1>",
-             f"<p>{len(rows)} files in {html.escape(str(images_dir))}: <b>{counts[KEPT]} kept</b>, "
-             f"{counts[DUPLICATE]} near-duplicates set aside, {counts[REJECTED]} rejected.</p>",
-             ""]  # the warnings of every section go here once they are known
-    parts.append('<h2 id="framing">Framing</h2>')
-    chart_uri = "data:image/png;base64," + base64.b64encode(Path(chart_path).read_bytes()).decode("ascii")
-    parts.append(f'<img src="{chart_uri}" alt="framing chart">')
-
-    parts.append("<h2>Rejected files</h2>")
-    rejected = [[html.escape(r.file), html.escape(r.reason)] for r in rows if r.status == REJECTED]
-    parts.append(_table(["file", "reason"], rejected) if rejected else "<p>None.</p>")
-
-    parts.append('<h2 id="strays">Unused captions and masks</h2>')
-    strays = strays or {}
-    parts.append(_table(["file", "why it is not used"], [[html.escape(w), html.escape(r)] for w, r in strays.items()])
-                 if strays else "<p>None: every caption and mask file belongs to a photo.</p>")
-    warnings.extend(("strays", f"{where}: {reason}") for where, reason in strays.items())
-
-    parts.append("<h2>Near-duplicate groups</h2>")
-    groups: dict[str, list[DedupRow]] = {}
-    for r in rows:
-        if r.status == DUPLICATE:
-            groups.setdefault(r.duplicate_of, []).append(r)
-    if not groups:
-        parts.append("<p>None found.</p>")
-    for kept_id, dups in sorted(groups.items()):
-        figures = [_figure(thumbs[kept_id],
-                           f"kept: {html.escape(by_id[kept_id]['file'])}")]
-        for d in dups:
-            try:
-                image = decode_rgb(images_dir / d.file, max_megapixels=1e9).image
-            except ImageRejected:
-                continue
-            figures.append(_figure(_thumb_uri(image), f"{html.escape(d.file)}<br>distance {d.distance}<br>"
-                                                      f"{html.escape(d.reason)}"))
-        parts.append(f'<div class="group">{"".join(figures)}</div>')
-
-    parts.append('<h2 id="similar">Similar shots, both kept</h2>')
-    similar = [(r.id, other) for r in rows if r.status == KEPT and r.similar_to
-               for other in r.similar_to.split(SIMILAR_SEPARATOR) if r.id < other]
-    if similar:
-        parts.append("<p>These pairs align like one scene but part of the picture differs (a blink, a head "
-                     "turn, a moved arm): second captures, not edited copies. Both are kept; remove one from "
-                     "the dataset if it adds no new pose or expression.</p>")
-        warnings.append(("similar", f"{len(similar)} pair(s) of photos look like second captures of one scene: "
-                                    "both kept, check they add something"))
-    else:
-        parts.append("<p>None found.</p>")
-    for a, b in similar:
-        parts.append('<div class="group">' + "".join(
-            _figure(thumbs[i], html.escape(by_id[i]["file"])) for i in (a, b)) + "</div>")
-
-    parts.append("<h2>Audit flags</h2>")
-    flagged = [[html.escape(a["file"]), "<br>".join(html.escape(f) for f in a["flags"])] for a in kept if a["flags"]]
-    parts.append(_table(["file", "flags"], flagged) if flagged else "<p>No flags on kept photos.</p>")
-
-    parts.append('<h2 id="skin">Skin tone and colour</h2>')
-    skin = skin_tones(kept, max_skin_shift)
-    if skin.median_ab is None:
-        parts.append(f"<p>Skin colour measured on {skin.measured} kept photo(s) with a face: too few to compare.</p>")
-    else:
-        parts.append(f"<p>Skin colour (the middle of the face, CIELAB) measured on {skin.measured} kept photos: "
-                     f"median a* {skin.median_ab[0]:g}, b* {skin.median_ab[1]:g}; typical: "
-                     f"{html.escape(skin.typical)}. A photo further than {max_skin_shift:g} from the median "
-                     "has a colour cast or a white-balance error the model would learn as the skin.</p>")
-        by_file = {a["file"]: a["id"] for a in kept}
-        for file, distance, way in skin.outliers:
-            parts.append('<div class="group">' + _figure(thumbs[by_file[file]],
-                                                         f"{html.escape(file)}<br>{way} by {distance:g}")
-                         + _figure(thumbs[by_file[skin.typical]],
-                                   f"typical: {html.escape(skin.typical)}") + "</div>")
-            warnings.append(("skin", f"skin colour: {file} is {way} than the dataset by {distance:g} "
-                                     f"(ingest.max_skin_shift {max_skin_shift:g}): a colour cast?"))
-        if not skin.outliers:
-            parts.append("<p>No photo's skin colour stands out.</p>")
-    grey = [[html.escape(a["file"]), f"{a['colour']['grey_world_ab'][0]:g}", f"{a['colour']['grey_world_ab'][1]:g}"]
-            for a in kept if a.get("colour")]
-    if grey:
-        parts.append("<details><summary>Whole-picture colour (grey-world mean a*, b*): a cast, or just a "
-                     "colourful backdrop</summary>" + _table(["file", "a*", "b*"], grey) + "</details>")
-
-    parts.append('<h2 id="dates">Capture dates</h2>')
-    dates = capture_dates(kept, max_years)
-    if dates.median:
-        parts.append(f"<p>{len(kept) - len(dates.undated)} of {len(kept)} kept photos have an EXIF capture date: "
-                     f"from {dates.earliest} to {dates.latest}, median {dates.median}.</p>")
-    else:
-        parts.append("<p>No kept photo has an EXIF capture date (drawings, scans, or metadata stripped).</p>")
-    if dates.far:
-        parts.append(_table(["file", "taken", "years from the median"],
-                            [[html.escape(f), d, f"{y:g}"] for f, d, y in dates.far]))
-    warnings.extend(("dates", f"capture date: {f} was taken {d}, {y:g} years from the median {dates.median} "
-                              f"(ingest.max_years_from_median {max_years:g}): the subject's looks may have changed")
-                    for f, d, y in dates.far)
-    if dates.undated and dates.median:
-        parts.append("<p>Without a date: " + ", ".join(html.escape(f) for f in dates.undated) + ".</p>")
-
-    parts.append('<h2 id="masks">Masks</h2><p>Red: background that masked training ignores.</p>')
-    mask_figures = []
-    for image_id in sorted(kept_masks):
-        record = kept_masks[image_id][1]
-        uri = overlays[image_id]
-        caption = f"{html.escape(image_id)}<br>{record['source']}, {record['coverage']:.0%}"
-        if record["flags"]:
-            caption += "".join(f'<br><span class="warn">{html.escape(f)}</span>' for f in record["flags"])
-            warnings.extend(("masks", f"mask of {image_id}: {f}") for f in record["flags"])
-        mask_figures.append(_figure(uri, caption))
-    parts.append("".join(mask_figures) or "<p>No masks.</p>")
-
-    parts.append('<h2 id="captions">Captions and lint</h2>')
-    parts.append(_table(
-        ["file", "caption", "tokens", "lint"],
-        [[html.escape(by_id[r.id]["file"]),
-          html.escape(kept_captions[r.id]["caption"]) + f" <i>({kept_captions[r.id]['source']})</i>",
-          str(r.tokens), "<br>".join(html.escape(i) for i in r.issues)] for r in lint_rows]))
-    over = [r.id for r in lint_rows if r.cut]
-    if over:
-        warnings.append(("captions", f"captions: {len(over)} caption(s) longer than the text encoders read: {', '.join(over)}"))
-
-    parts.append('<h2 id="intent">Intent coverage</h2>')
-    if coverage:
-        parts.append("<p>For each value the intent lists, the kept photos whose caption carries it. The "
-                     "validation prompts sample every value; one that no photo shows is learnt from the base "
-                     "model alone.</p>")
-        parts.append(_table(["intent", "value", "photos"],
-                            [[field, html.escape(value), str(n) if n else '<span class="warn">0</span>']
-                             for field, value, n in coverage]))
-        missing = [value for _, value, n in coverage if not n]
-        if missing:
-            warnings.append(("intent", f"intent: no kept photo's caption shows {', '.join(missing)}"))
-    else:
-        parts.append("<p>The intent lists no values (config <code>intent:</code>).</p>")
-
-    parts.append("<h2>Kept photos</h2>")
-    parts.append(_table(
-        ["", "file", "size", "sharpness", "framing (face height)", "JPEG quality", "source"],
-        [[f'<img src="{thumbs[a["id"]]}" alt="">',
-          html.escape(a["file"]), f"{a['width']}x{a['height']}", f"{a['sharpness']:.0f}",
-          f"{LABELS[a['framing']['label']]}" + (f" ({a['framing']['face_height']:.2f})" if a["framing"]["face_height"] else ""),
-          "" if a["jpeg_quality"] is None else str(a["jpeg_quality"]),
-          html.escape(f"{a['source_format']} {a['source_mode']}" + (", EXIF-rotated" if a["exif_transposed"] else ""))]
-         for a in kept]))
-    parts[2] = "".join(f'<p class="warn">{html.escape(text)} <a href="#{section}">(details)</a></p>'
-                       for section, text in warnings)
-    parts.append("</body></html>\n")
-    atomic.write_text(html_path, "\n".join(parts))
+    dataset = Dataset(rows, by_id, kept, kept_masks, kept_captions, lint_rows, Path(images_dir), coverage,
+                      strays or {}, max_years, max_skin_shift, thumbs, overlays, framing, Path(chart_path))
+    body, warnings = [], []
+    for section in SECTIONS:
+        parts, found = section(dataset)
+        body += parts
+        warnings += found
+    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>charlora dataset report</title>"
+            f"<style>{CSS}</style></head><body><h1>Dataset report</h1>",
+            f"<p>{len(rows)} files in {html.escape(str(images_dir))}: <b>{counts[KEPT]} kept</b>, "
+            f"{counts[DUPLICATE]} near-duplicates set aside, {counts[REJECTED]} rejected.</p>",
+            "".join(f'<p class="warn">{html.escape(text)} <a href="#{section}">(details)</a></p>'
+                    for section, text in warnings)]
+    atomic.write_text(html_path, "\n".join(page + body + ["</body></html>\n"]))
     return ReportSummary(counts, framing, [text for _, text in warnings])

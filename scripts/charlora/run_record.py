@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from charlora import atomic
+from charlora import atomic, plan
 from charlora.hashing import file_sha256
 
 # The packages whose versions can change a run's bytes or its curation.
@@ -124,14 +124,15 @@ def lowest_validation_loss(train_dir: Path) -> tuple[int, float] | None:
     return best, means[best]
 
 
-def read_run(run_dir: Path) -> RunSummary | None:
-    """A run's summary from its record and what it has written so far; None without a record."""
-    record_path = run_dir / "run.yaml"
+def read_run(runs: str | Path, run: str) -> RunSummary | None:
+    """A run's summary from its record and what it has written so far; None without a record. `runs`:
+    the folder of the runs (plan.RUNS in a workspace)."""
+    record_path = Path(plan.run_dir(run, runs)) / "run.yaml"
     if not record_path.is_file():
         return None
     record = yaml.safe_load(record_path.read_text(encoding="utf-8"))
     config = record["config"]
-    selected_path = run_dir / "validate" / "selected.json"
+    selected_path = Path(plan.validate_dir(run, runs)) / "selected.json"
     if config["lora"]["epoch"] != "auto":
         selected = f"{config['lora']['epoch']} (lora.epoch)"
     elif selected_path.is_file():
@@ -140,7 +141,7 @@ def read_run(run_dir: Path) -> RunSummary | None:
     else:
         selected = "not yet"
     return RunSummary(record["run"], record.get("rationale") or "", flatten(config),
-                      lowest_validation_loss(run_dir / "train"), selected)
+                      lowest_validation_loss(Path(plan.train_dir(run, runs))), selected)
 
 
 def compare(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]:
@@ -155,7 +156,7 @@ def compare(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]:
 
 def write_comparison(path: str | Path, runs_root: str | Path) -> list[RunSummary]:
     """runs.tsv for every run under `runs_root` that has a record, in name order."""
-    runs = [s for d in sorted(Path(runs_root).iterdir()) if d.is_dir() and (s := read_run(d))]
+    runs = [s for d in sorted(Path(runs_root).iterdir()) if d.is_dir() and (s := read_run(runs_root, d.name))]
     header, rows = compare(runs)
     atomic.write_tsv(path, header, rows)
     return runs

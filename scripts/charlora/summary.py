@@ -17,7 +17,7 @@ def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake", stra
     if random_base:
         lines.append("  note            the demo trains a random tiny model: its samples are colour noise by design, "
                      "and its scorecard measures noise (README, \"A real run in five steps\")")
-    table = Path("results/dataset/dedup.tsv")
+    table = Path(plan.DATASET_DIR) / "dedup.tsv"
     if table.is_file():
         rows = dedup.read_table(table)
         counts = {s: sum(r.status == s for r in rows) for s in (dedup.KEPT, dedup.DUPLICATE, dedup.REJECTED)}
@@ -31,13 +31,13 @@ def where_to_look(run: str, snakemake_command: str = ".venv/bin/snakemake", stra
             lines.append("  not used        " + ", ".join(list(strays)[:5]) + (" ..." if len(strays) > 5 else "")
                          + "  (no photo has their name: see the report)")
     run_dir = Path(plan.run_dir(run))
-    if (run_dir / "tensorboard").is_dir():
-        lines.append(f"  TensorBoard     .venv/bin/tensorboard --logdir {run_dir.parent}")
-    selected = run_dir / "validate" / "selected.json"
+    if Path(plan.tensorboard_dir(run)).is_dir():
+        lines.append(f"  TensorBoard     .venv/bin/tensorboard --logdir {plan.RUNS}")
+    selected = Path(plan.validate_dir(run)) / "selected.json"
     if selected.is_file():
         record = json.loads(selected.read_text(encoding="utf-8"))
         chosen = "none" if record["epoch"] is None else f"epoch {record['epoch']}"
-        lines.append(f"  scorecard       {run_dir / 'validate' / 'scorecard.tsv'}  (selected: {chosen}, why: {selected})")
+        lines.append(f"  scorecard       {selected.parent / 'scorecard.tsv'}  (selected: {chosen}, why: {selected})")
     lora = run_dir / f"{run}.safetensors"
     if lora.is_file():
         lines.append(f"  the LoRA        {lora}")

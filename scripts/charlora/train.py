@@ -227,27 +227,9 @@ def train_epochs(*, world: World, base_model: Path, model_hash: str, samples: li
         world.barrier()
     alphas_cumprod = noise_scheduler(base_model).alphas_cumprod.float()
 
-    # the UNet, the optimizer and what else goes on from the previous job (train_state.py)
-    state = TrainerState.load(previous_state, settings.fingerprint(), first - 1, world.size) if previous_state else None
-    if state is None:
-        weights = load_unet(base_model).state_dict()
-    else:  # with EMA the epoch file holds the average, and the state the raw weights
-        weights = state.unet or load_file(str(out_dir / plan.epoch_name(first - 1, "safetensors")))
-    unet = unet_with(weights, unet_config(base_model)).to(device, settings.weight_dtype)
-    if settings.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    unet.train()
-    unet.requires_grad_(True)
+    unet, optimizer, scaler, ema, global_step = start_or_resume(base_model, settings, first, out_dir,
+                                                                previous_state, world)
     names = {p: n for n, p in unet.named_parameters()}
-    optimizer = make_optimizer(settings.optimizer, unet.parameters(), settings.lr, settings.seed)
-    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
-    if state is not None:
-        state.restore(optimizer, scaler, unet, device)
-    global_step = state.global_step if state else 0
-    ema = None
-    if settings.ema_decay:
-        ema = (EMA({n: t.to(device) for n, t in state.ema.items()}, settings.ema_decay) if state
-               else EMA.of(unet, settings.ema_decay))
     # What the forward pass calls. With several processes, DDP's wrapper: its backward averages the
     # gradients over the processes. The fused backward's step would run before that average, so
     # there the optimizer steps after the backward pass instead (DDP's buckets hold the gradients
@@ -277,36 +259,9 @@ def train_epochs(*, world: World, base_model: Path, model_hash: str, samples: li
             step_batches = batches[step_start:step_start + batches_per_step]  # fewer in an epoch's last step
             # stochastic rounding of this step's updates: the same draws in every process and any job
             optimizer.step_seed = int(torch.randint(0, 2**62, (1,), generator=seeded(settings.seed, epoch, step, "rounding")))
-            # Each round, process r takes batch r of the next world.size. A batch's loss is scaled by
-            # world.size / len(step_batches): summed over rounds and averaged over processes (DDP), every
-            # batch of the step weighs the same, as in one process accumulating them all.
-            rounds = -(-len(step_batches) // world.size)
-            losses = torch.zeros(len(step_batches), dtype=torch.float64)
-            for round_ in range(rounds):
-                index = round_ * world.size + world.rank
-                counted = index < len(step_batches)  # no batch left for this process in the last round:
-                if not counted:                       # it repeats one with weight 0 (DDP needs every process)
-                    index = round_ * world.size
-                ids = step_batches[index]
-                rng = seeded(settings.seed, epoch, step_start + index)  # this batch's draws, the same in any process
-                drop = torch.rand(len(ids), generator=rng) < settings.caption_dropout
-                batch = make_batch(encoded, ids, device, empty, drop)
-                noise = draw_noise(batch.latents.shape, rng, settings.noise_offset).to(device)
-                timesteps = torch.randint(0, len(alphas_cumprod), (len(ids),), generator=rng)
-
-                last_round = round_ == rounds - 1
-                if fused is not None:
-                    fused.armed = last_round  # steps in the last round's backward, on the summed gradients
-                with model.no_sync() if world.size > 1 and not last_round else contextlib.nullcontext():
-                    noisy = add_noise(batch.latents, noise, timesteps, alphas_cumprod)
-                    pred = predict_noise(model, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids,
-                                         settings.autocast_dtype)
-                    loss = training_loss(pred, noise, batch.mask, timesteps, alphas_cumprod, settings).mean()
-                    weight = world.size / len(step_batches) if counted else 0.0
-                    scaler.scale(loss * weight).backward()  # with fused_backward, each weight is updated in here
-                if counted:
-                    losses[index] = loss.item()
-            world.sum(losses)  # each batch's loss, from the process that computed it
+            losses = accumulate_gradients(model, step_batches, first_index=step_start, epoch=epoch, world=world,
+                                          encoded=encoded, empty=empty, alphas_cumprod=alphas_cumprod,
+                                          settings=settings, scaler=scaler, fused=fused)
             step_loss = losses.mean().item()
             if not math.isfinite(step_loss):
                 kept = (f"the epochs saved by earlier jobs (up to epoch {first - 1}) are kept" if first > 1
@@ -333,15 +288,7 @@ def train_epochs(*, world: World, base_model: Path, model_hash: str, samples: li
         results.append(result)
         if not world.is_main:
             continue
-        log.info("epoch %d: train loss %.5f (mean of %d steps, %.2f steps/s), val loss %.5f (%s)", epoch,
-                 sum(s[1] for s in result.steps) / max(1, len(result.steps)), len(result.steps),
-                 len(result.steps) / result.seconds, result.val_mean,
-                 ", ".join(f"t={t}: {v:.4f}" for t, v in result.val.items()))
-        if writer:
-            writer.add_scalar("val/loss", result.val_mean, global_step)
-            for t, v in result.val.items():
-                writer.add_scalar(f"val/loss_t{t:03d}", v, global_step)
-            writer.flush()
+        log_epoch(result, writer, global_step)
         if plan.is_saved(epoch, last, settings.save_every):
             weights = ema.state_dict(settings.weight_dtype) if ema is not None else unet.state_dict()
             save_epoch(out_dir / plan.epoch_name(epoch, "safetensors"), weights, epoch, global_step, settings,
@@ -359,6 +306,85 @@ def train_epochs(*, world: World, base_model: Path, model_hash: str, samples: li
     if writer:
         writer.close()
     return results
+
+
+def start_or_resume(base_model: Path, settings: Settings, first: int, out_dir: Path, previous_state: Path | None,
+                    world: World):
+    """The UNet in training mode, its optimizer, loss scaler and EMA, and the global step: fresh from the
+    base model, or going on from the previous job's state (train_state.py)."""
+    device = world.device
+    state = TrainerState.load(previous_state, settings.fingerprint(), first - 1, world.size) if previous_state else None
+    if state is None:
+        weights = load_unet(base_model).state_dict()
+    else:  # with EMA the epoch file holds the average, and the state the raw weights
+        weights = state.unet or load_file(str(out_dir / plan.epoch_name(first - 1, "safetensors")))
+    unet = unet_with(weights, unet_config(base_model)).to(device, settings.weight_dtype)
+    if settings.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+    unet.requires_grad_(True)
+    optimizer = make_optimizer(settings.optimizer, unet.parameters(), settings.lr, settings.seed)
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
+    if state is not None:
+        state.restore(optimizer, scaler, unet, device)
+    ema = None
+    if settings.ema_decay:
+        ema = (EMA({n: t.to(device) for n, t in state.ema.items()}, settings.ema_decay) if state
+               else EMA.of(unet, settings.ema_decay))
+    return unet, optimizer, scaler, ema, state.global_step if state else 0
+
+
+def accumulate_gradients(model, step_batches: list[list[str]], *, first_index: int, epoch: int, world: World,
+                         encoded, empty, alphas_cumprod: torch.Tensor, settings: Settings, scaler,
+                         fused: FusedBackward | None) -> torch.Tensor:
+    """The backward passes of one optimizer step: every batch of the step (`step_batches`, the epoch's
+    batches from `first_index`), spread over the processes in rounds; each batch's loss (float64).
+
+    Each round, process r takes batch r of the next world.size. A batch's loss is scaled by
+    world.size / len(step_batches): summed over rounds and averaged over processes (DDP), every batch
+    of the step weighs the same, as in one process accumulating them all (train.grad_accum)."""
+    device = world.device
+    rounds = -(-len(step_batches) // world.size)
+    losses = torch.zeros(len(step_batches), dtype=torch.float64)
+    for round_ in range(rounds):
+        index = round_ * world.size + world.rank
+        counted = index < len(step_batches)  # no batch left for this process in the last round:
+        if not counted:                       # it repeats one with weight 0 (DDP needs every process)
+            index = round_ * world.size
+        ids = step_batches[index]
+        rng = seeded(settings.seed, epoch, first_index + index)  # this batch's draws, the same in any process
+        drop = torch.rand(len(ids), generator=rng) < settings.caption_dropout
+        batch = make_batch(encoded, ids, device, empty, drop)
+        noise = draw_noise(batch.latents.shape, rng, settings.noise_offset).to(device)
+        timesteps = torch.randint(0, len(alphas_cumprod), (len(ids),), generator=rng)
+
+        last_round = round_ == rounds - 1
+        if fused is not None:
+            fused.armed = last_round  # steps in the last round's backward, on the summed gradients
+        with model.no_sync() if world.size > 1 and not last_round else contextlib.nullcontext():
+            noisy = add_noise(batch.latents, noise, timesteps, alphas_cumprod)
+            pred = predict_noise(model, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids,
+                                 settings.autocast_dtype)
+            loss = training_loss(pred, noise, batch.mask, timesteps, alphas_cumprod, settings).mean()
+            weight = world.size / len(step_batches) if counted else 0.0
+            scaler.scale(loss * weight).backward()  # with fused_backward, each weight is updated in here
+        if counted:
+            losses[index] = loss.item()
+    world.sum(losses)  # each batch's loss, from the process that computed it
+    return losses
+
+
+def log_epoch(result: EpochResult, writer, global_step: int) -> None:
+    """An epoch's losses in the job's log and in TensorBoard (val/loss, and one curve per timestep)."""
+    log.info("epoch %d: train loss %.5f (mean of %d steps, %.2f steps/s), val loss %.5f (%s)", result.epoch,
+             sum(s[1] for s in result.steps) / max(1, len(result.steps)), len(result.steps),
+             len(result.steps) / result.seconds, result.val_mean,
+             ", ".join(f"t={t}: {v:.4f}" for t, v in result.val.items()))
+    if writer:
+        writer.add_scalar("val/loss", result.val_mean, global_step)
+        for t, v in result.val.items():
+            writer.add_scalar(f"val/loss_t{t:03d}", v, global_step)
+        writer.flush()
 
 
 def tensorboard(folder: Path | None, global_step: int):
