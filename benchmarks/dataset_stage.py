@@ -60,9 +60,17 @@ def generate(folder: Path, count: int) -> None:
     order = np.random.default_rng(0).permutation(len(combos))[:count]
     for i, k in enumerate(order):
         framing, pose, outfit, background = combos[k]
-        shot = demo.Shot(f"photo_{i:03d}.jpg", framing, pose=pose, outfit=outfit, background=background,
-                         expression=EXPRESSIONS[i % 4], size=(SIDE, SIDE), seed=1000 + i,
-                         shift=((i * 37) % 41 - 20) / 100)
+        shot = demo.Shot(
+            f"photo_{i:03d}.jpg",
+            framing,
+            pose=pose,
+            outfit=outfit,
+            background=background,
+            expression=EXPRESSIONS[i % 4],
+            size=(SIDE, SIDE),
+            seed=1000 + i,
+            shift=((i * 37) % 41 - 20) / 100,
+        )
         demo_render.render(shot).save(folder / shot.name, "JPEG", quality=95)
 
 
@@ -123,6 +131,7 @@ def configure(ws: Path) -> dict:
 
 def per_image_work(photos: list[Path], kept: list[Path], config: dict, scratch: Path) -> dict[str, float]:
     """Seconds per image of each per-image rule's work, in this process (imports already done)."""
+
     def mean_time(fn, paths):
         fn(paths[0])  # warm-up: first-use imports are part of a job's overhead, not its work
         t0 = time.perf_counter()
@@ -154,14 +163,26 @@ def main():
     smk = [sys.executable, "-m", "snakemake", "dataset", "--cores", "2", "--config", f"dataset={photos.parent}"]
 
     wall, scheduler_cpu, all_cpu = timed_run(smk, ws)
-    jobs = {name: job_times(ws, prefix) for name, prefix in [
-        ("audit", "results/dataset/audit/"), ("ingest", "results/dataset/images/"),
-        ("mask", "results/dataset/masks/"), ("tag", "results/dataset/tags/")]}
-    once = {name: job_times(ws, path)[0] for name, path in [
-        ("dedup checkpoint", "results/dataset/dedup.tsv"), ("caption lint", "results/dataset/lint.tsv"),
-        ("report", "results/dataset/report.html")]}
-    work = per_image_work(sorted(photos.iterdir())[:20], sorted((ws / "results/dataset/images").iterdir())[:20],
-                          config, ws)
+    jobs = {
+        name: job_times(ws, prefix)
+        for name, prefix in [
+            ("audit", "results/dataset/audit/"),
+            ("ingest", "results/dataset/images/"),
+            ("mask", "results/dataset/masks/"),
+            ("tag", "results/dataset/tags/"),
+        ]
+    }
+    once = {
+        name: job_times(ws, path)[0]
+        for name, path in [
+            ("dedup checkpoint", "results/dataset/dedup.tsv"),
+            ("caption lint", "results/dataset/lint.tsv"),
+            ("report", "results/dataset/report.html"),
+        ]
+    }
+    work = per_image_work(
+        sorted(photos.iterdir())[:20], sorted((ws / "results/dataset/images").iterdir())[:20], config, ws
+    )
     dry = min(timed(smk + ["-n"], ws) for _ in range(3))
     version = min(timed([sys.executable, "-m", "snakemake", "--version"], ws) for _ in range(3))
 
@@ -174,8 +195,10 @@ def main():
     for name, times in jobs.items():
         med = statistics.median(times)
         print(f"{labels.get(name, name):16} {med:12.2f}s {work[name]:15.2f}s {med - work[name]:8.2f}s")
-    print(f"no-op dry run: {dry:.2f} s   (snakemake --version alone: {version:.2f} s; "
-          f"workflow's own share: {dry - version:.2f} s)")
+    print(
+        f"no-op dry run: {dry:.2f} s   (snakemake --version alone: {version:.2f} s; "
+        f"workflow's own share: {dry - version:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def plain_hash_groups(images: dict[str, object]) -> dict[str, str]:
     hashes = {i: encoder.encode_image(image_array=np.asarray(im)) for i, im in images.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        matches = encoder.find_duplicates(encoding_map=hashes, max_distance_threshold=PLAIN_DISTANCE,
-                                          num_dist_workers=0)
+        matches = encoder.find_duplicates(
+            encoding_map=hashes, max_distance_threshold=PLAIN_DISTANCE, num_dist_workers=0
+        )
     return components(images, [(a, b) for a, near in matches.items() for b in near])
 
 
@@ -80,22 +81,28 @@ def score(groups: dict[str, str], scene_of: dict[str, str], copies: list[tuple[s
     members: dict[str, list[str]] = {}
     for i, g in groups.items():
         members.setdefault(g, []).append(i)
-    false = [(a, b) for group in members.values() for a, b in itertools.combinations(sorted(group), 2)
-             if scene_of[a] != scene_of[b]]
+    false = [
+        (a, b)
+        for group in members.values()
+        for a, b in itertools.combinations(sorted(group), 2)
+        if scene_of[a] != scene_of[b]
+    ]
     return found, false
 
 
 def main():
     photos = {**real_photos(), **{s.name.rsplit(".", 1)[0]: demo_render.render(s) for s in demo.SHOTS}}
     bursts = {**demo_bursts(), **real_bursts(real_photos())}
-    print(f"{len(photos)} photos ({len(photos) - len(demo.SHOTS)} real, {len(demo.SHOTS)} drawings), "
-          f"{len(EDITS)} edits each, {len(bursts)} bursts")
+    print(
+        f"{len(photos)} photos ({len(photos) - len(demo.SHOTS)} real, {len(demo.SHOTS)} drawings), "
+        f"{len(EDITS)} edits each, {len(bursts)} bursts"
+    )
     edit_names = list(EDITS)
     totals = {"plain hash": [0, [], 0], "charlora": [0, [], 0]}
     per_edit = {name: {"plain hash": 0, "charlora": 0} for name in edit_names}
     pairs_total, bursts_flagged = 0, 0
     for batch in range(3):
-        names = edit_names[batch * 6:(batch + 1) * 6]
+        names = edit_names[batch * 6 : (batch + 1) * 6]
         images = dict(photos)
         scene_of = {i: i for i in photos}
         copies = []
@@ -111,9 +118,12 @@ def main():
             if groups is None:
                 groups, relations = checked_groups(images)
                 similar = {(r.a, r.b) for r in relations if r.kind == dedup.SIMILAR}
-                bursts_flagged += sum((scene, name) in similar or (name, scene) in similar
-                                      or any({groups[scene], groups[name]} == {groups[a], groups[b]} for a, b in similar)
-                                      for scene, name in bursts)
+                bursts_flagged += sum(
+                    (scene, name) in similar
+                    or (name, scene) in similar
+                    or any({groups[scene], groups[name]} == {groups[a], groups[b]} for a, b in similar)
+                    for scene, name in bursts
+                )
             found, false = score(groups, scene_of, copies)
             totals[method][0] += found
             totals[method][1] += false
@@ -123,10 +133,13 @@ def main():
 
     print(f"\n{'edit':20} {'plain hash':>11} {'charlora':>9}   (share of the {len(photos)} photos' copies found)")
     for name in edit_names:
-        print(f"{name:20} {per_edit[name]['plain hash'] / len(photos):11.0%} {per_edit[name]['charlora'] / len(photos):9.0%}")
+        plain_share, ours_share = per_edit[name]["plain hash"] / len(photos), per_edit[name]["charlora"] / len(photos)
+        print(f"{name:20} {plain_share:11.0%} {ours_share:9.0%}")
     for method, (found, false, _) in totals.items():
-        print(f"{method:11} pair recall {found / pairs_total:.3f} ({found}/{pairs_total}), false merges {len(false)}"
-              + (f": {false[:6]}" if false else ""))
+        print(
+            f"{method:11} pair recall {found / pairs_total:.3f} ({found}/{pairs_total}), false merges {len(false)}"
+            + (f": {false[:6]}" if false else "")
+        )
     print(f"bursts named in similar_to with their scene: {bursts_flagged}/{len(bursts) * 3} (three batches)")
 
     # time per image at 200 photos
@@ -144,8 +157,11 @@ def main():
         start = time.perf_counter()
         checked_groups(images, workers)
         checked = time.perf_counter() - start
-        print(f"  charlora, {workers} thread{'s' * (workers > 1)}: {checked:.1f} s ({checked / len(images) * 1000:.0f} ms "
-              f"per image), {checked / plain:.1f}x the plain hash")
+        print(
+            f"  charlora, {workers} thread{'s' * (workers > 1)}: {checked:.1f} s "
+            f"({checked / len(images) * 1000:.0f} ms "
+            f"per image), {checked / plain:.1f}x the plain hash"
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ Then, each in its own process:
   (`lora.low_rank`), and the peak anonymous memory (RssAnon: the checkpoints are memory-mapped, and
   their pages are the page cache's, not the process's).
 - `error`: per layer, our factorisation's Frobenius error against the best rank-r error (from the exact
-  singular values, torch.linalg.svdvals; the residual in float64), before clamping and casting, which are the same for any method.
+  singular values, torch.linalg.svdvals; the residual in float64), before clamping and casting, which
+  are the same for any method.
 - `kohya`, `thin`: torch.linalg.svd(delta) as kohya's extract_lora_from_models.py calls it (full
   matrices) and with full_matrices=False, timed on every layer shape once and summed over the layers
   (LAPACK's time depends on the shape, not the values): the same factorisation work as `ours` counts.
@@ -112,9 +113,12 @@ def make_pair(folder: Path, model: str) -> None:
     def base_weight(name, shape):
         return (0.02 * torch.randn(shape, generator=lora.layer_generator("base/" + name))).half()
 
-    write_streamed(base_dir / "unet" / "diffusion_pytorch_model.safetensors",
-                   [(n, s, torch.float16, lambda n=n, s=s: base_weight(n, s)) for n, s in shapes.items()])
+    write_streamed(
+        base_dir / "unet" / "diffusion_pytorch_model.safetensors",
+        [(n, s, torch.float16, lambda n=n, s=s: base_weight(n, s)) for n, s in shapes.items()],
+    )
     for spectrum in SPECTRA:
+
         def tuned(name, shape, spectrum=spectrum):
             weight = base_weight(name, shape).float()
             if name not in targets:
@@ -130,9 +134,11 @@ def make_pair(folder: Path, model: str) -> None:
                 delta = (left * 0.97 ** torch.arange(k)) @ right
             return weight + 1e-3 * (delta / delta.std()).reshape(shape)
 
-        write_streamed(folder / f"epoch-{spectrum}.safetensors",
-                       [(n, s, torch.float32, lambda n=n, s=s: tuned(n, s)) for n, s in shapes.items()],
-                       {"charlora.epoch": "1"})
+        write_streamed(
+            folder / f"epoch-{spectrum}.safetensors",
+            [(n, s, torch.float32, lambda n=n, s=s: tuned(n, s)) for n, s in shapes.items()],
+            {"charlora.epoch": "1"},
+        )
 
 
 def part_ours(base: Path, epoch: Path, rank: int, out: Path) -> dict:
@@ -148,14 +154,20 @@ def part_ours(base: Path, epoch: Path, rank: int, out: Path) -> dict:
         return result
 
     lora.low_rank = low_rank  # timed, not changed
-    settings = lora.Settings(rank=rank, conv_rank=rank, clamp_quantile=0.99, min_diff=0.0, save_precision="fp16",
-                             device="cpu")
+    settings = lora.Settings(
+        rank=rank, conv_rank=rank, clamp_quantile=0.99, min_diff=0.0, save_precision="fp16", device="cpu"
+    )
     started = time.perf_counter()
     with PeakRssAnon() as memory:
         result = lora.extract(base, epoch, settings, out, {}, progress=False)
-    return {"wall_s": time.perf_counter() - started, "factorisation_s": timed["seconds"], "peak_rss_anon_gb": memory.peak,
-            "layers": result.layers, "file_gb": out.stat().st_size / 1e9,
-            "krylov_blocks": dict(sorted(Counter(result.krylov_blocks).items()))}
+    return {
+        "wall_s": time.perf_counter() - started,
+        "factorisation_s": timed["seconds"],
+        "peak_rss_anon_gb": memory.peak,
+        "layers": result.layers,
+        "file_gb": out.stat().st_size / 1e9,
+        "krylov_blocks": dict(sorted(Counter(result.krylov_blocks).items())),
+    }
 
 
 def complete_base(folder: Path) -> Path:
@@ -172,8 +184,14 @@ def complete_base(folder: Path) -> Path:
         return whole
     configs = sdxl.MODEL_CONFIGS / "sdxl"
     (whole / "unet").mkdir(parents=True, exist_ok=True)
-    for name in ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json", "vae/config.json",
-                 "text_encoder/config.json", "text_encoder_2/config.json"):
+    for name in (
+        "model_index.json",
+        "unet/config.json",
+        "scheduler/scheduler_config.json",
+        "vae/config.json",
+        "text_encoder/config.json",
+        "text_encoder_2/config.json",
+    ):
         (whole / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(configs / name, whole / name)
     target = whole / "unet" / "diffusion_pytorch_model.safetensors"
@@ -181,16 +199,29 @@ def complete_base(folder: Path) -> Path:
         target.symlink_to((folder / "base" / "unet" / "diffusion_pytorch_model.safetensors").resolve())
     _, vae, te, te2 = sdxl.build_random("sdxl", device="meta")
     for name, module in (("vae", vae), ("text_encoder", te), ("text_encoder_2", te2)):
+
         def make(key, shape):
             if key.endswith("position_ids"):
                 return torch.arange(shape[-1])[None]
             if "norm" in key and key.endswith(".weight"):
                 return torch.ones(shape)
             return 0.02 * torch.randn(shape, generator=lora.layer_generator(f"{name}/{key}"))
-        tensors = [(k, tuple(v.shape), torch.float16 if v.is_floating_point() else torch.int64,
-                    lambda k=k, s=tuple(v.shape): make(k, s)) for k, v in module.state_dict().items()]
-        write_streamed(whole / name / "model.safetensors" if name.startswith("text") else
-                       whole / name / "diffusion_pytorch_model.safetensors", tensors)
+
+        tensors = [
+            (
+                k,
+                tuple(v.shape),
+                torch.float16 if v.is_floating_point() else torch.int64,
+                lambda k=k, s=tuple(v.shape): make(k, s),
+            )
+            for k, v in module.state_dict().items()
+        ]
+        write_streamed(
+            whole / name / "model.safetensors"
+            if name.startswith("text")
+            else whole / name / "diffusion_pytorch_model.safetensors",
+            tensors,
+        )
     return whole
 
 
@@ -199,17 +230,28 @@ def part_verify(folder: Path, rank: int) -> dict:
     the process's resident memory at its highest, mapped files included) and time."""
     from charlora import lora, lora_verify
 
-    settings = lora.Settings(rank=rank, conv_rank=rank, clamp_quantile=0.99, min_diff=0.0, save_precision="fp16",
-                             device="cpu")
+    settings = lora.Settings(
+        rank=rank, conv_rank=rank, clamp_quantile=0.99, min_diff=0.0, save_precision="fp16", device="cpu"
+    )
     started = time.perf_counter()
     with PeakRssAnon() as memory:
-        record = lora_verify.verify(complete_base(folder), folder / "epoch-flat.safetensors",
-                                    folder / "lora-epoch-flat.safetensors", settings, "mira")
-    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-               if line.startswith("VmHWM:"))
-    return {"wall_s": time.perf_counter() - started, "peak_rss_gb": hwm * 1024 / 1e9,
-            "peak_rss_anon_gb": memory.peak, "reproduced": record["reproduced"],
-            "layers_adapted": record["loaded_by_diffusers"]["layers_adapted"]}
+        record = lora_verify.verify(
+            complete_base(folder),
+            folder / "epoch-flat.safetensors",
+            folder / "lora-epoch-flat.safetensors",
+            settings,
+            "mira",
+        )
+    hwm = next(
+        int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:")
+    )
+    return {
+        "wall_s": time.perf_counter() - started,
+        "peak_rss_gb": hwm * 1024 / 1e9,
+        "peak_rss_anon_gb": memory.peak,
+        "reproduced": record["reproduced"],
+        "layers_adapted": record["loaded_by_diffusers"]["layers_adapted"],
+    }
 
 
 def layer_deltas(base: Path, epoch: Path, rank: int):
@@ -231,11 +273,15 @@ def part_error(base: Path, epoch: Path, rank: int) -> dict:
     ratios = []
     for target, delta in layer_deltas(base, epoch, rank):
         up, down, _ = lora.low_rank(delta, target.rank, lora.layer_generator(target.module))
-        best = torch.linalg.svdvals(delta)[target.rank:].double().square().sum().sqrt().item()
+        best = torch.linalg.svdvals(delta)[target.rank :].double().square().sum().sqrt().item()
         error = (delta.double() - up.double() @ down.double()).norm().item()  # in fp32 this is off by up to 0.1 %
         ratios.append(error / best if best else 1.0)
-    return {"layers": len(ratios), "worst_error_ratio": max(ratios), "mean_error_ratio": sum(ratios) / len(ratios),
-            "layers_over_1.01": sum(r > 1.01 for r in ratios)}
+    return {
+        "layers": len(ratios),
+        "worst_error_ratio": max(ratios),
+        "mean_error_ratio": sum(ratios) / len(ratios),
+        "layers_over_1.01": sum(r > 1.01 for r in ratios),
+    }
 
 
 def part_svd(base: Path, epoch: Path, rank: int, full_matrices: bool) -> dict:
@@ -259,14 +305,19 @@ def part_svd(base: Path, epoch: Path, rank: int, full_matrices: bool) -> dict:
                     factorise(delta, target.rank)
                     runs.append(time.perf_counter() - started)
                 seconds[delta.shape] = min(runs)
-    return {"factorisation_s": sum(seconds[s] * n for s, n in counts.items()), "shapes": len(seconds),
-            "slowest_shape": "x".join(map(str, max(seconds, key=seconds.get))),
-            "slowest_s": max(seconds.values()), "peak_rss_anon_gb": memory.peak}
+    return {
+        "factorisation_s": sum(seconds[s] * n for s, n in counts.items()),
+        "shapes": len(seconds),
+        "slowest_shape": "x".join(map(str, max(seconds, key=seconds.get))),
+        "slowest_s": max(seconds.values()),
+        "peak_rss_anon_gb": memory.peak,
+    }
 
 
 def run_part(*args) -> dict:
-    out = subprocess.run([sys.executable, __file__, *map(str, args)], check=True, stdout=subprocess.PIPE,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, *map(str, args)], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -275,18 +326,25 @@ def main():
     parser.add_argument("--folder", type=Path, required=True, help="where the synthetic pair is written")
     parser.add_argument("--model", default="sdxl", choices=["sdxl", "tiny"])
     parser.add_argument("--demo", type=Path, help="a workspace where the demo ran: its epoch 4 against tiny, rank 8")
-    parser.add_argument("--part", choices=["ours", "error", "kohya", "thin", "verify"],
-                        help="one measurement (verify: the verification's memory on the full-size pair, after a run)")
+    parser.add_argument(
+        "--part",
+        choices=["ours", "error", "kohya", "thin", "verify"],
+        help="one measurement (verify: the verification's memory on the full-size pair, after a run)",
+    )
     parser.add_argument("--base", type=Path)
     parser.add_argument("--epoch", type=Path)
     parser.add_argument("--rank", type=int, default=RANK)
     args = parser.parse_args()
     if args.part:
-        result = {"ours": lambda: part_ours(args.base, args.epoch, args.rank, args.folder / f"lora-{args.epoch.stem}.safetensors"),
-                  "error": lambda: part_error(args.base, args.epoch, args.rank),
-                  "kohya": lambda: part_svd(args.base, args.epoch, args.rank, full_matrices=True),
-                  "thin": lambda: part_svd(args.base, args.epoch, args.rank, full_matrices=False),
-                  "verify": lambda: part_verify(args.folder, args.rank)}[args.part]()
+        result = {
+            "ours": lambda: part_ours(
+                args.base, args.epoch, args.rank, args.folder / f"lora-{args.epoch.stem}.safetensors"
+            ),
+            "error": lambda: part_error(args.base, args.epoch, args.rank),
+            "kohya": lambda: part_svd(args.base, args.epoch, args.rank, full_matrices=True),
+            "thin": lambda: part_svd(args.base, args.epoch, args.rank, full_matrices=False),
+            "verify": lambda: part_verify(args.folder, args.rank),
+        }[args.part]()
         print(json.dumps(result))
         return
     import torch
@@ -297,11 +355,20 @@ def main():
         args.folder.mkdir(parents=True, exist_ok=True)
         make_pair(args.folder, args.model)
         print(f"wrote the pair in {time.perf_counter() - started:.0f} s", flush=True)
-    cases = {f"{args.model}, {spectrum} spectrum": (args.folder / "base", args.folder / f"epoch-{spectrum}.safetensors", RANK)
-             for spectrum in SPECTRA}
+    cases = {
+        f"{args.model}, {spectrum} spectrum": (
+            args.folder / "base",
+            args.folder / f"epoch-{spectrum}.safetensors",
+            RANK,
+        )
+        for spectrum in SPECTRA
+    }
     if args.demo:
-        cases["demo's real delta (rank 8)"] = (args.demo / "results/models/tiny.safetensors",
-                                                args.demo / "results/runs/demo/train/epoch-004.safetensors", 8)
+        cases["demo's real delta (rank 8)"] = (
+            args.demo / "results/models/tiny.safetensors",
+            args.demo / "results/runs/demo/train/epoch-004.safetensors",
+            8,
+        )
     timings = {}  # first everything timed, on a quiet machine; then the error check, which is not timed
     for name, (base, epoch, rank) in cases.items():
         common = ["--folder", args.folder, "--base", base, "--epoch", epoch, "--rank", rank]
@@ -317,18 +384,25 @@ def main():
         print(name, "error:", error, flush=True)
         ours = timings[name].pop("ours")
         rows.append((name, ours, error, timings[name]))
-    print("\n| pair | method | factorisation s | kohya / this | extraction wall s | peak RssAnon GB | worst error / best | mean |")
+    print(
+        "\n| pair | method | factorisation s | kohya / this | extraction wall s | peak RssAnon GB "
+        "| worst error / best | mean |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     kohya = None
     for name, ours, error, svd in rows:
         kohya = svd["kohya"]["factorisation_s"] if svd else kohya
         for method, r in svd.items():
             label = "kohya: svd(delta)" if method == "kohya" else "svd(delta, full_matrices=False)"
-            print(f"| {name} | {label} | {r['factorisation_s']:.2f} | {kohya / r['factorisation_s']:.1f}x | | "
-                  f"{r['peak_rss_anon_gb']:.2f} | 1 | 1 |")
-        print(f"| {name} | ours (block Krylov, blocks {ours['krylov_blocks']}) | {ours['factorisation_s']:.2f} | "
-              f"{kohya / ours['factorisation_s']:.1f}x | {ours['wall_s']:.1f} | {ours['peak_rss_anon_gb']:.2f} | "
-              f"{error['worst_error_ratio']:.4f} | {error['mean_error_ratio']:.4f} |")
+            print(
+                f"| {name} | {label} | {r['factorisation_s']:.2f} | {kohya / r['factorisation_s']:.1f}x | | "
+                f"{r['peak_rss_anon_gb']:.2f} | 1 | 1 |"
+            )
+        print(
+            f"| {name} | ours (block Krylov, blocks {ours['krylov_blocks']}) | {ours['factorisation_s']:.2f} | "
+            f"{kohya / ours['factorisation_s']:.1f}x | {ours['wall_s']:.1f} | {ours['peak_rss_anon_gb']:.2f} | "
+            f"{error['worst_error_ratio']:.4f} | {error['mean_error_ratio']:.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,28 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from charlora import sample_metrics  # noqa: E402
 
-SKIMAGE = ["astronaut", "coffee", "chelsea", "rocket", "cell", "retina", "hubble_deep_field", "camera",
-           "coins", "moon", "brick", "grass", "gravel", "horse", "page", "text", "clock", "immunohistochemistry",
-           "logo", "colorwheel"]
+SKIMAGE = [
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "cell",
+    "retina",
+    "hubble_deep_field",
+    "camera",
+    "coins",
+    "moon",
+    "brick",
+    "grass",
+    "gravel",
+    "horse",
+    "page",
+    "text",
+    "clock",
+    "immunohistochemistry",
+    "logo",
+    "colorwheel",
+]
 
 
 def photos() -> dict[str, Image.Image]:
@@ -90,15 +109,18 @@ EDITS = {
 def copy_figures(sample: Image.Image, training: Image.Image, folder: Path) -> tuple[int, float]:
     training.save(folder / "t.png")
     reference = sample_metrics.Reference([sample_metrics.describe_photo("t", training, 40)], 40)
-    score = sample_metrics.score_sample(sample, reference, reference.pictures(folder), 0.6,
-                                        sample_metrics.SampleScore("p", 0, True))
+    score = sample_metrics.score_sample(
+        sample, reference, reference.pictures(folder), 0.6, sample_metrics.SampleScore("p", 0, True)
+    )
     return score.copy_bits, score.copy_ssim
 
 
 def line(name: str, pairs: list[tuple[int, float]]) -> str:
     bits, ssims = [b for b, _ in pairs], [s for _, s in pairs]
-    return (f"{name:34s} n={len(pairs):3d}  bits {min(bits):2d}-{max(bits):2d} (median {statistics.median(bits):4.1f})"
-            f"  subject SSIM {min(ssims):.3f}-{max(ssims):.3f} (median {statistics.median(ssims):.3f})")
+    return (
+        f"{name:34s} n={len(pairs):3d}  bits {min(bits):2d}-{max(bits):2d} (median {statistics.median(bits):4.1f})"
+        f"  subject SSIM {min(ssims):.3f}-{max(ssims):.3f} (median {statistics.median(ssims):.3f})"
+    )
 
 
 def main() -> None:
@@ -108,26 +130,39 @@ def main() -> None:
         print(f"copies: {len(pictures)} photos, each edit scored against its original", flush=True)
         for name, edit in EDITS.items():
             print(line(name, [copy_figures(edit(p), p, folder) for p in pictures.values()]), flush=True)
-        print(line("pasted at 30 % on white, re-encoded",
-                   [copy_figures(on_white(jpeg(p, 40)), on_white(p), folder) for p in pictures.values()]), flush=True)
+        print(
+            line(
+                "pasted at 30 % on white, re-encoded",
+                [copy_figures(on_white(jpeg(p, 40)), on_white(p), folder) for p in pictures.values()],
+            ),
+            flush=True,
+        )
         print("unrelated pictures", flush=True)
         pairs = list(itertools.combinations(pictures.values(), 2))
         print(line("photo against photo", [copy_figures(a, b, folder) for a, b in pairs]), flush=True)
         pasted = [copy_figures(on_white(a), on_white(b), folder) for a, b in pairs]
         print(line("both pasted at 30 % on white", pasted), flush=True)
-        print(f"{'':34s} pairs within 12 bits: {sum(b <= 12 for b, _ in pasted)}, "
-              f"their highest SSIM {max([s for b, s in pasted if b <= 12], default=float('nan')):.3f}", flush=True)
+        print(
+            f"{'':34s} pairs within 12 bits: {sum(b <= 12 for b, _ in pasted)}, "
+            f"their highest SSIM {max([s for b, s in pasted if b <= 12], default=float('nan')):.3f}",
+            flush=True,
+        )
     print("sharpness: high-frequency energy against the photo's (median over the photos)")
     for name in ("blur radius 1", "blur radius 2", "unsharp mask", "JPEG q30"):
-        ratios = [sample_metrics.high_frequency(EDITS[name](p)) / sample_metrics.high_frequency(p)
-                  for p in pictures.values()]
+        ratios = [
+            sample_metrics.high_frequency(EDITS[name](p)) / sample_metrics.high_frequency(p) for p in pictures.values()
+        ]
         print(f"{name:34s} {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})", flush=True)
     print("highlights: blown share on the subject / in the whole frame")
-    for name, image in [("astronaut", pictures["astronaut"]), ("astronaut on white (25 %)",
-                                                               on_white(pictures["astronaut"], 0.25)),
-                        ("astronaut 1.5x brighter on white", on_white(ImageEnhance.Brightness(pictures["astronaut"])
-                                                                      .enhance(1.5), 0.25)),
-                        ("astronaut 1.5x brighter", ImageEnhance.Brightness(pictures["astronaut"]).enhance(1.5))]:
+    for name, image in [
+        ("astronaut", pictures["astronaut"]),
+        ("astronaut on white (25 %)", on_white(pictures["astronaut"], 0.25)),
+        (
+            "astronaut 1.5x brighter on white",
+            on_white(ImageEnhance.Brightness(pictures["astronaut"]).enhance(1.5), 0.25),
+        ),
+        ("astronaut 1.5x brighter", ImageEnhance.Brightness(pictures["astronaut"]).enhance(1.5)),
+    ]:
         whole = np.ones((image.height, image.width), bool)
         print(f"{name:34s} {sample_metrics.blown_share(image):.3f} / {sample_metrics.blown_share(image, whole):.3f}")
 

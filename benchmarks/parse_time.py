@@ -27,8 +27,13 @@ import dataset_stage  # noqa: E402
 def own_share(cmd_args: list[str], cwd: Path) -> tuple[float, float]:
     """(seconds in our code, seconds in all) of one profiled run of snakemake with `cmd_args`."""
     profile = Path(tempfile.mkdtemp()) / "start.prof"
-    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "snakemake", *cmd_args],
-                   cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "snakemake", *cmd_args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     stats = pstats.Stats(str(profile)).stats
     total = max(cumulative for (_, _, _, cumulative, _) in stats.values())
     ours = 0.0
@@ -45,8 +50,12 @@ def own_share(cmd_args: list[str], cwd: Path) -> tuple[float, float]:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--workspace", type=Path, help="a workspace of benchmarks/dataset_stage.py --keep DIR "
-                        "(DIR/ws), where the dataset stage ran on DIR/photos")
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        help="a workspace of benchmarks/dataset_stage.py --keep DIR "
+        "(DIR/ws), where the dataset stage ran on DIR/photos",
+    )
     args = parser.parse_args()
     ws = args.workspace.resolve() if args.workspace else Path(tempfile.mkdtemp(prefix="charlora-parse-")) / "ws"
     config = ["--config", f"dataset={ws.parent / 'photos'}"]
@@ -57,16 +66,29 @@ def main():
         dataset_stage.configure(ws)
         dataset_stage.timed(smk + ["dataset", "--cores", "2", *config], ws)
     photos = sorted((ws / "results" / "dataset" / "images").iterdir())
-    per_job = ["--target-jobs", f"mask:id={photos[0].stem}", "--allowed-rules", "mask", "--cores", "all",
-               "--force", "-n", *config]
-    version, noop, job = (min(dataset_stage.timed(smk + cmd, ws) for _ in range(3))
-                          for cmd in (["--version"], ["dataset", "-n", "--cores", "2", *config], per_job))
+    per_job = [
+        "--target-jobs",
+        f"mask:id={photos[0].stem}",
+        "--allowed-rules",
+        "mask",
+        "--cores",
+        "all",
+        "--force",
+        "-n",
+        *config,
+    ]
+    version, noop, job = (
+        min(dataset_stage.timed(smk + cmd, ws) for _ in range(3))
+        for cmd in (["--version"], ["dataset", "-n", "--cores", "2", *config], per_job)
+    )
     ours, total = own_share(per_job, ws)
     print(f"{len(photos)} kept photos")
     print(f"snakemake --version:               {version:.2f} s")
     print(f"no-op dry run (snakemake dataset): {noop:.2f} s")
-    print(f"one job's start on a node (dry):   {job:.2f} s; our code {ours / total:.0%} of it under cProfile "
-          f"({ours:.2f} of {total:.2f} s profiled), about {job * ours / total:.2f} s unprofiled")
+    print(
+        f"one job's start on a node (dry):   {job:.2f} s; our code {ours / total:.0%} of it under cProfile "
+        f"({ours:.2f} of {total:.2f} s profiled), about {job * ours / total:.2f} s unprofiled"
+    )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from charlora import plan, refinement, scorecard, selection  # noqa: E402
 from charlora.config import ConfigError  # noqa: E402
 
-KEYS = {"why", "bullet", "every", "epochs", "review", "expect", "saved", "expect_to_sample", "expect_flat",
-        "refinement_covers"}
+KEYS = {
+    "why",
+    "bullet",
+    "every",
+    "epochs",
+    "review",
+    "expect",
+    "saved",
+    "expect_to_sample",
+    "expect_flat",
+    "refinement_covers",
+}
 EPOCH_KEYS = {"val", "train", "levels"}
 
 
@@ -83,8 +93,9 @@ def read_scenario(path: Path) -> dict:
         raise ScenarioError(f"{path}: a scenario has `epochs:` (epoch: {{val, train, levels}}) and `expect:`")
     unknown = set(data) - KEYS
     if unknown:
-        raise ScenarioError(f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                            f"the keys are {', '.join(sorted(KEYS))}")
+        raise ScenarioError(
+            f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; the keys are {', '.join(sorted(KEYS))}"
+        )
     val, train, rows = {}, {}, {}
     for epoch, entry in sorted(data["epochs"].items()):
         where = f"{path}: epoch {epoch}"
@@ -101,9 +112,13 @@ def read_scenario(path: Path) -> dict:
             for criterion, level in levels.items():
                 if criterion not in scorecard.LEVELS or level not in scorecard.LEVELS[criterion] + ["n/a"]:
                     raise ScenarioError(f"{where}: levels: {criterion}: {level!r} is not a scorecard level")
-            rows[epoch] = scorecard.Row(epoch, {c: levels.get(c, "n/a") for c in scorecard.CRITERIA},
-                                        {c: "given by the scenario" for c in scorecard.CRITERIA},
-                                        val_loss=val.get(epoch), train_loss_smoothed=train.get(epoch))
+            rows[epoch] = scorecard.Row(
+                epoch,
+                {c: levels.get(c, "n/a") for c in scorecard.CRITERIA},
+                {c: "given by the scenario" for c in scorecard.CRITERIA},
+                val_loss=val.get(epoch),
+                train_loss_smoothed=train.get(epoch),
+            )
     reviews = data.get("review") or {}
     if not isinstance(reviews, dict):
         raise ScenarioError(f"{path}: review: expected epoch: {{reject: true, ...}}")
@@ -115,13 +130,17 @@ def read_scenario(path: Path) -> dict:
         if epoch in rows:  # as the workflow: a review of an epoch that was not sampled is ignored
             scorecard.apply_review(rows[epoch], parsed)
     expect = data["expect"] if data["expect"] is not None else []
-    return {"val": val, "train": train, "rows": [rows[e] for e in sorted(rows)],
-            "saved": epochs_list(data.get("saved", sorted(data["epochs"])), f"{path}: saved"),
-            "expect": epochs_list(expect if isinstance(expect, list) else [expect], f"{path}: expect"),
-            "every": data.get("every"), "to_sample": epochs_list(data.get("expect_to_sample", []),
-                                                                 f"{path}: expect_to_sample"),
-            "flat": data.get("expect_flat"),
-            "covers": epochs_list(data.get("refinement_covers", []), f"{path}: refinement_covers")}
+    return {
+        "val": val,
+        "train": train,
+        "rows": [rows[e] for e in sorted(rows)],
+        "saved": epochs_list(data.get("saved", sorted(data["epochs"])), f"{path}: saved"),
+        "expect": epochs_list(expect if isinstance(expect, list) else [expect], f"{path}: expect"),
+        "every": data.get("every"),
+        "to_sample": epochs_list(data.get("expect_to_sample", []), f"{path}: expect_to_sample"),
+        "flat": data.get("expect_flat"),
+        "covers": epochs_list(data.get("refinement_covers", []), f"{path}: refinement_covers"),
+    }
 
 
 def run(path: Path) -> dict:
@@ -145,10 +164,20 @@ def run(path: Path) -> dict:
         uncovered = sorted(set(s["covers"]) - set(coarse) - set(refined))
         if uncovered:
             problems.append(f"the refinement does not sample {uncovered} (it adds {refined})")
-    return {"name": path.stem, "chosen": chosen.epoch, "expect": s["expect"], "ok": not problems,
-            "reasons": chosen.reasons, "problems": problems, "to_sample": chosen.to_sample, "flat": chosen.flat,
-            "noise": None if chosen.noise is None or not math.isfinite(chosen.noise) else chosen.noise,
-            "steps": chosen.steps, "refined": refined, "file": str(path)}
+    return {
+        "name": path.stem,
+        "chosen": chosen.epoch,
+        "expect": s["expect"],
+        "ok": not problems,
+        "reasons": chosen.reasons,
+        "problems": problems,
+        "to_sample": chosen.to_sample,
+        "flat": chosen.flat,
+        "noise": None if chosen.noise is None or not math.isfinite(chosen.noise) else chosen.noise,
+        "steps": chosen.steps,
+        "refined": refined,
+        "file": str(path),
+    }
 
 
 def main(argv=None) -> int:

@@ -37,9 +37,19 @@ def samples(folder: Path, count: int = 8) -> list[Sample]:
 
 def block(tmp: Path, name: str, data, epochs: int = 1, **settings) -> tuple[Path, float]:
     settings = Settings.from_schema(**(dict(precision="fp32", device="cpu", lr=1e-4, val_timesteps=1) | settings))
-    results = train_block(base_model=tmp / "tiny.safetensors", model_hash="tiny", samples=data, val_ids=[data[-1].id],
-                          settings=settings, first=1, last=epochs, out_dir=tmp / name, previous_state=None,
-                          cache_dir=tmp / "cache", progress=False)
+    results = train_block(
+        base_model=tmp / "tiny.safetensors",
+        model_hash="tiny",
+        samples=data,
+        val_ids=[data[-1].id],
+        settings=settings,
+        first=1,
+        last=epochs,
+        out_dir=tmp / name,
+        previous_state=None,
+        cache_dir=tmp / "cache",
+        progress=False,
+    )
     steps = sum(len(r.steps) for r in results)
     return tmp / name / f"epoch-{epochs:03d}.safetensors", steps / sum(r.seconds for r in results)
 
@@ -50,14 +60,21 @@ def same(a: Path, b: Path) -> bool:
 
 
 def rates(tmp: Path, data: list[Sample]) -> None:
-    print("tiny SDXL-topology UNet (24 M parameters), batch 2, Adafactor, CPU "
-          f"({torch.get_num_threads()} threads)")
+    print(f"tiny SDXL-topology UNet (24 M parameters), batch 2, Adafactor, CPU ({torch.get_num_threads()} threads)")
     print(f"{'set-up':48} {'steps/s':>8} {'s/step':>7}")
     # fp32 only: bf16 matmuls on CPUs without AMX are slower than fp32, which says nothing of a GPU
     for resolution in (64, 128):
         for checkpointing in (False, True):
-            _, rate = block(tmp, f"r{resolution}{checkpointing}", data, epochs=2, resolution=resolution,
-                            bucket_step=32, precision="fp32", gradient_checkpointing=checkpointing)
+            _, rate = block(
+                tmp,
+                f"r{resolution}{checkpointing}",
+                data,
+                epochs=2,
+                resolution=resolution,
+                bucket_step=32,
+                precision="fp32",
+                gradient_checkpointing=checkpointing,
+            )
             label = f"{resolution} px, fp32, checkpointing {'on' if checkpointing else 'off'}"
             print(f"{label:48} {rate:8.2f} {1 / rate:7.2f}", flush=True)
 
@@ -65,10 +82,26 @@ def rates(tmp: Path, data: list[Sample]) -> None:
 def fused_against_plain(tmp: Path, data: list[Sample]) -> None:
     print("\nfused backward against the usual step, 2 epochs at 64 px (weights compared bit for bit):")
     for precision in ("fp32", "bf16"):
-        fused, _ = block(tmp, f"fused{precision}", data, epochs=2, resolution=64, bucket_step=32,
-                         precision=precision, fused_backward=True)
-        plain, _ = block(tmp, f"plain{precision}", data, epochs=2, resolution=64, bucket_step=32,
-                         precision=precision, fused_backward=False)
+        fused, _ = block(
+            tmp,
+            f"fused{precision}",
+            data,
+            epochs=2,
+            resolution=64,
+            bucket_step=32,
+            precision=precision,
+            fused_backward=True,
+        )
+        plain, _ = block(
+            tmp,
+            f"plain{precision}",
+            data,
+            epochs=2,
+            resolution=64,
+            bucket_step=32,
+            precision=precision,
+            fused_backward=False,
+        )
         print(f"  {precision}: identical weights: {same(fused, plain)}", flush=True)
 
 
@@ -85,10 +118,13 @@ def chain() -> None:
             start = time.perf_counter()
             snakemake(ws, "--configfile", "c.yaml")
             times[per_job] = time.perf_counter() - start
-        same_weights = same(ws / "results/runs/per4/train/epoch-004.safetensors",
-                            ws / "results/runs/per1/train/epoch-004.safetensors")
-        print(f"  one job of 4 epochs: {times[4]:.1f} s; 4 jobs of 1 epoch: {times[1]:.1f} s; "
-              f"overhead per extra job: {(times[1] - times[4]) / 3:.1f} s; identical weights: {same_weights}")
+        same_weights = same(
+            ws / "results/runs/per4/train/epoch-004.safetensors", ws / "results/runs/per1/train/epoch-004.safetensors"
+        )
+        print(
+            f"  one job of 4 epochs: {times[4]:.1f} s; 4 jobs of 1 epoch: {times[1]:.1f} s; "
+            f"overhead per extra job: {(times[1] - times[4]) / 3:.1f} s; identical weights: {same_weights}"
+        )
         shutil.rmtree(ws / "results")
 
 

@@ -45,6 +45,7 @@ SETUPS = {  # name -> train settings
 @contextlib.contextmanager
 def default_dtype(dtype):
     import torch
+
     before = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -84,14 +85,16 @@ def training_step(name: str, model: str, device: str, resolution: int, checkpoin
     mask = torch.ones(batch, 1, side, side, device=dev)
     prompt = torch.randn(batch, 77, config["cross_attention_dim"], device=dev)
     pooled = torch.randn(batch, pooled_dim, device=dev)
-    time_ids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]] * batch, dtype=torch.float32,
-                            device=dev)
+    time_ids = torch.tensor(
+        [[resolution, resolution, 0, 0, resolution, resolution]] * batch, dtype=torch.float32, device=dev
+    )
 
     def step():
         noise = draw_noise(latents.shape, None, settings.noise_offset).to(dev)
         t = torch.randint(0, 1000, (batch,))
-        pred = predict_noise(unet, add_noise(latents, noise, t, alphas), t, prompt, pooled, time_ids,
-                             settings.autocast_dtype)
+        pred = predict_noise(
+            unet, add_noise(latents, noise, t, alphas), t, prompt, pooled, time_ids, settings.autocast_dtype
+        )
         loss = training_loss(pred, noise, mask, t, alphas, settings).mean()
         scaler.scale(loss).backward()  # with fused_backward, each weight is updated in here
         if fused is None:
@@ -106,6 +109,7 @@ def training_step(name: str, model: str, device: str, resolution: int, checkpoin
 def measure(name: str, model: str, device: str, resolution: int, steps: int, checkpointing: bool) -> dict:
     """Run `steps` real steps; s/step of all but the first two (allocator and kernel warm-up)."""
     import torch
+
     unet, _, step = training_step(name, model, device, resolution, checkpointing, fake=False)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
@@ -117,8 +121,13 @@ def measure(name: str, model: str, device: str, resolution: int, steps: int, che
         times.append(time.perf_counter() - start)
     timed = times[2:] if len(times) > 2 else times
     peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
-    return {"setup": name, "s_per_step": sum(timed) / len(timed), "peak_gib": peak and peak / 2**30,
-            "loss": loss.item(), "parameters": sum(p.numel() for p in unet.parameters())}
+    return {
+        "setup": name,
+        "s_per_step": sum(timed) / len(timed),
+        "peak_gib": peak and peak / 2**30,
+        "loss": loss.item(),
+        "parameters": sum(p.numel() for p in unet.parameters()),
+    }
 
 
 def estimate(name: str, model: str, resolution: int, checkpointing: bool) -> dict:
@@ -146,8 +155,13 @@ def estimate(name: str, model: str, resolution: int, checkpointing: bool) -> dic
             step()
     peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]
     parts = {str(getattr(k, "value", k)): v / 2**30 for k, v in peak.items()}
-    return {"setup": name, "peak_gib": parts.pop("Total"), "parts_gib": parts,
-            "parameters": sum(p.numel() for p in unet.parameters()), "seconds": time.perf_counter() - start}
+    return {
+        "setup": name,
+        "peak_gib": parts.pop("Total"),
+        "parts_gib": parts,
+        "parameters": sum(p.numel() for p in unet.parameters()),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main() -> None:
@@ -163,21 +177,38 @@ def main() -> None:
     args = parser.parse_args()
     checkpointing = not args.no_checkpointing
     if args.one:
-        result = (estimate(args.one, args.model, args.resolution, checkpointing) if args.estimate else
-                  measure(args.one, args.model, args.device, args.resolution, args.steps, checkpointing))
+        result = (
+            estimate(args.one, args.model, args.resolution, checkpointing)
+            if args.estimate
+            else measure(args.one, args.model, args.device, args.resolution, args.steps, checkpointing)
+        )
         print(json.dumps(result))
         return
     where = "estimated from fake tensors" if args.estimate else args.device
-    print(f"{args.model} UNet, batch 2, {args.resolution}x{args.resolution}, {where}, "
-          f"gradient checkpointing {'on' if checkpointing else 'off'}")
+    print(
+        f"{args.model} UNet, batch 2, {args.resolution}x{args.resolution}, {where}, "
+        f"gradient checkpointing {'on' if checkpointing else 'off'}"
+    )
     if args.estimate:
         print(f"{'set-up':42} {'peak GiB':>9}  {'weights':>8} {'grads':>7} {'optim':>7} {'activ.':>7} {'temp':>7}")
     else:
         print(f"{'set-up':42} {'s/step':>8} {'it/s':>6} {'peak GiB':>9}")
     parameters = None
     for name in args.setups:
-        cmd = [sys.executable, __file__, "--one", name, "--model", args.model, "--device", args.device,
-               "--resolution", str(args.resolution), "--steps", str(args.steps)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--model",
+            args.model,
+            "--device",
+            args.device,
+            "--resolution",
+            str(args.resolution),
+            "--steps",
+            str(args.steps),
+        ]
         cmd += ["--estimate"] * args.estimate + ["--no-checkpointing"] * args.no_checkpointing
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
@@ -188,8 +219,11 @@ def main() -> None:
         parameters = r["parameters"]
         if args.estimate:
             p = r["parts_gib"]
-            print(f"{name:42} {r['peak_gib']:9.2f}  {p['Parameter']:8.2f} {p['Gradient']:7.2f} {p['Optstate']:7.2f} "
-                  f"{p['Activation']:7.2f} {p['Temp']:7.2f}", flush=True)
+            print(
+                f"{name:42} {r['peak_gib']:9.2f}  {p['Parameter']:8.2f} {p['Gradient']:7.2f} {p['Optstate']:7.2f} "
+                f"{p['Activation']:7.2f} {p['Temp']:7.2f}",
+                flush=True,
+            )
         else:
             peak = f"{r['peak_gib']:9.2f}" if r["peak_gib"] is not None else f"{'-':>9}"
             print(f"{name:42} {r['s_per_step']:8.2f} {1 / r['s_per_step']:6.2f} {peak}", flush=True)

@@ -10,6 +10,7 @@ folders = dict(zip(params.epochs, map(Path, inp.samples)))
 title = f"{params.run}: every prompt and seed (rows) by epoch (columns)"
 if params.random_base:
     title += "; the base model is random (the demo's tiny model): every sample is colour noise by design"
-validate_plots.compare_sheet(folders, sample.read_prompts(Path(inp.prompts)), list(range(params.seeds)), title,
-                             Path(snakemake.output[0]))
+validate_plots.compare_sheet(
+    folders, sample.read_prompts(Path(inp.prompts)), list(range(params.seeds)), title, Path(snakemake.output[0])
+)
 log.info("wrote %s: epochs %s, titled %r", snakemake.output[0], ", ".join(map(str, params.epochs)), title)

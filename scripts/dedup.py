@@ -27,8 +27,14 @@ log.info("%d usable photos, hashed with %s; %d threads", len(usable), settings["
 photos = near_duplicates.prepare_files(usable, decode, dedup.hasher(settings["method"]), snakemake.threads, tqdm)
 relations = near_duplicates.find_relations(photos, settings["max_distance"], snakemake.threads, tqdm)
 for relation in relations:
-    log.info("%s ~ %s: %s (hash distance %d; %s)", relation.a, relation.b, relation.kind,
-             relation.hash_distance, relation.evidence)
+    log.info(
+        "%s ~ %s: %s (hash distance %d; %s)",
+        relation.a,
+        relation.b,
+        relation.kind,
+        relation.hash_distance,
+        relation.evidence,
+    )
 duplicates = dedup.group_duplicates(relations, audits, settings["mirrors"])
 rows = dedup.build_table(audits, snakemake.params.unlisted, duplicates, dedup.similar_shots(relations, duplicates))
 counts = {s: sum(r.status == s for r in rows) for s in (dedup.KEPT, dedup.DUPLICATE, dedup.REJECTED)}
@@ -37,7 +43,9 @@ for row in rows:
     if row.status != dedup.KEPT:
         log.warning("%s: %s %s", row.file, row.status, row.reason)
     elif row.similar_to:
-        log.warning("%s: kept; a second capture of the scene of %s (both kept: see the report)", row.file, row.similar_to)
+        log.warning(
+            "%s: kept; a second capture of the scene of %s (both kept: see the report)", row.file, row.similar_to
+        )
 strays = snakemake.params.strays
 for where, reason in strays.items():
     log.warning("%s: %s", where, reason)

@@ -4,8 +4,9 @@ from PIL import Image
 
 from charlora import atomic, command_line, logs, masks
 
-args = command_line.parse_args(__doc__, ["image", "mask", "record"], settings=["masks", "strict"],
-                               optional_files=["user-mask"])
+args = command_line.parse_args(
+    __doc__, ["image", "mask", "record"], settings=["masks", "strict"], optional_files=["user-mask"]
+)
 log = logs.setup(args.log)
 mask, record = masks.make_mask(args.image, args.user_mask, args.masks, args.strict)
 log.info("%s: %s mask, %.0f%% subject", args.id, record["source"], 100 * record["coverage"])

@@ -15,9 +15,16 @@ paths = [Path(p) for p in snakemake.input.images if sides.get(Path(p).stem) == "
 photos = []
 for path in tqdm(paths, desc="training photos", unit="photo"):
     with Image.open(path) as im:
-        photos.append(sample_metrics.describe_photo(path.stem, im.convert("RGB"), snakemake.params.min_face,
-                                                    snakemake.params.sample_side))
+        photos.append(
+            sample_metrics.describe_photo(
+                path.stem, im.convert("RGB"), snakemake.params.min_face, snakemake.params.sample_side
+            )
+        )
 reference = sample_metrics.Reference(photos, snakemake.params.min_face)
 sample_metrics.write_reference(Path(snakemake.output[0]), reference)
-log.info("%d training photos, %d with a face of %d px or more", len(photos), len(reference.face_descriptors),
-         snakemake.params.min_face)
+log.info(
+    "%d training photos, %d with a face of %d px or more",
+    len(photos),
+    len(reference.face_descriptors),
+    snakemake.params.min_face,
+)

@@ -14,9 +14,24 @@ seeds = list(range(params.seeds))
 reference = sample_metrics.read_reference(Path(inp.reference))
 with tqdm(total=len(prompts) * len(seeds), desc=f"scoring epoch {snakemake.wildcards.eee}", unit="sample") as bar:
     scores = sample_metrics.score_epoch(
-        int(snakemake.wildcards.eee), Path(inp.samples), prompts, seeds, reference, Path(params.training_photos),
-        settings["face_threshold"], inp.clip[0] if inp.clip else None, params.captions, params.token,
-        str(sdxl.pick_device(settings["device"])), progress=bar)
+        int(snakemake.wildcards.eee),
+        Path(inp.samples),
+        prompts,
+        seeds,
+        reference,
+        Path(params.training_photos),
+        settings["face_threshold"],
+        inp.clip[0] if inp.clip else None,
+        params.captions,
+        params.token,
+        str(sdxl.pick_device(settings["device"])),
+        progress=bar,
+    )
 sample_metrics.write_scores(Path(snakemake.output[0]), scores)
-log.info("adherence: %s; identity: %s; diversity across seeds %s, across prompts %s", scores.adherence_method,
-         scores.identity_method, scores.diversity_seeds, scores.diversity_prompts)
+log.info(
+    "adherence: %s; identity: %s; diversity across seeds %s, across prompts %s",
+    scores.adherence_method,
+    scores.identity_method,
+    scores.diversity_seeds,
+    scores.diversity_prompts,
+)

@@ -12,8 +12,21 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from badfiles import cropped, reencoded
 
-REAL_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "immunohistochemistry",
-               "horse", "brick", "grass", "gravel", "clock"]
+REAL_PHOTOS = [
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "coins",
+    "moon",
+    "immunohistochemistry",
+    "horse",
+    "brick",
+    "grass",
+    "gravel",
+    "clock",
+]
 
 
 def real_photos() -> dict[str, Image.Image]:
@@ -118,6 +131,6 @@ def real_bursts(photos: dict[str, Image.Image]) -> dict[tuple[str, str], Image.I
         bursts[name, f"{name} [burst: turned]"] = Image.fromarray((turned * 255).round().astype(np.uint8))
         moved = pixels.copy()
         y0, y1, x0, x1 = int(h * 0.25), int(h * 0.55), int(w * 0.35), int(w * 0.65)
-        moved[y0:y1, x0 + 12:x1 + 12] = pixels[y0:y1, x0:x1]
+        moved[y0:y1, x0 + 12 : x1 + 12] = pixels[y0:y1, x0:x1]
         bursts[name, f"{name} [burst: moved]"] = Image.fromarray(moved)
     return bursts

@@ -39,8 +39,10 @@ def unavailable() -> str | None:
         return "a one-node Slurm cluster needs root (slurmd runs jobs as their user; munged as munge)"
     missing = [name for name in DAEMONS + CLIENTS if _which(name) is None]
     if missing:
-        return (f"Slurm is not installed ({', '.join(missing)} missing): "
-                "apt-get install slurmctld slurmd slurm-client munge")
+        return (
+            f"Slurm is not installed ({', '.join(missing)} missing): "
+            "apt-get install slurmctld slurmd slurm-client munge"
+        )
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         return "Snakemake's Slurm executor is not installed: pip install -r envs/slurm.txt"
     if SLURM_CONF.exists() and not SLURM_CONF.read_text().startswith(MARK):
@@ -56,33 +58,35 @@ def _node_line() -> str:
 
 def _config(folder: Path, node: str) -> str:
     name = node.split()[0].split("=", 1)[1]
-    return "\n".join([
-        MARK,
-        "ClusterName=charlora-test",
-        f"SlurmctldHost={name}",
-        "SlurmUser=root",
-        "AuthType=auth/munge",
-        f"StateSaveLocation={folder}/state",
-        f"SlurmdSpoolDir={folder}/spool",
-        f"SlurmctldPidFile={folder}/slurmctld.pid",
-        f"SlurmdPidFile={folder}/slurmd.pid",
-        f"SlurmctldLogFile={folder}/slurmctld.log",
-        f"SlurmdLogFile={folder}/slurmd.log",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
-        "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_Core_Memory",
-        "AccountingStorageType=accounting_storage/none",
-        "JobAcctGatherType=jobacct_gather/none",
-        "JobCompType=jobcomp/none",
-        "MpiDefault=none",
-        "SchedulerType=sched/backfill",
-        "MinJobAge=600",
-        "ReturnToService=2",
-        f"{node} State=UNKNOWN",
-        f"PartitionName=test Nodes={name} Default=YES MaxTime=INFINITE State=UP",
-        "",
-    ])
+    return "\n".join(
+        [
+            MARK,
+            "ClusterName=charlora-test",
+            f"SlurmctldHost={name}",
+            "SlurmUser=root",
+            "AuthType=auth/munge",
+            f"StateSaveLocation={folder}/state",
+            f"SlurmdSpoolDir={folder}/spool",
+            f"SlurmctldPidFile={folder}/slurmctld.pid",
+            f"SlurmdPidFile={folder}/slurmd.pid",
+            f"SlurmctldLogFile={folder}/slurmctld.log",
+            f"SlurmdLogFile={folder}/slurmd.log",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core_Memory",
+            "AccountingStorageType=accounting_storage/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "JobCompType=jobcomp/none",
+            "MpiDefault=none",
+            "SchedulerType=sched/backfill",
+            "MinJobAge=600",
+            "ReturnToService=2",
+            f"{node} State=UNKNOWN",
+            f"PartitionName=test Nodes={name} Default=YES MaxTime=INFINITE State=UP",
+            "",
+        ]
+    )
 
 
 @contextlib.contextmanager
@@ -131,19 +135,36 @@ def one_node_cluster(folder: Path) -> Iterator[dict[str, str]]:
         cleanup.callback(SLURM_CONF.unlink, missing_ok=True)
         cleanup.enter_context(_munged())
         cleanup.callback(_stop, _start("slurmctld", env))
-        _wait("slurmctld did not answer", lambda: subprocess.run(
-            ["scontrol", "ping"], env=env, capture_output=True, text=True).stdout.count("UP") > 0, 60, logs)
+        _wait(
+            "slurmctld did not answer",
+            lambda: (
+                subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True).stdout.count("UP") > 0
+            ),
+            60,
+            logs,
+        )
         cleanup.callback(_stop, _start("slurmd", env))
-        _wait("the node did not come up idle", lambda: subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout.strip() == "idle", 60, logs)
+        _wait(
+            "the node did not come up idle",
+            lambda: (
+                subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout.strip()
+                == "idle"
+            ),
+            60,
+            logs,
+        )
         yield env
 
 
 def _start(daemon: str, env: dict[str, str]) -> subprocess.Popen:
     """A Slurm daemon in the foreground (-D), as a child of this process; slurmctld with a clear state."""
     clear = ["-c"] if daemon == "slurmctld" else []
-    return subprocess.Popen([_which(daemon), "-D", *clear, "-f", str(SLURM_CONF)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [_which(daemon), "-D", *clear, "-f", str(SLURM_CONF)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _stop(process: subprocess.Popen) -> None:

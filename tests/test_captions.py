@@ -47,8 +47,21 @@ def test_tagger_files_are_checked(tmp_path):
 
 
 def test_composed_caption_follows_the_guides_slot_order():
-    tags = [{"name": n} for n in ["red_dress", "solo", "smile", "studio", "standing", "soft light",
-                                  "upper_body", "nose", "long_hair", "1girl"]]
+    tags = [
+        {"name": n}
+        for n in [
+            "red_dress",
+            "solo",
+            "smile",
+            "studio",
+            "standing",
+            "soft light",
+            "upper_body",
+            "nose",
+            "long_hair",
+            "1girl",
+        ]
+    ]
     caption = compose("mira", tags, "close_up", VOCABULARY, GENERIC)
     # measured framing wins over the tagger's "upper body"; synonyms map smile -> smiling
     assert caption.text == "mira, standing, smiling, soft light, red dress, studio, close-up"
@@ -74,8 +87,11 @@ def test_tokenizer_gives_open_clips_token_ids(tokens):
     from open_clip.tokenizer import SimpleTokenizer
 
     reference = SimpleTokenizer()
-    for text in ["mira, standing, smiling, soft frontal light, Red_Dress, café au lait, 1girl, ^_^",
-                 "A  photo\nof  O'Brien's dog!!  2026-11-29", ", ".join(f"word{i}" for i in range(60))]:
+    for text in [
+        "mira, standing, smiling, soft frontal light, Red_Dress, café au lait, 1girl, ^_^",
+        "A  photo\nof  O'Brien's dog!!  2026-11-29",
+        ", ".join(f"word{i}" for i in range(60)),
+    ]:
         assert tokens.tokenizer(text).input_ids == [49406] + reference.encode(text) + [49407]
     assert len(tokens.tokenizer) == 49408
 
@@ -90,14 +106,36 @@ def test_token_count_matches_sdxl_tokenizer(tokens):
 
 def test_lint_finds_what_a_careful_tagger_would(tokens):
     records = {
-        "a": {"caption": "mira, standing, smiling, soft light, red dress, studio, full body", "source": "composed",
-              "slots": {"pose": ["standing"], "expression": ["smiling"], "lighting": ["soft light"],
-                        "clothing": ["red dress"], "background": ["studio"], "composition": ["full body"]}},
-        "b": {"caption": "mira, standing, smiling, red dress, studio, close-up", "source": "composed",
-              "slots": {"pose": ["standing"], "expression": ["smiling"], "lighting": [], "clothing": ["red dress"],
-                        "background": ["studio"], "composition": ["close-up"]}},
-        "c": {"caption": "sitting, standing, smile, Red_Dress, solo, solo, " + ", ".join(["detail"] * 40),
-              "source": "user", "user_caption": "photos/captions/c.txt", "slots": {}},
+        "a": {
+            "caption": "mira, standing, smiling, soft light, red dress, studio, full body",
+            "source": "composed",
+            "slots": {
+                "pose": ["standing"],
+                "expression": ["smiling"],
+                "lighting": ["soft light"],
+                "clothing": ["red dress"],
+                "background": ["studio"],
+                "composition": ["full body"],
+            },
+        },
+        "b": {
+            "caption": "mira, standing, smiling, red dress, studio, close-up",
+            "source": "composed",
+            "slots": {
+                "pose": ["standing"],
+                "expression": ["smiling"],
+                "lighting": [],
+                "clothing": ["red dress"],
+                "background": ["studio"],
+                "composition": ["close-up"],
+            },
+        },
+        "c": {
+            "caption": "sitting, standing, smile, Red_Dress, solo, solo, " + ", ".join(["detail"] * 40),
+            "source": "user",
+            "user_caption": "photos/captions/c.txt",
+            "slots": {},
+        },
     }
     rows = {r.id: r for r in lint(records, "mira", VOCABULARY, GENERIC, tokens.count, 77, tokens.cut)}
     assert rows["a"].issues == []

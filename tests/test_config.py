@@ -26,8 +26,14 @@ def test_shipped_config_is_the_guides_run_and_the_demo_file_makes_it_the_demo():
     assert config["dedup"] == {"method": "phash", "max_distance": 22, "mirrors": "duplicate"}
     assert config["ingest"]["min_side"] == 768 and config["ingest"]["max_megapixels"] == 100
     assert config["ingest"]["framing"]["targets"]["mid_shot"] == [40, 50]
-    guide = (config["train"]["epochs"], config["train"]["resolution"], config["train"]["precision"],
-             config["lora"]["rank"], config["validate"]["resolution"], config["validate"]["steps"])
+    guide = (
+        config["train"]["epochs"],
+        config["train"]["resolution"],
+        config["train"]["precision"],
+        config["lora"]["rank"],
+        config["validate"]["resolution"],
+        config["validate"]["steps"],
+    )
     assert guide == (100, 1024, "bf16", 64, 1024, 30)
     assert (config["captions"]["tagger"], config["masks"]["method"]) == ("wd14", "rembg") and config["select"]["clip"]
     assert (demo["base_model"], demo["captions"]["tagger"], demo["select"]["clip"]) == ("tiny", "demo", "tiny")
@@ -44,13 +50,16 @@ def test_empty_config_gets_the_guides_defaults():
     assert config["ingest"]["min_side"] == 768 and config["strict"] is False
 
 
-@pytest.mark.parametrize("config, key", [
-    ({"ingest": {"min_side": "abc"}}, "ingest.min_side: 'abc' is not of type 'integer'"),
-    ({"ingest": {"min_sid": 3}}, "ingest: Additional properties are not allowed ('min_sid' was unexpected)"),
-    ({"dedup": {"method": "md5"}}, "dedup.method: 'md5' is not one of"),
-    ({"strict": "maybe"}, "strict: 'maybe' is not of type 'boolean' (with --config, Snakemake reads only True"),
-    ({"subject": {"real_person": True}}, "subject.consent: subject.real_person is true, so the written consent"),
-])
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"ingest": {"min_side": "abc"}}, "ingest.min_side: 'abc' is not of type 'integer'"),
+        ({"ingest": {"min_sid": 3}}, "ingest: Additional properties are not allowed ('min_sid' was unexpected)"),
+        ({"dedup": {"method": "md5"}}, "dedup.method: 'md5' is not one of"),
+        ({"strict": "maybe"}, "strict: 'maybe' is not of type 'boolean' (with --config, Snakemake reads only True"),
+        ({"subject": {"real_person": True}}, "subject.consent: subject.real_person is true, so the written consent"),
+    ],
+)
 def test_bad_key_is_named(config, key):
     with pytest.raises(ConfigError) as error:
         validate_config(config, SCHEMA)
@@ -60,8 +69,15 @@ def test_bad_key_is_named(config, key):
 def test_nested_config_values_given_as_strings_take_the_schemas_type():
     """`--config 'train={epochs: 6, lr: 1e-5}'` reaches the workflow as strings: they are read as the
     schema's types; a string the schema wants stays a string."""
-    config = validate_config({"train": {"epochs": "6", "lr": "1e-5", "ema_decay": "0"}, "strict": "true",
-                              "run": "007", "validate": {"negative_prompt": "3"}}, SCHEMA)
+    config = validate_config(
+        {
+            "train": {"epochs": "6", "lr": "1e-5", "ema_decay": "0"},
+            "strict": "true",
+            "run": "007",
+            "validate": {"negative_prompt": "3"},
+        },
+        SCHEMA,
+    )
     assert (config["train"]["epochs"], config["train"]["lr"], config["train"]["ema_decay"]) == (6, 1e-5, 0)
     assert config["strict"] is True and config["run"] == "007" and config["validate"]["negative_prompt"] == "3"
     assert config["lora"]["epoch"] == "auto"
@@ -96,6 +112,7 @@ def test_the_library_map_lists_every_module_under_one_stage():
     """scripts/charlora/__init__.py maps each rules/<stage>.smk to its modules, and lists those that serve
     every stage: each module is listed exactly once (words in parentheses and backquotes are remarks)."""
     import charlora
+
     package = Path(charlora.__file__).parent
     listed: dict[str, list[str]] = {}
     for group in re.split(r"\n(?=rules/\w+\.smk|every stage)", charlora.__doc__)[1:]:
@@ -111,8 +128,11 @@ def schema_keys(node: dict, prefix: str = "") -> list[str]:
     """Every key of the schema by dotted path (`intent`, free-form lists, counts as one key)."""
     if "properties" not in node or prefix == "intent":
         return [prefix]
-    return [k for name, child in node["properties"].items()
-            for k in schema_keys(child, f"{prefix}.{name}" if prefix else name)]
+    return [
+        k
+        for name, child in node["properties"].items()
+        for k in schema_keys(child, f"{prefix}.{name}" if prefix else name)
+    ]
 
 
 def test_every_setting_reruns_the_stages_that_read_it_or_none():
@@ -134,8 +154,11 @@ def test_every_setting_reruns_the_stages_that_read_it_or_none():
         return {e.removeprefix(section + ".") for e in triggers.TRIGGERS[stage] if e.startswith(section + ".")}
 
     assert set(sample.Settings.__dataclass_fields__) == section_keys("sample_epoch", "validate")
-    assert set(lora.Settings.__dataclass_fields__) == section_keys("extract_lora", "lora") \
+    assert (
+        set(lora.Settings.__dataclass_fields__)
+        == section_keys("extract_lora", "lora")
         == section_keys("verify_lora", "lora")
+    )
     assert set(train.Settings.__dataclass_fields__) == set(plan.WEIGHT_KEYS) | {"device"}  # device: no trigger
     assert "train.device" in triggers.READ_WITHOUT_RERUN["train"] and "train.device" in triggers.PLAN
 
@@ -151,7 +174,14 @@ def test_a_job_gets_only_the_settings_it_reads():
     config["masks"]["method"], config["select"]["clip"] = "colour_key", "models/clip"
     assert triggers.settings(config, "select_epoch") == {"select": {"copy_bits": config["select"]["copy_bits"]}}
     assert triggers.settings(config, "mask")["masks"].keys() == {
-        "method", "colour_key", "threshold", "fill_holes", "dilate_px", "feather_px", "coverage_range"}
+        "method",
+        "colour_key",
+        "threshold",
+        "fill_holes",
+        "dilate_px",
+        "feather_px",
+        "coverage_range",
+    }
     assert "captions" not in triggers.settings(config, "score_epoch")
     config["select"]["clip"] = ""
     assert triggers.settings(config, "score_epoch")["captions"].keys() == {"tagger", "wd14", "vocabulary"}
@@ -168,25 +198,43 @@ def test_the_model_files_a_config_names_are_listed_checked_and_described(tmp_pat
 
     from charlora import model_files
 
-    config = validate_config({"base_model": str(tmp_path / "sdxl.safetensors"),
-                              "masks": {"rembg": {"model": str(tmp_path / "mask model.onnx")}},
-                              "captions": {"wd14": {"folder": str(tmp_path / "tagger")}},
-                              "select": {"clip": str(tmp_path / "clip")}}, SCHEMA)
+    config = validate_config(
+        {
+            "base_model": str(tmp_path / "sdxl.safetensors"),
+            "masks": {"rembg": {"model": str(tmp_path / "mask model.onnx")}},
+            "captions": {"wd14": {"folder": str(tmp_path / "tagger")}},
+            "select": {"clip": str(tmp_path / "clip")},
+        },
+        SCHEMA,
+    )
     assert [m.key for m in model_files.model_files(config)] == [
-        "masks.rembg.model", "captions.wd14.folder", "base_model", "select.clip"]
+        "masks.rembg.model",
+        "captions.wd14.folder",
+        "base_model",
+        "select.clip",
+    ]
     (tmp_path / "mask model.onnx").write_bytes(b"onnx" * 100)
     (tmp_path / "tagger").mkdir()
     (tmp_path / "tagger" / "model.onnx").write_bytes(b"x" * 1000)
     (tmp_path / "tagger" / "selected_tags.csv").write_text("tag_id,name\n")
-    model_files.check_all(config, {"dataset"})          # the dataset stage's two are in place
+    model_files.check_all(config, {"dataset"})  # the dataset stage's two are in place
     with pytest.raises(ConfigError) as missing:
         model_files.check_all(config, {"dataset", "run"})
     assert "base_model: " in str(missing.value) and "Where to get it: SDXL base 1.0" in str(missing.value)
     table = model_files.report(config)
     assert f"sha256 of mask model.onnx: {hashlib.sha256(b'onnx' * 100).hexdigest()}" in table
     assert "in place: 2 file(s)" in table and "MISSING: select.clip: " in table
-    assert table.endswith("2 of 4 model files in place; charlora never downloads them: put each where the config "
-                          "says, or change the key in config/config.yaml.")
-    demo = validate_config({"base_model": "tiny", "captions": {"tagger": "demo"}, "masks": {"method": "colour_key"},
-                            "select": {"clip": "tiny"}}, SCHEMA)
+    assert table.endswith(
+        "2 of 4 model files in place; charlora never downloads them: put each where the config "
+        "says, or change the key in config/config.yaml."
+    )
+    demo = validate_config(
+        {
+            "base_model": "tiny",
+            "captions": {"tagger": "demo"},
+            "masks": {"method": "colour_key"},
+            "select": {"clip": "tiny"},
+        },
+        SCHEMA,
+    )
     assert model_files.report(demo).startswith("No model files to supply")

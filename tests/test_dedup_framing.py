@@ -31,8 +31,16 @@ def related(images: dict, workers: int = 1):
 def test_edited_copies_and_mirrors_are_found_and_bursts_and_distinct_shots_kept(shots):
     """The issue's edits of demo drawings and a real photo, one burst of each, and the other 18
     drawings (distinct photos of one character): copies grouped, the burst kept with similar_to."""
-    edits = ["half size", "JPEG q30", "crop 10%", "rotate -5", "letterbox black", "brighter 15%", "mirror",
-             "crop+rotate"]
+    edits = [
+        "half size",
+        "JPEG q30",
+        "crop 10%",
+        "rotate -5",
+        "letterbox black",
+        "brighter 15%",
+        "mirror",
+        "crop+rotate",
+    ]
     images = {name.rsplit(".", 1)[0]: image for name, image in shots.items()}
     images["astronaut"] = real_photos()["astronaut"]
     expected = {}
@@ -60,7 +68,9 @@ def test_edited_copies_and_mirrors_are_found_and_bursts_and_distinct_shots_kept(
     assert "matched points" in rows["park_walk (rotate -5)"].reason
     # dedup.mirrors: keep leaves the mirror images (and only those) as photos of their own
     kept_mirrors = dedup.group_duplicates(relations, audits, "keep")
-    assert set(duplicates) - set(kept_mirrors) == {f"{o} (mirror)" for o in ["studio_smile_closeup", "park_walk", "astronaut"]}
+    assert set(duplicates) - set(kept_mirrors) == {
+        f"{o} (mirror)" for o in ["studio_smile_closeup", "park_walk", "astronaut"]
+    }
 
 
 def test_best_of_group_is_kept_deterministically(shots):
@@ -74,17 +84,25 @@ def test_best_of_group_is_kept_deterministically(shots):
     assert duplicates["c_same"][1].hash_distance == 0 and duplicates["c_same"][1].kind == "copy"
     rows = dedup.build_table(audits, {"x.txt": "unsupported"}, duplicates)
     assert [(r.file, r.status) for r in rows] == [
-        ("a_big.png", "kept"), ("b_small.png", "duplicate"), ("c_same.png", "duplicate"), ("x.txt", "rejected")]
+        ("a_big.png", "kept"),
+        ("b_small.png", "duplicate"),
+        ("c_same.png", "duplicate"),
+        ("x.txt", "rejected"),
+    ]
 
 
 def test_table_round_trips_and_strict_message_lists_rejections(tmp_path):
-    rows = [dedup.DedupRow("a b.png", "a b", "kept"),
-            dedup.DedupRow("c.jpg", "c", "rejected", reason="truncated or corrupt image data")]
+    rows = [
+        dedup.DedupRow("a b.png", "a b", "kept"),
+        dedup.DedupRow("c.jpg", "c", "rejected", reason="truncated or corrupt image data"),
+    ]
     dedup.write_table(rows, tmp_path / "dedup.tsv")
     assert dedup.read_table(tmp_path / "dedup.tsv") == rows
     assert dedup.rejection_message(rows).endswith("c.jpg: truncated or corrupt image data")
     with_stray = dedup.rejection_message(rows, {"captions/d.txt": "no photo named 'd' in images/"})
-    assert "and 1 caption/mask file(s) unused" in with_stray and with_stray.endswith("captions/d.txt: no photo named 'd' in images/")
+    assert "and 1 caption/mask file(s) unused" in with_stray and with_stray.endswith(
+        "captions/d.txt: no photo named 'd' in images/"
+    )
     assert dedup.rejection_message([], {}) is None
 
 
@@ -103,28 +121,43 @@ def test_files_of_photos_no_longer_kept_are_found_stale_with_the_reason(tmp_path
     from charlora import stale
 
     root = tmp_path / "results/dataset"
-    names = {"audit": ["a.b.json", "c.json", "gone.json"], "images": ["a.b.png", "c.png", "gone.png"],
-             "captions": ["a.b.txt", "a.b.json", "c.txt", "c.json", "gone [1].txt", "notes.md"],
-             "masks": ["a.b.png", "a.b.json", ".c.png.x1y2.tmp"], "tags": ["c.json"]}
+    names = {
+        "audit": ["a.b.json", "c.json", "gone.json"],
+        "images": ["a.b.png", "c.png", "gone.png"],
+        "captions": ["a.b.txt", "a.b.json", "c.txt", "c.json", "gone [1].txt", "notes.md"],
+        "masks": ["a.b.png", "a.b.json", ".c.png.x1y2.tmp"],
+        "tags": ["c.json"],
+    }
     for folder, files in names.items():
         (root / folder).mkdir(parents=True)
         for name in files:
             (root / folder / name).write_text("x")
-    rows = [dedup.DedupRow("a.b.jpg", "a.b", dedup.KEPT),
-            dedup.DedupRow("c.jpg", "c", dedup.DUPLICATE, duplicate_of="a.b", distance="2")]
+    rows = [
+        dedup.DedupRow("a.b.jpg", "a.b", dedup.KEPT),
+        dedup.DedupRow("c.jpg", "c", dedup.DUPLICATE, duplicate_of="a.b", distance="2"),
+    ]
     found = {str(item.path.relative_to(root)): item.reason for item in stale.find_stale(root, rows)}
     assert found == {
         "audit/gone.json": "no photo 'gone' in the current dataset",  # c keeps its audit: it is still listed
-        "images/c.png": "c.jpg is now a duplicate of a.b", "images/gone.png": "no photo 'gone' in the current dataset",
-        "captions/c.txt": "c.jpg is now a duplicate of a.b", "captions/c.json": "c.jpg is now a duplicate of a.b",
+        "images/c.png": "c.jpg is now a duplicate of a.b",
+        "images/gone.png": "no photo 'gone' in the current dataset",
+        "captions/c.txt": "c.jpg is now a duplicate of a.b",
+        "captions/c.json": "c.jpg is now a duplicate of a.b",
         "captions/gone [1].txt": "no photo 'gone [1]' in the current dataset",
         "captions/notes.md": "not a file charlora writes in captions/",
         "tags/c.json": "c.jpg is now a duplicate of a.b",
     }  # a.b's files (an id with a dot) and the half-written temporary file stay
     stale.remove_stale(stale.find_stale(root, rows))
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
-        "audit/a.b.json", "audit/c.json", "captions/a.b.json", "captions/a.b.txt", "images/a.b.png",
-        "masks/.c.png.x1y2.tmp", "masks/a.b.json", "masks/a.b.png"]
+        "audit/a.b.json",
+        "audit/c.json",
+        "captions/a.b.json",
+        "captions/a.b.txt",
+        "images/a.b.png",
+        "masks/.c.png.x1y2.tmp",
+        "masks/a.b.json",
+        "masks/a.b.png",
+    ]
 
 
 def test_the_copy_with_the_most_real_content_then_the_least_processed_is_kept(tmp_path):
@@ -143,15 +176,18 @@ def test_the_copy_with_the_most_real_content_then_the_least_processed_is_kept(tm
     assert audits["letterboxed"]["content_size"] == [512, 512] and audits["original"]["content_size"] == [512, 512]
     relations = related({i: Image.open(tmp_path / a["file"]).convert("RGB") for i, a in audits.items()})
     duplicates = dedup.group_duplicates(relations, audits, "duplicate")
-    assert {i: kept for i, (kept, _) in duplicates.items() if i != "letterboxed"} == {"brightened": "original",
-                                                                                      "smaller": "original"}
+    assert {i: kept for i, (kept, _) in duplicates.items() if i != "letterboxed"} == {
+        "brightened": "original",
+        "smaller": "original",
+    }
     assert "letterboxed" in duplicates  # its borders are cut before the comparison
     rows = {r.id: r.reason for r in dedup.build_table(audits, {}, duplicates)}
     assert "kept for more image content (512x512 without borders vs 384x384 without borders)" in rows["smaller"]
     assert "kept for lossless (PNG vs JPEG);" in rows["brightened"]
     assert duplicates["letterboxed"][0] == "original"
     assert dedup.why_kept(audits["original"], audits["letterboxed"]) == (  # same content, same format
-        "no added borders (no borders vs borders around 512x512)")
+        "no added borders (no borders vs borders around 512x512)"
+    )
 
 
 def test_a_colour_cast_on_the_skin_is_flagged_against_the_dataset(shots):

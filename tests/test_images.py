@@ -15,13 +15,16 @@ def decode(path):
     return decode_rgb(path, max_megapixels=100)
 
 
-@pytest.mark.parametrize("maker, expected", [
-    (badfiles.zero_byte, "empty file (0 bytes)"),
-    (badfiles.text_as_image, "not an image: the file holds text"),
-    (badfiles.truncated_jpeg, "truncated or corrupt image data"),
-    (badfiles.animated_gif, "animated GIF with 3 frames"),
-    (badfiles.decompression_bomb_png, "declares 60000x60000 pixels (3600 MP), over ingest.max_megapixels=100"),
-])
+@pytest.mark.parametrize(
+    "maker, expected",
+    [
+        (badfiles.zero_byte, "empty file (0 bytes)"),
+        (badfiles.text_as_image, "not an image: the file holds text"),
+        (badfiles.truncated_jpeg, "truncated or corrupt image data"),
+        (badfiles.animated_gif, "animated GIF with 3 frames"),
+        (badfiles.decompression_bomb_png, "declares 60000x60000 pixels (3600 MP), over ingest.max_megapixels=100"),
+    ],
+)
 def test_junk_is_rejected_with_its_reason(tmp_path, maker, expected):
     path = tmp_path / ("bad.gif" if maker is badfiles.animated_gif else "bad.jpg")
     maker(path)
@@ -76,8 +79,17 @@ def test_jpeg_quality_estimate(tmp_path, quality):
 
 
 def test_listing_gives_ids_and_rejects_what_cannot_have_one(tmp_path):
-    for name in ["a.jpg", "a.png", "café au lait.png", "b.PNG", "notes.txt", ".DS_Store", "Thumbs.db", "x{y}.png",
-                 "[1] 'q' $;,.png"]:
+    for name in [
+        "a.jpg",
+        "a.png",
+        "café au lait.png",
+        "b.PNG",
+        "notes.txt",
+        ".DS_Store",
+        "Thumbs.db",
+        "x{y}.png",
+        "[1] 'q' $;,.png",
+    ]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     listing = list_dataset_images(tmp_path)
@@ -123,23 +135,39 @@ def _with_exif(path, **tags):
     return path
 
 
-@pytest.mark.parametrize("tags, expected", [
-    (dict(DateTimeOriginal="2019:05:01 10:00:00", DateTime="2024:01:01 00:00:00"), "2019-05-01"),  # taken, not edited
-    (dict(DateTimeDigitized="2018:02:03 04:05:06"), "2018-02-03"),
-    (dict(DateTime="2021:12:24 18:00:00"), "2021-12-24"),
-    (dict(DateTimeOriginal="0000:00:00 00:00:00", DateTime="2020:07:07 07:07:07"), "2020-07-07"),  # a placeholder
-    (dict(DateTimeOriginal="    :  :     :  :  "), None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "tags, expected",
+    [
+        (
+            dict(DateTimeOriginal="2019:05:01 10:00:00", DateTime="2024:01:01 00:00:00"),
+            "2019-05-01",
+        ),  # taken, not edited
+        (dict(DateTimeDigitized="2018:02:03 04:05:06"), "2018-02-03"),
+        (dict(DateTime="2021:12:24 18:00:00"), "2021-12-24"),
+        (dict(DateTimeOriginal="0000:00:00 00:00:00", DateTime="2020:07:07 07:07:07"), "2020-07-07"),  # a placeholder
+        (dict(DateTimeOriginal="    :  :     :  :  "), None),
+        ({}, None),
+    ],
+)
 def test_capture_date_from_exif(tmp_path, tags, expected):
     from charlora.images import decode_rgb
+
     assert decode_rgb(_with_exif(tmp_path / "p.jpg", **tags), 100).captured == expected
 
 
 def test_photos_taken_far_from_the_others_and_undated_ones_are_listed():
     from charlora.audit import capture_dates
-    audits = [{"file": f"{n}.jpg", "captured": d} for n, d in
-              [("a", "2023-03-01"), ("b", "2023-06-01"), ("c", "2023-07-15"), ("d", "2020-01-10"), ("e", "2026-02-01")]]
+
+    audits = [
+        {"file": f"{n}.jpg", "captured": d}
+        for n, d in [
+            ("a", "2023-03-01"),
+            ("b", "2023-06-01"),
+            ("c", "2023-07-15"),
+            ("d", "2020-01-10"),
+            ("e", "2026-02-01"),
+        ]
+    ]
     audits.append({"file": "drawn.png", "captured": None})
     dates = capture_dates(audits, max_years=2)
     assert (dates.earliest, dates.latest, dates.median) == ("2020-01-10", "2026-02-01", "2023-06-01")

@@ -56,12 +56,19 @@ def test_kohya_layer_set_and_names_on_full_size_sdxl():
     assert len(lora.targets(shapes, config, 64, 0)) == 722
     names = {t.lora_name for t in with_conv}
     assert len(names) == 788
-    for name in ["lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q", "lora_unet_input_blocks_4_1_proj_in",
-                 "lora_unet_middle_block_1_transformer_blocks_9_ff_net_0_proj", "lora_unet_output_blocks_0_1_proj_out",
-                 "lora_unet_input_blocks_1_0_in_layers_2", "lora_unet_output_blocks_8_0_out_layers_3",
-                 "lora_unet_middle_block_2_emb_layers_1", "lora_unet_input_blocks_4_0_skip_connection",
-                 "lora_unet_input_blocks_3_0_op", "lora_unet_output_blocks_2_2_conv",
-                 "lora_unet_output_blocks_5_1_transformer_blocks_1_attn2_to_out_0"]:
+    for name in [
+        "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q",
+        "lora_unet_input_blocks_4_1_proj_in",
+        "lora_unet_middle_block_1_transformer_blocks_9_ff_net_0_proj",
+        "lora_unet_output_blocks_0_1_proj_out",
+        "lora_unet_input_blocks_1_0_in_layers_2",
+        "lora_unet_output_blocks_8_0_out_layers_3",
+        "lora_unet_middle_block_2_emb_layers_1",
+        "lora_unet_input_blocks_4_0_skip_connection",
+        "lora_unet_input_blocks_3_0_op",
+        "lora_unet_output_blocks_2_2_conv",
+        "lora_unet_output_blocks_5_1_transformer_blocks_1_attn2_to_out_0",
+    ]:
         assert name in names, name
     # every name is a module of the published single-file layout
     ldm_modules = {ldm_layout.unet_key(k, config).removesuffix(".weight").replace(".", "_") for k in shapes}
@@ -83,7 +90,7 @@ def test_randomized_factorisation_is_within_1_percent_of_the_best(spectrum):
         delta = torch.randn(rows, columns, generator=torch.Generator().manual_seed(3))
     else:
         k = torch.arange(columns, dtype=torch.float32)
-        values = 1 / (1 + k / 200) if spectrum == "flat" else 0.9 ** k
+        values = 1 / (1 + k / 200) if spectrum == "flat" else 0.9**k
         delta = spectrum_matrix(rows, columns, values.tolist(), seed=2)
     up, down, blocks = lora.low_rank(delta, rank, torch.Generator().manual_seed(0))
     assert blocks >= 2 and up.shape == (rows, rank) and down.shape == (rank, columns)
@@ -157,8 +164,9 @@ def test_min_diff_leaves_out_layers_that_did_not_change(pair, tmp_path):
     layers = lora.targets({k: tuple(v.shape) for k, v in tuned.items()}, sdxl.unet_config(base), 8, 8)
     changes = sorted((tuned[t.module + ".weight"] - original[t.module + ".weight"]).abs().max().item() for t in layers)
     threshold = changes[len(changes) // 2]  # the median layer's largest change
-    result = lora.extract(base, epoch, settings(min_diff=threshold), tmp_path / "some.safetensors", {}, base_hash,
-                          progress=False)
+    result = lora.extract(
+        base, epoch, settings(min_diff=threshold), tmp_path / "some.safetensors", {}, base_hash, progress=False
+    )
     assert len(result.skipped) == 788 // 2 + 1 and result.layers + len(result.skipped) == 788
 
 
@@ -175,8 +183,15 @@ def test_the_change_is_measured_from_the_base_in_the_epochs_precision(pair, tmp_
 def test_metadata_kohya_keys_hashes_and_fixed_order(pair, tmp_path):
     base, epoch, base_hash, _ = pair
     s = settings(save_precision="fp16")
-    metadata = lora.kohya_metadata(settings=s, run="demo", epoch=5, token="mira", resolution=1024,
-                                   base_name="tiny.safetensors", base_hash=base_hash)
+    metadata = lora.kohya_metadata(
+        settings=s,
+        run="demo",
+        epoch=5,
+        token="mira",
+        resolution=1024,
+        base_name="tiny.safetensors",
+        base_hash=base_hash,
+    )
     out = tmp_path / "demo.safetensors"
     lora.extract(base, epoch, s, out, metadata, base_hash, progress=False)
     with safe_open(str(out), "pt") as f:
@@ -191,8 +206,8 @@ def test_metadata_kohya_keys_hashes_and_fixed_order(pair, tmp_path):
     assert not any("date" in k for k in written)
     raw = out.read_bytes()
     length = int.from_bytes(raw[:8], "little")
-    assert written["sshs_model_hash"] == hashlib.sha256(raw[8 + length:]).hexdigest()  # the tensor data's hash
-    header = json.loads(raw[8:8 + length])
+    assert written["sshs_model_hash"] == hashlib.sha256(raw[8 + length :]).hexdigest()  # the tensor data's hash
+    header = json.loads(raw[8 : 8 + length])
     assert list(header["__metadata__"]) == sorted(written)  # fixed order: the same bytes on a rebuild
 
 
@@ -211,9 +226,13 @@ def test_diffusers_load_lora_weights_takes_every_key_and_gives_the_tuned_unet(pa
     base, epoch, _, tuned = pair
     out, _ = extracted
     tokenizer, tokenizer_2 = sdxl.tokenizers()
-    pipe = StableDiffusionXLPipeline.from_single_file(str(base), config=str(sdxl.MODEL_CONFIGS / "tiny"),
-                                                      tokenizer=tokenizer, tokenizer_2=tokenizer_2,
-                                                      local_files_only=True)
+    pipe = StableDiffusionXLPipeline.from_single_file(
+        str(base),
+        config=str(sdxl.MODEL_CONFIGS / "tiny"),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        local_files_only=True,
+    )
     caught = Warnings()
     for name in ("diffusers", "peft"):
         logging.getLogger(name).addHandler(caught)
@@ -230,8 +249,12 @@ def test_diffusers_load_lora_weights_takes_every_key_and_gives_the_tuned_unet(pa
     pipe.fuse_lora()
     pipe.unload_lora_weights()
     fused, original = pipe.unet.state_dict(), sdxl.load_unet(base).state_dict()
-    for name in ("down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight", "up_blocks.0.upsamplers.0.conv.weight",
-                 "up_blocks.1.resnets.0.conv_shortcut.weight", "mid_block.resnets.1.time_emb_proj.weight"):
+    for name in (
+        "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight",
+        "up_blocks.0.upsamplers.0.conv.weight",
+        "up_blocks.1.resnets.0.conv_shortcut.weight",
+        "mid_block.resnets.1.time_emb_proj.weight",
+    ):
         assert torch.allclose(fused[name], tuned[name], atol=1e-5), name  # base + LoRA = the fine-tuned weight
         assert not torch.allclose(fused[name], original[name], atol=1e-5), name
 
@@ -293,13 +316,16 @@ def test_bad_input_is_named_and_nothing_is_written(pair, tmp_path, tiny_model):
     fails(r"epoch file .*garbage\.safetensors: not a readable \.safetensors file", epoch_file=garbage)
     partial = tmp_path / "partial.safetensors"
     sdxl.save_safetensors({k: v for k, v in tuned.items() if not k.startswith("up_blocks.")}, partial)
-    fails(r"epoch file .*partial\.safetensors is not the SDXL UNet of the base model's config .*UNet weights missing",
-          epoch_file=partial)
+    fails(
+        r"epoch file .*partial\.safetensors is not the SDXL UNet of the base model's config .*UNet weights missing",
+        epoch_file=partial,
+    )
     reshaped = tmp_path / "reshaped.safetensors"
     sdxl.save_safetensors(tuned | {"conv_in.weight": torch.zeros(64, 4, 3, 3)}, reshaped)
     fails(r"reshaped\.safetensors .*conv_in\.weight is \[64, 4, 3, 3\], expected \[32, 4, 3, 3\]", epoch_file=reshaped)
-    fails(r"was trained from another base model .* Set base_model to the one the run trained from",
-          expected_hash="0" * 64)
+    fails(
+        r"was trained from another base model .* Set base_model to the one the run trained from", expected_hash="0" * 64
+    )
     blocker = tmp_path / "a file"
     blocker.write_text("")
     fails(r"cannot write .*a file/out\.safetensors", target=blocker / "out.safetensors")

@@ -14,9 +14,16 @@ from charlora import config, demo, demo_render, masks
 from charlora.config import ConfigError
 from tiny_onnx import brightness_segmenter
 
-CONFIG = {"method": "colour_key", "rembg": {"model": None, "session": "u2net_custom"},
-          "colour_key": {"tolerance": 30}, "threshold": 0.5, "fill_holes": True, "dilate_px": 0,
-          "feather_px": 1.0, "coverage_range": [0.05, 0.95]}
+CONFIG = {
+    "method": "colour_key",
+    "rembg": {"model": None, "session": "u2net_custom"},
+    "colour_key": {"tolerance": 30},
+    "threshold": 0.5,
+    "fill_holes": True,
+    "dilate_px": 0,
+    "feather_px": 1.0,
+    "coverage_range": [0.05, 0.95],
+}
 
 
 def iou(a, b):
@@ -48,7 +55,6 @@ def test_rembg_runs_a_local_onnx_file_without_downloading(tmp_path, square_photo
     assert not (tmp_path / "nothing-here").exists()
 
 
-
 def test_rembg_mask_equals_rembgs_remove_and_leaves_alpha_matting_unloaded(tmp_path, square_photo):
     """The mask job loads its rembg session without rembg.bg (pymatting and numba: 1.5-2.5 s per job)
     and without rembg's other sessions (SAM's scipy: 0.4 s): the mask is still exactly what rembg's
@@ -78,6 +84,7 @@ assert ours.shape == theirs.shape and np.array_equal(ours, theirs), np.abs(ours 
     result = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
 
+
 def test_missing_model_names_the_file_and_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match=r"masks.rembg.model: .*missing.onnx does not exist. Put the ONNX model"):
         masks.RembgMasker(tmp_path / "missing.onnx", "u2net_custom")
@@ -92,8 +99,9 @@ def test_corrupt_model_is_reported(tmp_path, square_photo):
         masks.RembgMasker(bad, "u2net_custom")
 
 
-@pytest.mark.parametrize("shot", [s for s in demo.SHOTS if s.background not in demo.HAND_MASKED_BACKGROUNDS],
-                         ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "shot", [s for s in demo.SHOTS if s.background not in demo.HAND_MASKED_BACKGROUNDS], ids=lambda s: s.name
+)
 def test_colour_key_separates_the_figure_on_plain_backdrops(shot):
     photo, truth = demo_render.render(shot), demo_render.render(shot, mask=True)
     alpha = masks.colour_key_mask(photo, 30).alpha
@@ -122,6 +130,7 @@ def test_a_colour_key_without_a_plain_backdrop_is_flagged_and_studio_shots_are_n
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
 def test_a_colour_key_on_real_photos_with_a_room_behind_is_flagged(name, tmp_path):
     import skimage.data
+
     flags = _flags(Image.fromarray(getattr(skimage.data, name)()), tmp_path)
     assert any(f.startswith("no plain backdrop to key out") for f in flags), flags
 
@@ -135,11 +144,14 @@ def test_user_mask_wins_and_is_used_as_drawn(tmp_path, square_photo):
     assert record["source"] == "user" and np.array_equal(mask, drawn)
 
 
-@pytest.mark.parametrize("bad, problem", [
-    (lambda: Image.new("L", (100, 100)), "the mask is 100x100 but its photo is 180x240"),
-    (lambda: Image.new("RGB", (180, 240), (255, 0, 0)), "the mask is in colour (RGB)"),
-    (None, "cannot read the mask"),
-])
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        (lambda: Image.new("L", (100, 100)), "the mask is 100x100 but its photo is 180x240"),
+        (lambda: Image.new("RGB", (180, 240), (255, 0, 0)), "the mask is in colour (RGB)"),
+        (None, "cannot read the mask"),
+    ],
+)
 def test_unusable_user_mask_is_flagged_and_replaced_or_fails_when_strict(tmp_path, square_photo, bad, problem):
     photo, expected = square_photo
     path = tmp_path / "mine.png"

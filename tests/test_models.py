@@ -31,14 +31,17 @@ def test_tiny_has_every_key_of_real_sdxl():
     assert real_keys == tiny_keys
     # the published SDXL base 1.0 file has 2515 tensors, among them these
     assert len(real_keys) == 2515
-    for key in ["model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_k.weight",
-                "model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.2.bias",
-                "model.diffusion_model.output_blocks.2.2.conv.weight", "model.diffusion_model.label_emb.0.0.weight",
-                "first_stage_model.decoder.up.0.block.0.nin_shortcut.weight",
-                "first_stage_model.encoder.mid.attn_1.proj_out.weight",
-                "conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc2.weight",
-                "conditioner.embedders.1.model.transformer.resblocks.31.attn.in_proj_weight",
-                "conditioner.embedders.1.model.text_projection"]:
+    for key in [
+        "model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_k.weight",
+        "model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.2.bias",
+        "model.diffusion_model.output_blocks.2.2.conv.weight",
+        "model.diffusion_model.label_emb.0.0.weight",
+        "first_stage_model.decoder.up.0.block.0.nin_shortcut.weight",
+        "first_stage_model.encoder.mid.attn_1.proj_out.weight",
+        "conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc2.weight",
+        "conditioner.embedders.1.model.transformer.resblocks.31.attn.in_proj_weight",
+        "conditioner.embedders.1.model.text_projection",
+    ]:
         assert key in real_keys, key
     assert sum(p.numel() for p in real[0].parameters()) == 2_567_463_684  # SDXL's UNet
 
@@ -61,8 +64,9 @@ def test_export_loads_back_in_diffusers_with_identical_weights(tiny_model, tmp_p
     out = tmp_path / "export.safetensors"
     sdxl.export_checkpoint(tiny_model, tuned, out, dtype=torch.float32)
     tok, tok2 = sdxl.tokenizers()
-    pipe = StableDiffusionXLPipeline.from_single_file(str(out), config=str(sdxl.MODEL_CONFIGS / "tiny"),
-                                                      tokenizer=tok, tokenizer_2=tok2, local_files_only=True)
+    pipe = StableDiffusionXLPipeline.from_single_file(
+        str(out), config=str(sdxl.MODEL_CONFIGS / "tiny"), tokenizer=tok, tokenizer_2=tok2, local_files_only=True
+    )
     assert_same_weights(tuned, state(pipe.unet))
     assert_same_weights(state(base.vae), state(pipe.vae))
     assert_same_weights(state(base.text_encoder_2), state(pipe.text_encoder_2))
@@ -78,7 +82,8 @@ def test_a_diffusers_folder_loads(tiny_model, tmp_path):
     (tmp_path / "model" / "model_index.json").write_text(json.dumps(index))
     (tmp_path / "model" / "scheduler").mkdir()
     (tmp_path / "model" / "scheduler" / "scheduler_config.json").write_text(
-        (sdxl.MODEL_CONFIGS / "tiny" / "scheduler" / "scheduler_config.json").read_text())
+        (sdxl.MODEL_CONFIGS / "tiny" / "scheduler" / "scheduler_config.json").read_text()
+    )
     folder = sdxl.load_sdxl(tmp_path / "model")
     assert_same_weights(state(base.unet), state(folder.unet))
 
@@ -97,8 +102,13 @@ def test_pickles_and_wrong_files_are_refused_with_the_reason(tmp_path, tiny_mode
     with pytest.raises(sdxl.ModelError, match="garbage.safetensors: not a readable .safetensors file"):
         sdxl.check_base_model(garbage)
     sd15 = tmp_path / "sd15.safetensors"
-    save_file({"cond_stage_model.transformer.text_model.final_layer_norm.weight": torch.ones(2),
-               "model.diffusion_model.input_blocks.0.0.weight": torch.ones(320, 4, 3, 3)}, str(sd15))
+    save_file(
+        {
+            "cond_stage_model.transformer.text_model.final_layer_norm.weight": torch.ones(2),
+            "model.diffusion_model.input_blocks.0.0.weight": torch.ones(320, 4, 3, 3),
+        },
+        str(sd15),
+    )
     with pytest.raises(sdxl.ModelError, match="an SD 1.x/2.x checkpoint"):
         sdxl.check_base_model(sd15)
     lora = tmp_path / "lora.safetensors"

@@ -18,13 +18,21 @@ def write_run(root, name, changes, val_losses, selected=None):
     photo = root / f"{name}.png"
     photo.write_bytes(b"png")
     (root / "split.tsv").write_text("id\tsplit\n")
-    record = run_record.make_record(config=settings, dataset="photos", files={"a": {"image": photo}},
-                                    split=root / "split.tsv", base_model="base.safetensors", base_hash="ab" * 32,
-                                    consent=None, checkout=root)
+    record = run_record.make_record(
+        config=settings,
+        dataset="photos",
+        files={"a": {"image": photo}},
+        split=root / "split.tsv",
+        base_model="base.safetensors",
+        base_hash="ab" * 32,
+        consent=None,
+        checkout=root,
+    )
     run_record.write_record(run_dir / "run.yaml", record)
     for epoch, loss in val_losses.items():
         (run_dir / "train" / f"epoch-{epoch:03d}.metrics.tsv").write_text(
-            f"kind\tstep\ttimestep\tloss\tlr\ntrain\t1\t\t0.5\t1e-05\nval\t\t62\t{loss * 3}\t\nval\t\tmean\t{loss}\t\n")
+            f"kind\tstep\ttimestep\tloss\tlr\ntrain\t1\t\t0.5\t1e-05\nval\t\t62\t{loss * 3}\t\nval\t\tmean\t{loss}\t\n"
+        )
     if selected:
         (run_dir / "validate").mkdir()
         (run_dir / "validate" / "selected.json").write_text(f'{{"epoch": {selected}}}')
@@ -61,5 +69,7 @@ def test_the_record_is_the_same_bytes_each_time_and_changes_with_any_file(tmp_pa
     assert record["charlora"] == "unknown (not a git checkout)" and record["packages"]["torch"].startswith("2.")
     before = record["dataset"]["sha256"]
     (tmp_path / "one" / "r.png").write_bytes(b"png, edited")
-    changed = run_record.dataset_fingerprint({"a": {"image": tmp_path / "one" / "r.png"}}, tmp_path / "one" / "split.tsv")
+    changed = run_record.dataset_fingerprint(
+        {"a": {"image": tmp_path / "one" / "r.png"}}, tmp_path / "one" / "split.tsv"
+    )
     assert changed["sha256"] != before

@@ -29,7 +29,12 @@ def rows(epochs, cells=None):
     """Clean rows; cells: {epoch: {criterion: level}}."""
     out = []
     for e in epochs:
-        levels = {"prompt_accuracy": "high", "visual_fidelity": "good", "generalisation": "high", "overfit_signs": "none"}
+        levels = {
+            "prompt_accuracy": "high",
+            "visual_fidelity": "good",
+            "generalisation": "high",
+            "overfit_signs": "none",
+        }
         levels.update((cells or {}).get(e, {}))
         out.append(Row(e, levels, {k: "" for k in levels}))
     return out
@@ -40,6 +45,7 @@ STEADILY_FALLING = curve([0.12 - 0.002 * e for e in range(1, 31)])
 
 
 # --- what the losses say ---------------------------------------------------------------------------
+
 
 def test_smoothing_is_the_3_epoch_mean_inside_and_the_trend_at_the_ends():
     smoothed = loss_trend.smooth(curve([0.5, 0.4, 0.6, 0.3, 0.2]))
@@ -53,8 +59,10 @@ def test_noise_is_the_scatter_not_the_bend():
     parabola = curve([0.1 + 0.001 * (e - 15) ** 2 for e in range(1, 31)])
     assert loss_trend.noise(parabola) == pytest.approx(0.0, abs=1e-12)
     rng = random.Random(0)
-    estimates = [loss_trend.noise(curve([0.1 + 0.0005 * (e - 20) ** 2 + rng.gauss(0, 0.002) for e in range(1, 41)]))
-                 for _ in range(40)]
+    estimates = [
+        loss_trend.noise(curve([0.1 + 0.0005 * (e - 20) ** 2 + rng.gauss(0, 0.002) for e in range(1, 41)]))
+        for _ in range(40)
+    ]
     assert 0.0018 < sorted(estimates)[20] < 0.0022  # the median estimate: the scatter put in, whatever the bend
     assert loss_trend.noise(curve([0.3, 0.2, 0.25, 0.2])) is None  # 4 epochs: too few
 
@@ -96,6 +104,7 @@ def test_knee_and_still_falling():
 
 # --- signs and the choice --------------------------------------------------------------------------
 
+
 def u_curve(minimum=20, epochs=30):
     return curve([0.1 + 0.0001 * (e - minimum) ** 2 for e in range(1, epochs + 1)])
 
@@ -104,48 +113,77 @@ def test_every_criterion_is_a_sign_and_no_signs_is_never_written_for_a_row_with_
     table = rows(range(2, 31, 2), {20: {"prompt_accuracy": "low", "generalisation": "poor", "overfit_signs": "slight"}})
     chosen = selection.select(table, u_curve(), FALLING_THEN_FLAT)
     assert chosen.epoch in (18, 22)  # the clean neighbours, equally far up the U
-    assert "20: overfit signs slight; prompt accuracy low, but the training loss no longer falls" in chosen.steps[0]["why"]
+    assert (
+        "20: overfit signs slight; prompt accuracy low, but the training loss no longer falls" in chosen.steps[0]["why"]
+    )
     assert not any("no overtraining" in r for r in chosen.reasons[:-1])
     assert chosen.reasons[-1] == f"epoch {chosen.epoch}: no overtraining or undertraining signs"
 
 
-@pytest.mark.parametrize("epoch, cells, train, kind", [
-    (20, {"overfit_signs": "slight"}, FALLING_THEN_FLAT, selection.OVER),
-    (20, {"visual_fidelity": "burned"}, FALLING_THEN_FLAT, selection.OVER),
-    (16, {"visual_fidelity": "poor"}, STEADILY_FALLING, selection.UNDER),
-    (16, {"visual_fidelity": "poor"}, FALLING_THEN_FLAT, ""),          # the loss no longer falls
-    (16, {"prompt_accuracy": "low"}, STEADILY_FALLING, selection.UNDER),
-    (24, {"prompt_accuracy": "low"}, STEADILY_FALLING, selection.OVER),  # past the start: prompt insensitivity
-    (24, {"prompt_accuracy": "moderate"}, FALLING_THEN_FLAT, selection.OVER),  # dropping from high
-    (24, {"generalisation": "moderate"}, FALLING_THEN_FLAT, selection.OVER),
-    (16, {"generalisation": "poor"}, FALLING_THEN_FLAT, ""),
-])
+@pytest.mark.parametrize(
+    "epoch, cells, train, kind",
+    [
+        (20, {"overfit_signs": "slight"}, FALLING_THEN_FLAT, selection.OVER),
+        (20, {"visual_fidelity": "burned"}, FALLING_THEN_FLAT, selection.OVER),
+        (16, {"visual_fidelity": "poor"}, STEADILY_FALLING, selection.UNDER),
+        (16, {"visual_fidelity": "poor"}, FALLING_THEN_FLAT, ""),  # the loss no longer falls
+        (16, {"prompt_accuracy": "low"}, STEADILY_FALLING, selection.UNDER),
+        (24, {"prompt_accuracy": "low"}, STEADILY_FALLING, selection.OVER),  # past the start: prompt insensitivity
+        (24, {"prompt_accuracy": "moderate"}, FALLING_THEN_FLAT, selection.OVER),  # dropping from high
+        (24, {"generalisation": "moderate"}, FALLING_THEN_FLAT, selection.OVER),
+        (16, {"generalisation": "poor"}, FALLING_THEN_FLAT, ""),
+    ],
+)
 def test_the_signs_table(epoch, cells, train, kind):
-    judge = selection.Judge({r.epoch: r for r in rows(range(2, 31, 2), {epoch: cells})},
-                            loss_trend.minimum(u_curve(), train), train)
+    judge = selection.Judge(
+        {r.epoch: r for r in rows(range(2, 31, 2), {epoch: cells})}, loss_trend.minimum(u_curve(), train), train
+    )
     signs = judge.own_signs(epoch)
     assert [s.kind for s in signs] == [kind], [s.text for s in signs]
     assert judge.own_signs(epoch - 2) == []
 
 
 def test_n_a_is_no_sign_and_ranks_as_the_middle_level():
-    judge = selection.Judge({r.epoch: r for r in rows([18, 20], {20: {"prompt_accuracy": "n/a"}})},
-                            loss_trend.minimum(u_curve(), FALLING_THEN_FLAT), FALLING_THEN_FLAT)
+    judge = selection.Judge(
+        {r.epoch: r for r in rows([18, 20], {20: {"prompt_accuracy": "n/a"}})},
+        loss_trend.minimum(u_curve(), FALLING_THEN_FLAT),
+        FALLING_THEN_FLAT,
+    )
     assert judge.signs(20) == [] and judge.standing(20) == (0, 0, 2) and judge.standing(18) == (0, 0, 1)
 
 
 def test_a_mild_sign_ranks_before_a_strong_one_and_a_rollback_never_lands_on_poor():
-    table = rows([16, 18, 20, 22], {16: {"overfit_signs": "slight"}, 18: {"visual_fidelity": "poor"},
-                                    20: {"overfit_signs": "present"}, 22: {"overfit_signs": "present"}})
+    table = rows(
+        [16, 18, 20, 22],
+        {
+            16: {"overfit_signs": "slight"},
+            18: {"visual_fidelity": "poor"},
+            20: {"overfit_signs": "present"},
+            22: {"overfit_signs": "present"},
+        },
+    )
     chosen = selection.select(table, u_curve(), FALLING_THEN_FLAT)
     assert chosen.epoch == 16, chosen.reasons
 
 
-@pytest.mark.parametrize("cells, train, expect, inherits", [
-    ({20: {"overfit_signs": "present"}}, FALLING_THEN_FLAT, [16, 17, 18], 23),  # not 19 (1 back), not 21-24 (after it)
-    ({20: {"visual_fidelity": "poor"}}, STEADILY_FALLING, [22, 23, 24], 17),     # not 21 (1 ahead), not 16-19 (before it)
-    ({30: {"visual_fidelity": "poor"}}, STEADILY_FALLING, [30], 26),             # the last epoch: nothing later
-])
+@pytest.mark.parametrize(
+    "cells, train, expect, inherits",
+    [
+        (
+            {20: {"overfit_signs": "present"}},
+            FALLING_THEN_FLAT,
+            [16, 17, 18],
+            23,
+        ),  # not 19 (1 back), not 21-24 (after it)
+        (
+            {20: {"visual_fidelity": "poor"}},
+            STEADILY_FALLING,
+            [22, 23, 24],
+            17,
+        ),  # not 21 (1 ahead), not 16-19 (before it)
+        ({30: {"visual_fidelity": "poor"}}, STEADILY_FALLING, [30], 26),  # the last epoch: nothing later
+    ],
+)
 def test_an_epoch_beside_a_sign_stands_no_better_than_the_guides_2_to_4_steps(cells, train, expect, inherits):
     """Every other row is clean: the guide still steps 2-4 epochs from the sign, and overtraining past the
     start (undertraining before it) does not heal, whatever the rows there say."""
@@ -159,16 +197,24 @@ def test_an_epoch_beside_a_sign_stands_no_better_than_the_guides_2_to_4_steps(ce
 
 
 def test_the_guides_matrix_ranks_18_and_20_before_22_and_26_last():
-    matrix = {18: {"visual_fidelity": "excellent", "generalisation": "moderate"}, 20: {},
-              22: {"prompt_accuracy": "moderate", "overfit_signs": "slight"},
-              26: {"prompt_accuracy": "low", "visual_fidelity": "over-sharpened", "generalisation": "poor",
-                   "overfit_signs": "present"}}
+    matrix = {
+        18: {"visual_fidelity": "excellent", "generalisation": "moderate"},
+        20: {},
+        22: {"prompt_accuracy": "moderate", "overfit_signs": "slight"},
+        26: {
+            "prompt_accuracy": "low",
+            "visual_fidelity": "over-sharpened",
+            "generalisation": "poor",
+            "overfit_signs": "present",
+        },
+    }
     table = rows([18, 20, 22, 26], matrix)
     for minimum in (20, 22, 26):
         chosen = selection.select(table, u_curve(minimum), FALLING_THEN_FLAT)
         assert chosen.epoch in (18, 20), (minimum, chosen.reasons)
-    judge = selection.Judge({r.epoch: r for r in table}, loss_trend.minimum(u_curve(22), FALLING_THEN_FLAT),
-                            FALLING_THEN_FLAT)
+    judge = selection.Judge(
+        {r.epoch: r for r in table}, loss_trend.minimum(u_curve(22), FALLING_THEN_FLAT), FALLING_THEN_FLAT
+    )
     assert sorted(matrix, key=judge.rank)[2:] == [22, 26]
 
 
@@ -197,8 +243,9 @@ def test_a_step_never_lands_on_a_rejected_nan_or_worse_row_and_names_what_would_
     chosen = selection.select(table, val, FALLING_THEN_FLAT, saved=list(range(1, 31)))
     assert chosen.epoch == 19
     assert chosen.reasons[:2] == ["rejected by review: epoch 12", "no finite validation loss: epoch 18 (never chosen)"]
-    only_20 = selection.select(rows([10, 20], {20: {"overfit_signs": "present"}}), u_curve(), FALLING_THEN_FLAT,
-                               saved=list(range(1, 31)))
+    only_20 = selection.select(
+        rows([10, 20], {20: {"overfit_signs": "present"}}), u_curve(), FALLING_THEN_FLAT, saved=list(range(1, 31))
+    )
     assert only_20.epoch == 20 and only_20.to_sample == [16, 17, 18, 19]
     assert "samples of epoch 16, 17, 18, 19 would settle it: add them to validate.epochs" in only_20.reasons[-1]
 
@@ -216,14 +263,21 @@ def test_nothing_to_select_is_said_not_raised():
 TEN_EPOCHS_TRAIN = curve([1.0 - 0.01 * e for e in range(10)])
 
 
-@pytest.mark.parametrize("val, cells, rejected, expect", [
-    ([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2], {}, [], 5),                 # a clear minimum
-    ([1.0, 0.7, 0.45, 0.401, 0.4, 0.402, 0.4, 0.398, 0.401, 0.402], {}, [], 5),         # a plateau: its start
-    ([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2], {}, [5], 4),                 # the minimum rejected
-    ([1.0, 0.8, 0.6, 0.5, 0.45, 0.42, 0.4, 0.45, 0.6, 0.8],
-     {6: {"overfit_signs": "present"}, 7: {"overfit_signs": "present"}}, [], 4),       # rolled back 2 from 6
-    ([1.0, 0.8, 0.3, 0.75, 0.6, 0.5, 0.45, 0.47, 0.5, 0.55], {}, [], 6),                # one dip at 3 decides nothing
-])
+@pytest.mark.parametrize(
+    "val, cells, rejected, expect",
+    [
+        ([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2], {}, [], 5),  # a clear minimum
+        ([1.0, 0.7, 0.45, 0.401, 0.4, 0.402, 0.4, 0.398, 0.401, 0.402], {}, [], 5),  # a plateau: its start
+        ([1.0, 0.8, 0.6, 0.45, 0.4, 0.45, 0.6, 0.8, 1.0, 1.2], {}, [5], 4),  # the minimum rejected
+        (
+            [1.0, 0.8, 0.6, 0.5, 0.45, 0.42, 0.4, 0.45, 0.6, 0.8],
+            {6: {"overfit_signs": "present"}, 7: {"overfit_signs": "present"}},
+            [],
+            4,
+        ),  # rolled back 2 from 6
+        ([1.0, 0.8, 0.3, 0.75, 0.6, 0.5, 0.45, 0.47, 0.5, 0.55], {}, [], 6),  # one dip at 3 decides nothing
+    ],
+)
 def test_the_answers_on_small_tables(val, cells, rejected, expect):
     """The cases the selection answered before this rule (scorecard.select), with the same answers; the
     dip case chooses 6, within the noise of the smoothed minimum at 7 and nearer the start."""
@@ -262,9 +316,11 @@ def test_refinement_samples_around_the_same_start_as_the_selection():
 
 # --- the scenario suite -----------------------------------------------------------------------------
 
+
 def harness(*arguments):
-    return subprocess.run([sys.executable, str(HARNESS), *map(str, arguments)], capture_output=True, text=True,
-                          cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(HARNESS), *map(str, arguments)], capture_output=True, text=True, cwd=REPO
+    )
 
 
 def test_the_scenario_suite_decides_as_the_guide_would():
@@ -297,10 +353,14 @@ def test_the_harness_takes_the_issues_format_and_fails_on_a_choice_outside_expec
     [result] = json.loads(run.stdout)
     assert run.returncode == 1 and not result["ok"] and result["chosen"] is None and result["expect"] == [16, 17, 18]
     assert result["reasons"][0] == "rejected by review: epoch 20" and result["to_sample"] == [19]
-    (tmp_path / "good.yaml").write_text(ISSUE_EXAMPLE.replace("review: {20: {reject: true}}", "")
-                                        .replace("expect: [16, 17, 18]", "expect: [20]"))
+    (tmp_path / "good.yaml").write_text(
+        ISSUE_EXAMPLE.replace("review: {20: {reject: true}}", "").replace("expect: [16, 17, 18]", "expect: [20]")
+    )
     text = harness(tmp_path / "good.yaml")
     assert text.returncode == 0 and text.stdout.startswith("ok   good: chose 20")
     (tmp_path / "bad.yaml").write_text(ISSUE_EXAMPLE.replace("present}", "plenty}"))
     bad = harness(tmp_path / "bad.yaml")
-    assert bad.returncode == 2 and "bad.yaml: epoch 20: levels: overfit_signs: 'plenty' is not a scorecard level" in bad.stderr
+    assert (
+        bad.returncode == 2
+        and "bad.yaml: epoch 20: levels: overfit_signs: 'plenty' is not a scorecard level" in bad.stderr
+    )

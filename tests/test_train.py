@@ -48,7 +48,7 @@ def test_a_4e6_step_changes_bf16_weights_only_with_stochastic_rounding():
     rounded.grad = torch.ones_like(rounded)
     opt = optim.Adafactor([rounded], lr=4e-6)
     opt.step()  # first step: update = grad / |grad| = 1, so every weight should move by -4e-6
-    change = (rounded.detach().float() - 1.0)
+    change = rounded.detach().float() - 1.0
     assert (change != 0).sum() > 50  # about 4e-6 / 0.0039 = 0.1 % of the weights step down one bf16 spacing
     assert math.isclose(change.mean().item(), -4e-6, rel_tol=0.25)  # and the expected change is exact
     nearest = start.float() - 4e-6
@@ -59,9 +59,13 @@ def tiny_unet_step(unet, seed):
     g = torch.Generator().manual_seed(seed)
     latents = torch.randn(2, 4, 8, 8, generator=g)
     prompt = torch.randn(2, 77, 96, generator=g)
-    added = {"text_embeds": torch.randn(2, 64, generator=g), "time_ids": torch.tensor([[64., 64, 0, 0, 64, 64]] * 2)}
-    pred = unet(latents.to(unet.dtype), torch.tensor([10, 500]), prompt.to(unet.dtype), added_cond_kwargs={
-        k: v.to(unet.dtype) for k, v in added.items()}).sample
+    added = {"text_embeds": torch.randn(2, 64, generator=g), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2)}
+    pred = unet(
+        latents.to(unet.dtype),
+        torch.tensor([10, 500]),
+        prompt.to(unet.dtype),
+        added_cond_kwargs={k: v.to(unet.dtype) for k, v in added.items()},
+    ).sample
     return ((pred.float() - latents) ** 2).mean()
 
 
@@ -82,7 +86,9 @@ def test_fused_backward_gives_the_weights_of_the_usual_step(dtype):
     fused.remove()
     a, b = unets[0].state_dict(), unets[1].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["conv_in.weight"], sdxl.build_random("tiny", seed=1)[0].to(dtype).state_dict()["conv_in.weight"])
+    assert not torch.equal(
+        a["conv_in.weight"], sdxl.build_random("tiny", seed=1)[0].to(dtype).state_dict()["conv_in.weight"]
+    )
 
 
 def test_adamw8bit_runs_or_says_why():
@@ -153,8 +159,9 @@ def test_masked_loss_weights_the_background_and_normalises_by_area():
     error_on_subject = lambda m: m.expand(1, 4, 8, 8).clone()  # noqa: E731  error 1 on the subject only
     # the same error on the subject counts the same whatever the subject's size
     assert masked_mse(error_on_subject(small), target, small, s).item() == pytest.approx(
-        masked_mse(torch.ones(1, 4, 8, 8), target, torch.ones(1, 1, 8, 8), s).item() * (4 / 64) / (
-            (4 + 0.1 * 60) / 64), rel=1e-6)
+        masked_mse(torch.ones(1, 4, 8, 8), target, torch.ones(1, 1, 8, 8), s).item() * (4 / 64) / ((4 + 0.1 * 60) / 64),
+        rel=1e-6,
+    )
     background_only = masked_mse(1 - error_on_subject(large), target, large, s)
     subject_only = masked_mse(error_on_subject(large), target, large, s)
     assert background_only.item() == pytest.approx(subject_only.item() * 0.1 * 28 / 36, rel=1e-6)
@@ -171,8 +178,12 @@ def test_metrics_table(tmp_path):
     result = EpochResult(3, steps=[(19, 0.25, 4e-6)], val={62: 0.5, 937: 0.1})
     write_metrics(tmp_path / "m.tsv", result)
     assert (tmp_path / "m.tsv").read_text().splitlines() == [
-        "kind\tstep\ttimestep\tloss\tlr", "train\t19\t\t0.25\t4e-06", "val\t\t62\t0.5\t", "val\t\t937\t0.1\t",
-        "val\t\tmean\t0.3\t"]
+        "kind\tstep\ttimestep\tloss\tlr",
+        "train\t19\t\t0.25\t4e-06",
+        "val\t\t62\t0.5\t",
+        "val\t\t937\t0.1\t",
+        "val\t\tmean\t0.3\t",
+    ]
 
 
 # --- whole blocks of the tiny model ---------------------------------------------------------------
@@ -185,14 +196,22 @@ def samples(tmp_path_factory):
     for i, (w, h) in enumerate([(96, 128), (128, 96), (96, 128), (128, 96), (100, 100)]):
         badfiles.photo(w, h, seed=i).save(folder / f"p{i}.png")
         mask = np.zeros((h, w), np.uint8)
-        mask[h // 4:, w // 4: 3 * w // 4] = 255
+        mask[h // 4 :, w // 4 : 3 * w // 4] = 255
         Image.fromarray(mask, "L").save(folder / f"p{i}-mask.png")
         out.append(Sample(f"p{i}", folder / f"p{i}.png", f"mira, photo {i}", folder / f"p{i}-mask.png"))
     return out
 
 
-SMALL_BLOCKS = dict(resolution=64, bucket_step=32, precision="fp32", gradient_checkpointing=False, lr=1e-4,
-                    batch_size=2, device="cpu", val_timesteps=2)
+SMALL_BLOCKS = dict(
+    resolution=64,
+    bucket_step=32,
+    precision="fp32",
+    gradient_checkpointing=False,
+    lr=1e-4,
+    batch_size=2,
+    device="cpu",
+    val_timesteps=2,
+)
 
 
 def run_blocks(tiny_model, samples, tmp_path, blocks, **settings):
@@ -200,19 +219,40 @@ def run_blocks(tiny_model, samples, tmp_path, blocks, **settings):
     out = tmp_path / "train"
     previous = None
     for first, last in blocks:
-        train_block(base_model=tiny_model, model_hash="tiny", samples=samples, val_ids=[samples[-1].id], settings=settings,
-                    first=first, last=last, out_dir=out, previous_state=previous, cache_dir=tmp_path.parent / "cache",
-                    progress=False)
+        train_block(
+            base_model=tiny_model,
+            model_hash="tiny",
+            samples=samples,
+            val_ids=[samples[-1].id],
+            settings=settings,
+            first=first,
+            last=last,
+            out_dir=out,
+            previous_state=previous,
+            cache_dir=tmp_path.parent / "cache",
+            progress=False,
+        )
         previous = out / f"epoch-{last:03d}.state"
     return out
 
 
-@pytest.mark.parametrize("settings", [
-    dict(),
-    dict(precision="bf16", fused_backward=True, caption_dropout=0.5, noise_offset=0.05, min_snr_gamma=5,
-         ema_decay=0.9, gradient_checkpointing=True),
-    dict(optimizer="adamw8bit", fused_backward=False, precision="fp16"),
-], ids=["fp32-adafactor-fused", "bf16-stochastic-all-options", "fp16-adamw8bit"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(),
+        dict(
+            precision="bf16",
+            fused_backward=True,
+            caption_dropout=0.5,
+            noise_offset=0.05,
+            min_snr_gamma=5,
+            ema_decay=0.9,
+            gradient_checkpointing=True,
+        ),
+        dict(optimizer="adamw8bit", fused_backward=False, precision="fp16"),
+    ],
+    ids=["fp32-adafactor-fused", "bf16-stochastic-all-options", "fp16-adamw8bit"],
+)
 def test_chained_blocks_give_the_weights_of_one_block(tiny_model, samples, tmp_path, settings):
     one = run_blocks(tiny_model, samples, tmp_path / "one", [(1, 3)], **settings)
     chained = run_blocks(tiny_model, samples, tmp_path / "chained", [(1, 1), (2, 2), (3, 3)], **settings)
@@ -225,8 +265,15 @@ def test_chained_blocks_give_the_weights_of_one_block(tiny_model, samples, tmp_p
     assert (one / "epoch-003.metrics.tsv").read_text() == (chained / "epoch-003.metrics.tsv").read_text()
     # the disk check's estimate is what the job wrote: an epoch file, a state folder
     s = Settings.from_schema(**(SMALL_BLOCKS | settings))
-    need = disk_space.training_need(sdxl.unet_parameter_shapes(tiny_model), s.weight_dtype.itemsize, "", s.optimizer,
-                                    bool(s.ema_decay), epochs=1, states=1)
+    need = disk_space.training_need(
+        sdxl.unet_parameter_shapes(tiny_model),
+        s.weight_dtype.itemsize,
+        "",
+        s.optimizer,
+        bool(s.ema_decay),
+        epochs=1,
+        states=1,
+    )
     state_bytes = sum(f.stat().st_size for f in (chained / "epoch-001.state").iterdir())
     assert need.epoch_bytes == pytest.approx((chained / "epoch-001.safetensors").stat().st_size, rel=0.01)
     assert need.state_bytes == pytest.approx(state_bytes, rel=0.05), (need.state_bytes, state_bytes)
@@ -234,16 +281,31 @@ def test_chained_blocks_give_the_weights_of_one_block(tiny_model, samples, tmp_p
 
 def test_a_run_that_would_fill_the_disk_stops_before_training(tiny_model, samples, tmp_path):
     import shutil
+
     free = shutil.disk_usage(tmp_path).free
     s = Settings.from_schema(**SMALL_BLOCKS)
     per_epoch = disk_space.training_need(sdxl.unet_parameter_shapes(tiny_model), 4, "float32", s.optimizer, False, 1, 0)
     epochs = free // per_epoch.epoch_bytes + 1  # one more saved epoch than the disk holds
-    with pytest.raises(disk_space.NotEnoughDisk, match=rf"is on a disk with [0-9.]+ GB free, and the rest of the run "
-                       rf"writes {epochs} saved epoch\(s\) x 0.10 GB \(the UNet in float32\) \+ {epochs} training "
-                       r"state\(s\)"):
-        train_block(base_model=tiny_model, model_hash="tiny", samples=samples, val_ids=["p4"], settings=s, first=1,
-                    last=1, out_dir=tmp_path / "train", previous_state=None, cache_dir=tmp_path / "cache",
-                    still_to_write=(epochs, epochs), progress=False)
+    with pytest.raises(
+        disk_space.NotEnoughDisk,
+        match=rf"is on a disk with [0-9.]+ GB free, and the rest of the run "
+        rf"writes {epochs} saved epoch\(s\) x 0.10 GB \(the UNet in float32\) \+ {epochs} training "
+        r"state\(s\)",
+    ):
+        train_block(
+            base_model=tiny_model,
+            model_hash="tiny",
+            samples=samples,
+            val_ids=["p4"],
+            settings=s,
+            first=1,
+            last=1,
+            out_dir=tmp_path / "train",
+            previous_state=None,
+            cache_dir=tmp_path / "cache",
+            still_to_write=(epochs, epochs),
+            progress=False,
+        )
     assert not (tmp_path / "cache").exists()  # stopped before any work
 
 
@@ -256,11 +318,21 @@ def test_a_diverging_loss_stops_naming_epoch_and_step(tiny_model, samples, tmp_p
 # --- several processes (DDP) -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings", [
-    dict(),
-    dict(precision="bf16", fused_backward=False, caption_dropout=0.5, noise_offset=0.05, min_snr_gamma=5,
-         ema_decay=0.9),  # the seeded draws and stochastic rounding must be the same in both processes
-], ids=["fp32-adafactor-fused", "bf16-stochastic-all-options"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(),
+        dict(
+            precision="bf16",
+            fused_backward=False,
+            caption_dropout=0.5,
+            noise_offset=0.05,
+            min_snr_gamma=5,
+            ema_decay=0.9,
+        ),  # the seeded draws and stochastic rounding must be the same in both processes
+    ],
+    ids=["fp32-adafactor-fused", "bf16-stochastic-all-options"],
+)
 def test_two_processes_give_the_weights_of_one_accumulating_two_batches(tiny_model, samples, tmp_path, settings):
     """Bit for bit, not only within 1e-6: a batch's loss scaled by 1/2 (one process, two batches) or by 1
     and the gradient halved by DDP are exact (powers of two), and a sum of two terms has one order. The
@@ -295,9 +367,19 @@ def test_two_processes_give_the_weights_of_one_accumulating_two_batches(tiny_mod
 
 def test_a_failing_process_raises_its_own_error(tiny_model, samples, tmp_path):
     with pytest.raises(ValueError, match="no training images: every kept photo is in the validation split"):
-        train_block(base_model=tiny_model, model_hash="tiny", samples=samples[:2], val_ids=["p0", "p1"], first=1,
-                    last=1, settings=Settings.from_schema(**(SMALL_BLOCKS | dict(gpus=2))), out_dir=tmp_path,
-                    previous_state=None, cache_dir=tmp_path / "cache", progress=False)
+        train_block(
+            base_model=tiny_model,
+            model_hash="tiny",
+            samples=samples[:2],
+            val_ids=["p0", "p1"],
+            first=1,
+            last=1,
+            settings=Settings.from_schema(**(SMALL_BLOCKS | dict(gpus=2))),
+            out_dir=tmp_path,
+            previous_state=None,
+            cache_dir=tmp_path / "cache",
+            progress=False,
+        )
 
 
 def test_the_cost_estimate_reads_the_unet_shapes_from_the_checkpoint_header(tiny_model):
@@ -306,6 +388,7 @@ def test_the_cost_estimate_reads_the_unet_shapes_from_the_checkpoint_header(tiny
     from collections import Counter
 
     from charlora import run_cost, sdxl
+
     shapes = run_cost.header_shapes(tiny_model)
     assert len(shapes) == 1680 and Counter(shapes) == Counter(sdxl.unet_parameter_shapes(tiny_model))
 
@@ -324,7 +407,7 @@ def test_the_cost_of_a_run_at_the_guides_defaults_and_with_every_second_epoch_sa
     cost = run_cost.estimate(config, shapes, photos=25)
     assert (cost.need.epochs, cost.need.states) == (100, 10)
     assert round(cost.need.epoch_bytes / 1e9, 2) == 5.14 and round(cost.need.state_bytes / 1e9, 2) == 0.98
-    assert cost.prompts == 1 + 3 + 3 + 3 + 3          # token, intent, variants, validation photos, probe
+    assert cost.prompts == 1 + 3 + 3 + 3 + 3  # token, intent, variants, validation photos, probe
     assert (cost.sampled_epochs, cost.refined_at_most) == (51, 8)
     assert 520 < cost.total / 1e9 < 530
     half = run_cost.estimate({**config, "train": {**config["train"], "save_every": 2}}, shapes, photos=25)

@@ -11,8 +11,9 @@ from charlora.captions import Vocabulary, split_caption
 from charlora.intent import Intent, coverage, intent_prompts, phrasing_variants
 from conftest import REPO
 
-SETTINGS = sample.Settings(sampler="euler", steps=3, cfg=5.0, negative_prompt="blurry", resolution=64, seeds=2,
-                           device="cpu")
+SETTINGS = sample.Settings(
+    sampler="euler", steps=3, cfg=5.0, negative_prompt="blurry", resolution=64, seeds=2, device="cpu"
+)
 PROMPTS = [sample.Prompt("p01", "token", "mira"), sample.Prompt("p02", "extra", "mira, smiling, close-up")]
 
 
@@ -34,15 +35,17 @@ def test_every_prompt_and_seed_is_a_png_with_a1111_parameters(base_samples):
         assert image.size == (64, 64)
         assert image.text["parameters"] == (
             "mira, smiling, close-up\nNegative prompt: blurry\n"
-            "Steps: 3, Sampler: Euler, CFG scale: 5, Seed: 1, Size: 64x64, Model: demo-base, Version: charlora")
+            "Steps: 3, Sampler: Euler, CFG scale: 5, Seed: 1, Size: 64x64, Model: demo-base, Version: charlora"
+        )
     assert not np.array_equal(pixels(out / "p01-s0.png"), pixels(out / "p01-s1.png"))  # seeds differ
     assert not np.array_equal(pixels(out / "p01-s0.png"), pixels(out / "p02-s0.png"))  # prompts matter
 
 
 def test_same_seed_same_image(base_samples, tiny_model, tmp_path):
     out, paths = base_samples
-    again = sample.sample_epoch(tiny_model, None, PROMPTS[1:], SETTINGS, tmp_path / "again", "demo-base",
-                                progress=False)
+    again = sample.sample_epoch(
+        tiny_model, None, PROMPTS[1:], SETTINGS, tmp_path / "again", "demo-base", progress=False
+    )
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths[2:]]
 
 
@@ -54,7 +57,7 @@ def test_sampled_epochs_are_0_every_nth_saved_and_the_last():
 
 
 def test_prompts_table_round_trips_odd_text(tmp_path):
-    prompts = [sample.Prompt("p01", "validation photo café \"1\"", "mira, {smiling}\ttab, 'quoted'")]
+    prompts = [sample.Prompt("p01", 'validation photo café "1"', "mira, {smiling}\ttab, 'quoted'")]
     sample.write_prompts(tmp_path / "prompts.tsv", prompts)
     assert sample.read_prompts(tmp_path / "prompts.tsv") == prompts
 
@@ -65,7 +68,7 @@ def test_smoothing_is_tensorboards_debiased_moving_average():
     expected, average = [], 0.0
     for i, v in enumerate(values, start=1):
         average = weight * average + (1 - weight) * v
-        expected.append(average / (1 - weight ** i))
+        expected.append(average / (1 - weight**i))
     assert validate_plots.smoothed(values, weight) == pytest.approx(expected)
     assert validate_plots.smoothed([2.5] * 50) == pytest.approx([2.5] * 50)  # debiased: no pull towards 0
     assert validate_plots.smoothed(values)[0] == 4.0
@@ -82,8 +85,13 @@ def test_sheet_puts_each_sample_in_its_row_and_column(tmp_path):
     assert sheet.getpixel((20, 20)) == colours["red"] and sheet.getpixel((60, 20)) == colours["green"]
     assert sheet.getpixel((20, 60)) == colours["blue"] and sheet.getpixel((60, 60)) == (128, 128, 128)
     assert sheet.getpixel((20, 5)) == (128, 128, 128)  # a wide image is centred, not stretched
-    validate_plots.labelled_sheet([[paths["red"], paths["green"]]], ["p01: mira, {odd} 'text'"], ["base", "epoch 2"],
-                                  "title", tmp_path / "sheet.png")
+    validate_plots.labelled_sheet(
+        [[paths["red"], paths["green"]]],
+        ["p01: mira, {odd} 'text'"],
+        ["base", "epoch 2"],
+        "title",
+        tmp_path / "sheet.png",
+    )
     assert Image.open(tmp_path / "sheet.png").size[0] > 80
 
 
@@ -91,9 +99,11 @@ def test_loss_curves_read_every_epochs_metrics(tmp_path):
     metrics = {}
     for epoch in (1, 2):
         metrics[epoch] = tmp_path / f"epoch-{epoch:03d}.metrics.tsv"
-        metrics[epoch].write_text("kind\tstep\ttimestep\tloss\tlr\n"
-                                  f"train\t{2 * epoch - 1}\t\t0.5\t1e-06\ntrain\t{2 * epoch}\t\t0.4\t1e-06\n"
-                                  f"val\t\t62\t0.{epoch}\t\nval\t\t937\t0.0{epoch}\t\nval\t\tmean\t0.3\t\n")
+        metrics[epoch].write_text(
+            "kind\tstep\ttimestep\tloss\tlr\n"
+            f"train\t{2 * epoch - 1}\t\t0.5\t1e-06\ntrain\t{2 * epoch}\t\t0.4\t1e-06\n"
+            f"val\t\t62\t0.{epoch}\t\nval\t\t937\t0.0{epoch}\t\nval\t\tmean\t0.3\t\n"
+        )
     train, val = validate_plots.read_losses(metrics)
     assert train == [(1, 0.5), (2, 0.4), (3, 0.5), (4, 0.4)]
     assert val == {1: {"62": 0.1, "937": 0.01, "mean": 0.3}, 2: {"62": 0.2, "937": 0.02, "mean": 0.3}}
@@ -104,9 +114,16 @@ def test_loss_curves_read_every_epochs_metrics(tmp_path):
 # --- the intent ----------------------------------------------------------------------------------
 
 VOCABULARY = Vocabulary.load(REPO / "config" / "caption_slots.yaml")
-INTENT = {"poses": ["standing", "sitting"], "expressions": ["smile", "serious", "surprised"],
-          "scenes": ["beach"], "backgrounds": ["plain white background"], "framings": ["close-up", "full body"],
-          "angles": ["from below"], "lighting": ["golden hour"], "notes": "warm, candid"}
+INTENT = {
+    "poses": ["standing", "sitting"],
+    "expressions": ["smile", "serious", "surprised"],
+    "scenes": ["beach"],
+    "backgrounds": ["plain white background"],
+    "framings": ["close-up", "full body"],
+    "angles": ["from below"],
+    "lighting": ["golden hour"],
+    "notes": "warm, candid",
+}
 
 
 def test_intent_prompts_carry_every_value_in_caption_order():
@@ -140,11 +157,25 @@ def test_phrasing_variants_swap_a_value_for_its_synonym():
 
 
 def test_evaluation_prompts_in_order_with_origins():
-    prompts, missed = validate_prompts.compose("mira", Intent.from_config(INTENT, VOCABULARY), VOCABULARY, 12,
-                                               {"café [2]": "mira, sitting, serious"}, ["mira, in the rain"])
+    prompts, missed = validate_prompts.compose(
+        "mira",
+        Intent.from_config(INTENT, VOCABULARY),
+        VOCABULARY,
+        12,
+        {"café [2]": "mira, sitting, serious"},
+        ["mira, in the rain"],
+    )
     origins = [p.origin for p in prompts]
-    assert origins == ["token", "intent", "intent", "intent", "variant of p02: close-up -> portrait",
-                       "variant of p03: smiling -> grin", "validation photo café [2]", "extra"]
+    assert origins == [
+        "token",
+        "intent",
+        "intent",
+        "intent",
+        "variant of p02: close-up -> portrait",
+        "variant of p03: smiling -> grin",
+        "validation photo café [2]",
+        "extra",
+    ]
     assert prompts[5].text == prompts[2].text.replace("smiling", "grin")
     assert [p.name for p in prompts] == [f"p{i:02d}" for i in range(1, 9)] and not missed
 
@@ -153,34 +184,59 @@ def test_a_few_training_captions_are_the_memorisation_probe_last():
     """validate.train_captions: that many training photos' captions, spread over the photos in name order,
     after every other prompt; a caption that repeats an earlier prompt is not sampled twice."""
     training = {f"t{i:02d} [x]": f"mira, pose {i}" for i in range(10)} | {"t99": "mira, in the rain"}
-    prompts, _ = validate_prompts.compose("mira", Intent.from_config(INTENT, VOCABULARY), VOCABULARY, 12,
-                                          {"café [2]": "mira, sitting, serious"}, ["mira, in the rain"], training, 3)
+    prompts, _ = validate_prompts.compose(
+        "mira",
+        Intent.from_config(INTENT, VOCABULARY),
+        VOCABULARY,
+        12,
+        {"café [2]": "mira, sitting, serious"},
+        ["mira, in the rain"],
+        training,
+        3,
+    )
     probe = [p for p in prompts if p.origin.startswith("training photo ")]
     assert [p.origin for p in probe] == ["training photo t00 [x]", "training photo t03 [x]", "training photo t07 [x]"]
     assert prompts[-3:] == probe and probe[0].text == "mira, pose 0"
     assert [validate_prompts.training_photo(p.origin) for p in probe] == ["t00 [x]", "t03 [x]", "t07 [x]"]
     assert validate_prompts.original(prompts[4].origin) == "p02" and validate_prompts.original("extra") is None
     assert validate_prompts.spread(["b", "a"], 5) == ["a", "b"] and validate_prompts.spread(["a", "b"], 0) == []
-    everything, _ = validate_prompts.compose("mira", Intent.from_config(INTENT, VOCABULARY), VOCABULARY, 12, {},
-                                             ["mira, in the rain"], {"t99": "mira, in the rain"}, 3)
-    assert not any(p.origin.startswith("training photo") for p in everything)   # the extra prompt already
+    everything, _ = validate_prompts.compose(
+        "mira",
+        Intent.from_config(INTENT, VOCABULARY),
+        VOCABULARY,
+        12,
+        {},
+        ["mira, in the rain"],
+        {"t99": "mira, in the rain"},
+        3,
+    )
+    assert not any(p.origin.startswith("training photo") for p in everything)  # the extra prompt already
 
 
 def test_coverage_counts_the_captions_that_carry_each_value():
-    intent = Intent.from_config({"scenes": ["park", "beach"], "expressions": ["smile"], "poses": ["arms up"]},
-                                VOCABULARY)
-    captions = {"a": "mira, standing, smile, park background, full body", "b": "mira, waving, smiling, park",
-                "c": "mira, arms up, serious, parking lot"}
+    intent = Intent.from_config(
+        {"scenes": ["park", "beach"], "expressions": ["smile"], "poses": ["arms up"]}, VOCABULARY
+    )
+    captions = {
+        "a": "mira, standing, smile, park background, full body",
+        "b": "mira, waving, smiling, park",
+        "c": "mira, arms up, serious, parking lot",
+    }
     assert coverage(intent, captions, VOCABULARY) == [
-        ("poses", "arms up", 1), ("expressions", "smiling", 2), ("scenes", "park", 2), ("scenes", "beach", 0)]
+        ("poses", "arms up", 1),
+        ("expressions", "smiling", 2),
+        ("scenes", "park", 2),
+        ("scenes", "beach", 0),
+    ]
 
 
 # --- the refinement pass -------------------------------------------------------------------------
 
+
 def test_refinement_samples_the_saved_epochs_within_8_of_the_selections_start():
     saved = list(range(1, 31))
     sampled = plan.sampled_epochs(saved, 5)  # 0, 5, 10, ..., 30
-    train = {e: 1.0 / e ** 2 for e in saved}  # bends early
+    train = {e: 1.0 / e**2 for e in saved}  # bends early
     val = {e: (e - 20) ** 2 / 100 + 1 for e in saved}  # lowest at 20
     result = refinement.refine(saved, sampled, train, val)
     assert result.start == 20 and result.epochs == [12, 13, 14, 16, 17, 18, 19, 21, 22, 23, 24, 26, 27, 28]
@@ -192,6 +248,8 @@ def test_refinement_table_says_why(tmp_path):
     refinement.write_table(tmp_path / "refine.tsv", result)
     assert refinement.read_table(tmp_path / "refine.tsv") == [6, 7, 14]
     rows = (tmp_path / "refine.tsv").read_text().splitlines()
-    assert rows[1:] == ["6\t2 from the selection's start, epoch 8: a candidate of the selection",
-                        "7\t1 from the selection's start, epoch 8: a candidate of the selection",
-                        "14\t6 from the selection's start, epoch 8: one step beyond the candidates"]
+    assert rows[1:] == [
+        "6\t2 from the selection's start, epoch 8: a candidate of the selection",
+        "7\t1 from the selection's start, epoch 8: a candidate of the selection",
+        "14\t6 from the selection's start, epoch 8: one step beyond the candidates",
+    ]

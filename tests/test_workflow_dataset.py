@@ -50,12 +50,23 @@ def test_demo_runs_to_the_dataset_report(demo_ws):
     with Image.open(demo_ws / "results/dataset/images/window_light_serious.png") as im:
         assert im.size == (384, 512)  # stored sideways with EXIF orientation 6, ingested upright
     html = (demo_ws / "results/dataset/report.html").read_text()
-    for needed in ["Near-duplicate groups", "portrait neutral (copy).png", demo.TRUNCATED, "too small", "close-up",
-                   '<h2 id="masks">Masks</h2>']:
+    for needed in [
+        "Near-duplicate groups",
+        "portrait neutral (copy).png",
+        demo.TRUNCATED,
+        "too small",
+        "close-up",
+        '<h2 id="masks">Masks</h2>',
+    ]:
         assert needed in html
     assert (demo_ws / "results/dataset/framing.png").stat().st_size > 1000
-    for log in ["logs/dataset/demo_dataset.log", "logs/dataset/dedup.log", "logs/dataset/report.log",
-                "logs/dataset/audit/park_walk.log", "logs/dataset/ingest/park_walk.log"]:
+    for log in [
+        "logs/dataset/demo_dataset.log",
+        "logs/dataset/dedup.log",
+        "logs/dataset/report.log",
+        "logs/dataset/audit/park_walk.log",
+        "logs/dataset/ingest/park_walk.log",
+    ]:
         assert (demo_ws / log).stat().st_size > 0
 
 
@@ -75,13 +86,41 @@ def test_demo_tagger_fills_every_caption_slot_and_the_photos_cover_the_intent(de
 
 # OneTrainer's ConceptConfig.default_values() (Nerogar/OneTrainer at 23df383, modules/util/config/ConceptConfig.py),
 # with BaseConfig.to_dict's "__version": the keys its concepts file is read with
-ONETRAINER_CONCEPT = ["__version", "image", "text", "name", "path", "seed", "enabled", "type", "include_subdirectories",
-                      "image_variations", "text_variations", "balancing", "balancing_strategy", "loss_weight",
-                      "concept_stats"]
-ONETRAINER_TEXT = ["__version", "prompt_source", "prompt_path", "enable_tag_shuffling", "tag_delimiter", "keep_tags_count",
-                   "tag_dropout_enable", "tag_dropout_mode", "tag_dropout_probability", "tag_dropout_special_tags_mode",
-                   "tag_dropout_special_tags", "tag_dropout_special_tags_regex", "caps_randomize_enable",
-                   "caps_randomize_mode", "caps_randomize_probability", "caps_randomize_lowercase"]
+ONETRAINER_CONCEPT = [
+    "__version",
+    "image",
+    "text",
+    "name",
+    "path",
+    "seed",
+    "enabled",
+    "type",
+    "include_subdirectories",
+    "image_variations",
+    "text_variations",
+    "balancing",
+    "balancing_strategy",
+    "loss_weight",
+    "concept_stats",
+]
+ONETRAINER_TEXT = [
+    "__version",
+    "prompt_source",
+    "prompt_path",
+    "enable_tag_shuffling",
+    "tag_delimiter",
+    "keep_tags_count",
+    "tag_dropout_enable",
+    "tag_dropout_mode",
+    "tag_dropout_probability",
+    "tag_dropout_special_tags_mode",
+    "tag_dropout_special_tags",
+    "tag_dropout_special_tags_regex",
+    "caps_randomize_enable",
+    "caps_randomize_mode",
+    "caps_randomize_probability",
+    "caps_randomize_lowercase",
+]
 
 
 def test_onetrainer_export_is_the_layout_onetrainer_reads(demo_ws, tmp_path):
@@ -98,7 +137,9 @@ def test_onetrainer_export_is_the_layout_onetrainer_reads(demo_ws, tmp_path):
         assert folder.is_absolute() and folder.parent == out.resolve()
         # what OneTrainer's CollectPaths and ModifyPath do: images without -masklabel/-condlabel, then
         # <stem>.txt for the prompt (prompt source "sample") and <stem>-masklabel.png for the mask
-        images = [p for p in folder.iterdir() if p.suffix == ".png" and not p.stem.endswith(("-masklabel", "-condlabel"))]
+        images = [
+            p for p in folder.iterdir() if p.suffix == ".png" and not p.stem.endswith(("-masklabel", "-condlabel"))
+        ]
         want = "train" if c["type"] == "STANDARD" else "val"
         assert sorted(p.stem for p in images) == sorted(i for i, side in sides.items() if side == want)
         for image in images:
@@ -117,8 +158,10 @@ def test_demo_masks_are_single_channel_at_the_photos_size(demo_ws):
         record = json.loads((demo_ws / f"results/dataset/masks/{image_id}.json").read_text())
         assert record["source"] == ("user" if image_id in hand_masked else "colour_key")
         assert 0.1 < record["coverage"] < 0.9 and not record["flags"]
-        with Image.open(demo_ws / f"results/dataset/masks/{image_id}.png") as mask, \
-                Image.open(demo_ws / f"results/dataset/images/{image_id}.png") as photo:
+        with (
+            Image.open(demo_ws / f"results/dataset/masks/{image_id}.png") as mask,
+            Image.open(demo_ws / f"results/dataset/images/{image_id}.png") as photo,
+        ):
             assert mask.mode == "L" and mask.size == photo.size
     assert (demo_ws / "logs/masks/park_walk.log").stat().st_size > 0
 
@@ -181,9 +224,12 @@ def user_ws(tmp_path_factory, demo_ws):
     # the user's config: their character's token, their tagger, the colour key for masks, and (the demo's
     # photos are small) 256 px
     config = (ws / "config/config.yaml").read_text()
-    for default, theirs in [("  token: mychar ", "  token: mira "),
-                            ("{folder: models/wd-eva02-large-tagger-v3}", "{folder: models/tagger}"),
-                            ("  method: rembg ", "  method: colour_key "), ("\nstrict:", "\ningest:\n  min_side: 256\nstrict:")]:
+    for default, theirs in [
+        ("  token: mychar ", "  token: mira "),
+        ("{folder: models/wd-eva02-large-tagger-v3}", "{folder: models/tagger}"),
+        ("  method: rembg ", "  method: colour_key "),
+        ("\nstrict:", "\ningest:\n  min_side: 256\nstrict:"),
+    ]:
         assert default in config
         config = config.replace(default, theirs)
     (ws / "config/config.yaml").write_text(config)
@@ -221,9 +267,12 @@ def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
         assert name in report
     tags = json.loads((ws / "results/dataset/tags/studio_wave_mid.json").read_text())
     assert tags["backend"] == "wd14" and {"1girl", "standing", "smile"} <= {t["name"] for t in tags["tags"]}
-    assert (ws / "results/dataset/captions/studio_wave_mid.txt").read_text() == "mira, standing, smiling, grey background, mid shot\n"
-    assert (ws / "results/dataset/captions/park_walk.txt").read_text() == \
-        "mira, walking, smiling, white t-shirt, park, full body\n"
+    assert (
+        ws / "results/dataset/captions/studio_wave_mid.txt"
+    ).read_text() == "mira, standing, smiling, grey background, mid shot\n"
+    assert (
+        ws / "results/dataset/captions/park_walk.txt"
+    ).read_text() == "mira, walking, smiling, white t-shirt, park, full body\n"
     backlit = json.loads((ws / "results/dataset/captions/backlit_mid.json").read_text())
     assert backlit["source"] == "composed" and "backlit_mid.txt: not UTF-8 text" in backlit["flags"][0]
     lint_rows = read_lint_table(ws / "results/dataset/lint.tsv")  # a row per caption, odd names too
@@ -236,9 +285,11 @@ def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
     assert "the mask is 10x10 but its photo is 384x512" in red["flags"][0]
     assert "the mask is 10x10" in report
     # captions and masks that no photo uses: in the report and the log, never silently ignored
-    strays = {"captions/studio_wave_mid2.txt": "no photo named 'studio_wave_mid2' in images/, so this caption is "
-                                               "not used; did you mean 'studio_wave_mid'?",
-              "masks/sitting_full.jpg": "not used: only <photo name>.png files are read as masks"}
+    strays = {
+        "captions/studio_wave_mid2.txt": "no photo named 'studio_wave_mid2' in images/, so this caption is "
+        "not used; did you mean 'studio_wave_mid'?",
+        "masks/sitting_full.jpg": "not used: only <photo name>.png files are read as masks",
+    }
     log = (ws / "logs/dataset/dedup.log").read_text()
     for where, reason in strays.items():
         assert f"{where}: {reason}" in log and html.escape(f"{where}: {reason}") in report
@@ -262,22 +313,42 @@ def test_incremental_reruns(user_ws):
     with Image.open(photos / "park_walk.jpg") as im:
         im.convert("RGB").rotate(2).save(photos / "park_walk.jpg", quality=95)
     ran = jobs_run(snakemake(ws, *args).stdout)
-    assert ran == {("audit", "id=park_walk"), ("dedup", ""), ("ingest", "id=park_walk"), ("mask", "id=park_walk"),
-                   ("tag", "id=park_walk"), ("caption", "id=park_walk"), ("caption_lint", ""),
-                   ("dataset_report", ""), ("dataset", "")}  # dedup.tsv came out the same: no new split
+    assert ran == {
+        ("audit", "id=park_walk"),
+        ("dedup", ""),
+        ("ingest", "id=park_walk"),
+        ("mask", "id=park_walk"),
+        ("tag", "id=park_walk"),
+        ("caption", "id=park_walk"),
+        ("caption_lint", ""),
+        ("dataset_report", ""),
+        ("dataset", ""),
+    }  # dedup.tsv came out the same: no new split
     # adding a photo: only the new photo's jobs and the dataset-wide ones (the split too)
     badfiles.photo(seed=12).save(photos / "new shot.png")
     ran = jobs_run(snakemake(ws, *args).stdout)
-    assert ran == {("audit", "id=new shot"), ("dedup", ""), ("ingest", "id=new shot"), ("mask", "id=new shot"),
-                   ("tag", "id=new shot"), ("caption", "id=new shot"), ("caption_lint", ""), ("split", ""),
-                   ("prune_dataset", ""), ("dataset_report", ""), ("dataset", "")}
+    assert ran == {
+        ("audit", "id=new shot"),
+        ("dedup", ""),
+        ("ingest", "id=new shot"),
+        ("mask", "id=new shot"),
+        ("tag", "id=new shot"),
+        ("caption", "id=new shot"),
+        ("caption_lint", ""),
+        ("split", ""),
+        ("prune_dataset", ""),
+        ("dataset_report", ""),
+        ("dataset", ""),
+    }
     # fixing a mask by hand: only that photo's mask and the report
     with Image.open(ws / "results/dataset/masks/studio_wave_mid.png") as generated:
         generated.save(ws / "photos/masks/studio_wave_mid.png")
     ran = jobs_run(snakemake(ws, *args).stdout)
     assert ran == {("mask", "id=studio_wave_mid"), ("dataset_report", ""), ("dataset", "")}
     # editing one caption: that caption and what reads captions, never a mask or tags
-    (ws / "photos/captions/park_walk.txt").write_text("mira, walking, smiling, white t-shirt, park, full body, sunlight\n")
+    (ws / "photos/captions/park_walk.txt").write_text(
+        "mira, walking, smiling, white t-shirt, park, full body, sunlight\n"
+    )
     ran = jobs_run(snakemake(ws, *args).stdout)
     assert ran == {("caption", "id=park_walk"), ("caption_lint", ""), ("dataset_report", ""), ("dataset", "")}
     # editing the slot vocabulary: every caption is recomposed; masks and tags stay
@@ -286,14 +357,24 @@ def test_incremental_reruns(user_ws):
     ran = jobs_run(snakemake(ws, *args).stdout)
     kept = [r.id for r in rows_by_file(ws).values() if r.status == "kept"]
     kept = [i.split("\n")[0] for i in kept]  # Snakemake prints a wildcard's newline as is: jobs_run sees one line
-    assert ran == {("caption", f"id={i}") for i in kept} | {("caption_lint", ""), ("dataset_report", ""), ("dataset", "")}
+    assert ran == {("caption", f"id={i}") for i in kept} | {
+        ("caption_lint", ""),
+        ("dataset_report", ""),
+        ("dataset", ""),
+    }
     # removing a photo: its files leave results/dataset/ too, listed in the log and pruned.tsv
     new_files = sorted(p.relative_to(ws) for p in (ws / "results/dataset").rglob("new shot.*"))
     assert len(new_files) == 7  # audit, image, mask and its record, tags, caption and its record
     (photos / "new shot.png").unlink()
     ran = jobs_run(snakemake(ws, *args).stdout)
-    assert ran == {("dedup", ""), ("prune_dataset", ""), ("split", ""), ("caption_lint", ""), ("dataset_report", ""),
-                   ("dataset", "")}
+    assert ran == {
+        ("dedup", ""),
+        ("prune_dataset", ""),
+        ("split", ""),
+        ("caption_lint", ""),
+        ("dataset_report", ""),
+        ("dataset", ""),
+    }
     assert not list((ws / "results/dataset").rglob("new shot.*"))
     pruned = (ws / "results/dataset/pruned.tsv").read_text().splitlines()
     assert sorted(line.split("\t")[0] for line in pruned[1:]) == [str(p) for p in new_files]
@@ -313,22 +394,46 @@ def test_strict_turns_rejections_into_a_failed_run(user_ws):
         assert f"{name}: {reason}" in result.stdout
 
 
-@pytest.mark.parametrize("config, message", [
-    ("ingest:\n  min_side: big\n", "ingest.min_side: 'big' is not of type 'integer'"),
-    ("masks:\n  method: rembg\n  rembg:\n    model: models/BiRefNet.onnx\n",
-     "masks.rembg.model: models/BiRefNet.onnx does not exist. Put the ONNX model"),
-    ("captions:\n  tagger: wd14\n  wd14: {folder: null}\n",
-     "captions.wd14.folder is not set: give the path of a WD14 tagger's model.onnx"),
-    ("base_model: models/sd_xl_base_1.0.safetensors\n", "base_model: models/sd_xl_base_1.0.safetensors does not exist"),
-    ("base_model: model.ckpt\n", "base_model: model.ckpt is a Python pickle (.ckpt); loading one can run code"),
-    ("train:\n  optimizer: lion\n", "train.optimizer: 'lion' is not one of ['adafactor', 'adamw8bit', 'adamw']"),
-    ("lora:\n  epoch: last\n", "lora.epoch: must be auto or the number of a saved epoch"),
-    ("lora:\n  epoch: 7\n", "lora.epoch: 7 is not a saved epoch of run 'demo'; with train.epochs 4, save_every 1 "
-                              "and epochs_per_job 2 the saved epochs are 1, 2, 3, 4"),
-    ("validate:\n  sampler: heun\n", "validate.sampler: 'heun' is not one of ['euler', 'euler_a', 'dpmpp_2m'"),
-    ("validate:\n  extra_prompts: ['']\n", "validate.extra_prompts.0: '' should be non-empty"),
-], ids=["schema", "missing rembg model", "tagger folder not set", "missing base model", "pickled base model",
-        "unknown optimizer", "lora epoch not a number", "lora epoch not saved", "unknown sampler", "empty prompt"])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("ingest:\n  min_side: big\n", "ingest.min_side: 'big' is not of type 'integer'"),
+        (
+            "masks:\n  method: rembg\n  rembg:\n    model: models/BiRefNet.onnx\n",
+            "masks.rembg.model: models/BiRefNet.onnx does not exist. Put the ONNX model",
+        ),
+        (
+            "captions:\n  tagger: wd14\n  wd14: {folder: null}\n",
+            "captions.wd14.folder is not set: give the path of a WD14 tagger's model.onnx",
+        ),
+        (
+            "base_model: models/sd_xl_base_1.0.safetensors\n",
+            "base_model: models/sd_xl_base_1.0.safetensors does not exist",
+        ),
+        ("base_model: model.ckpt\n", "base_model: model.ckpt is a Python pickle (.ckpt); loading one can run code"),
+        ("train:\n  optimizer: lion\n", "train.optimizer: 'lion' is not one of ['adafactor', 'adamw8bit', 'adamw']"),
+        ("lora:\n  epoch: last\n", "lora.epoch: must be auto or the number of a saved epoch"),
+        (
+            "lora:\n  epoch: 7\n",
+            "lora.epoch: 7 is not a saved epoch of run 'demo'; with train.epochs 4, save_every 1 "
+            "and epochs_per_job 2 the saved epochs are 1, 2, 3, 4",
+        ),
+        ("validate:\n  sampler: heun\n", "validate.sampler: 'heun' is not one of ['euler', 'euler_a', 'dpmpp_2m'"),
+        ("validate:\n  extra_prompts: ['']\n", "validate.extra_prompts.0: '' should be non-empty"),
+    ],
+    ids=[
+        "schema",
+        "missing rembg model",
+        "tagger folder not set",
+        "missing base model",
+        "pickled base model",
+        "unknown optimizer",
+        "lora epoch not a number",
+        "lora epoch not saved",
+        "unknown sampler",
+        "empty prompt",
+    ],
+)
 def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, config, message):
     ws = make_workspace(tmp_path / "ws")
     (ws / "mine.yaml").write_text(config)
@@ -345,22 +450,27 @@ def test_an_unedited_checkout_gives_a_folder_the_guides_run_and_a_quick_look_wit
     ws = make_workspace(tmp_path / "ws")
     photos = tmp_path / "my photos" / "images"
     photos.mkdir(parents=True)
-    for shot in ("park_walk.jpg", "studio_wave_mid.png", "sitting_full.png"):   # at a real run's 768 px or more
+    for shot in ("park_walk.jpg", "studio_wave_mid.png", "sitting_full.png"):  # at a real run's 768 px or more
         with Image.open(demo_ws / "results/demo/images" / shot) as im:
             im.convert("RGB").resize((im.width * 2, im.height * 2)).save(photos / f"{Path(shot).stem}.png")
     folder = f"dataset={photos.parent}"
     real = snakemake(ws, "--config", folder, check=False)
-    assert real.returncode != 0 and "masks.rembg.model: models/BiRefNet-general-epoch_244.onnx does not exist" in real.stdout
+    assert (
+        real.returncode != 0
+        and "masks.rembg.model: models/BiRefNet-general-epoch_244.onnx does not exist" in real.stdout
+    )
     assert "Where to get it: BiRefNet general" in real.stdout and "config/demo.yaml" not in real.stdout
     assert not (ws / "results").exists()
     # `snakemake models` lists all four, with where to get each; it downloads and checks nothing else
     listed = snakemake(ws, "models", "--config", folder).stdout
-    assert "0 of 4 model files in place" in listed and "huggingface.co/stabilityai/stable-diffusion-xl-base-1.0" in listed
+    assert (
+        "0 of 4 model files in place" in listed and "huggingface.co/stabilityai/stable-diffusion-xl-base-1.0" in listed
+    )
     result = snakemake(ws, "dataset", "--configfile", "config/quick-look.yaml", "--config", folder)
     rows = rows_by_file(ws)
     assert sorted(r.status for r in rows.values()) == ["kept"] * 3
     caption = (ws / "results/dataset/captions/park_walk.txt").read_text()
-    assert caption.startswith("mychar, ") and "full body" in caption   # the token of config.yaml, the framing
+    assert caption.startswith("mychar, ") and "full body" in caption  # the token of config.yaml, the framing
     assert not (ws / "results/demo").exists() and ("demo_dataset", "") not in jobs_run(result.stdout)
 
 
@@ -376,7 +486,10 @@ def test_a_second_character_in_its_own_folder_leaves_the_first_untouched(tmp_pat
     for seed in range(3):
         badfiles.photo(800, 1000, seed=seed).save(photos / f"shot {seed}.png")
     missing = snakemake(first, "-n", "--directory", str(second), check=False)
-    assert missing.returncode != 0 and "has no config/config.yaml. A character's folder holds its own copy" in missing.stdout
+    assert (
+        missing.returncode != 0
+        and "has no config/config.yaml. A character's folder holds its own copy" in missing.stdout
+    )
     config = (first / "config/config.yaml").read_text().replace("dataset: demo ", "dataset: photos ")
     (second / "config/config.yaml").write_text(config.replace("  token: mychar ", "  token: anna "))
     planned = snakemake(first, "-n", "--directory", str(second), "dataset", "--configfile", "config/quick-look.yaml")

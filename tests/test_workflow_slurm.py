@@ -28,17 +28,38 @@ def test_the_dataset_stage_and_a_training_block_through_slurm_equal_the_local_ru
         # Group jobs and threads are held to the node's CPUs (the profile asks for 4; CI has 2).
         # No accounting database here, so the executor follows jobs with squeue, every few seconds.
         cpus = str(len(os.sched_getaffinity(0)))
-        cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--cores", cpus, "--max-threads", cpus,
-               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-               "--slurm-keep-successful-logs", "dataset", "train_epochs_001_002"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "profiles/slurm",
+            "--cores",
+            cpus,
+            "--max-threads",
+            cpus,
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "--slurm-keep-successful-logs",
+            "dataset",
+            "train_epochs_001_002",
+        ]
         run = subprocess.run(cmd, cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert run.returncode == 0, run.stdout[-6000:]
 
     # Every job but the local rules went through Slurm, the per-photo jobs in groups.
     submitted = dict(re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+)", run.stdout))
     logs = {p.parent.name for p in (ws / ".snakemake" / "slurm_logs").rglob("*.log")}
-    assert {"rule_demo_dataset", "group_audit_audit", "rule_dedup", "group_photo_caption_ingest_mask_tag",
-            "rule_dataset_report", "rule_train_epochs_001_002"} <= logs, logs
+    assert {
+        "rule_demo_dataset",
+        "group_audit_audit",
+        "rule_dedup",
+        "group_photo_caption_ingest_mask_tag",
+        "rule_dataset_report",
+        "rule_train_epochs_001_002",
+    } <= logs, logs
     assert len(submitted) == len(list((ws / ".snakemake" / "slurm_logs").rglob("*.log")))
     assert not any(name.startswith("rule_audit") or name.startswith("rule_mask") for name in logs)
     for rule in ("split", "prune_dataset", "caption_lint"):
@@ -47,10 +68,14 @@ def test_the_dataset_stage_and_a_training_block_through_slurm_equal_the_local_ru
     # Byte for byte what the local run wrote.
     for name in COMPARED:
         here, there = ws / "results" / "dataset" / name, local / "results" / "dataset" / name
-        assert (snapshot(here) if here.is_dir() else here.read_bytes()) == \
-            (snapshot(there) if there.is_dir() else there.read_bytes()), name
-    train = [p.relative_to(ws) for p in (ws / "results" / "runs").glob("*/train/*")
-             if p.suffix == ".safetensors" or p.name.endswith(".metrics.tsv")]
+        assert (snapshot(here) if here.is_dir() else here.read_bytes()) == (
+            snapshot(there) if there.is_dir() else there.read_bytes()
+        ), name
+    train = [
+        p.relative_to(ws)
+        for p in (ws / "results" / "runs").glob("*/train/*")
+        if p.suffix == ".safetensors" or p.name.endswith(".metrics.tsv")
+    ]
     assert len([p for p in train if p.suffix == ".safetensors"]) >= 1, train
     for path in train:
         assert (ws / path).read_bytes() == (local / path).read_bytes(), path

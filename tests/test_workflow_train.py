@@ -21,9 +21,15 @@ from workflow import copy_workspace, jobs_run, snakemake, snapshot
 TRAIN = "results/runs/demo/train"
 # the demo samples epoch 0 (the base model) and every 2nd saved epoch, 2 and 4, then 1 and 3 (within
 # 4 epochs of the lowest validation loss)
-VALIDATION = {("validation_prompts", ""), ("refine_sampling", ""), ("compare_epochs", ""), ("loss_curves", ""),
-              ("tiny_clip", ""), ("reference_photos", ""), ("select_epoch", "")} | {
-    (rule, f"eee={e:03d}") for e in range(5) for rule in ("sample_epoch", "score_epoch")}
+VALIDATION = {
+    ("validation_prompts", ""),
+    ("refine_sampling", ""),
+    ("compare_epochs", ""),
+    ("loss_curves", ""),
+    ("tiny_clip", ""),
+    ("reference_photos", ""),
+    ("select_epoch", ""),
+} | {(rule, f"eee={e:03d}") for e in range(5) for rule in ("sample_epoch", "score_epoch")}
 RECORD = {("run_record", ""), ("compare_runs", "")}  # the run record has the effective config: any change rewrites it
 
 
@@ -34,9 +40,21 @@ def metrics(path):
 
 def test_demo_trains_in_a_chain_of_jobs(trained):
     ws, result = trained
-    assert jobs_run(result.stdout) == {("tiny_model", ""), ("model_hash", ""), ("train_epochs_001_002", ""),
-                                       ("train_epochs_003_004", ""), ("extract_lora", "eee=004"),
-                                       ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")} | VALIDATION | RECORD
+    assert (
+        jobs_run(result.stdout)
+        == {
+            ("tiny_model", ""),
+            ("model_hash", ""),
+            ("train_epochs_001_002", ""),
+            ("train_epochs_003_004", ""),
+            ("extract_lora", "eee=004"),
+            ("verify_lora", "eee=004"),
+            ("run_lora", ""),
+            ("all", ""),
+        }
+        | VALIDATION
+        | RECORD
+    )
     train = ws / TRAIN
     base_keys = None
     for epoch in (1, 2, 3, 4):
@@ -56,8 +74,11 @@ def test_demo_trains_in_a_chain_of_jobs(trained):
     assert metrics(train / "epoch-001.metrics.tsv")[1] != metrics(train / "epoch-004.metrics.tsv")[1]
     log1 = (ws / "logs/runs/demo/train/epochs-001-002.log").read_text()
     log2 = (ws / "logs/runs/demo/train/epochs-003-004.log").read_text()
-    assert "disk: the rest of the run writes 4 saved epoch(s) x 0.10 GB (the UNet in float32) + 2 training state(s)" \
-        in log1 and "encoding" in log1
+    assert (
+        "disk: the rest of the run writes 4 saved epoch(s) x 0.10 GB (the UNet in float32) + 2 training state(s)"
+        in log1
+        and "encoding" in log1
+    )
     assert "disk: the rest of the run writes 2 saved epoch(s)" in log2
     assert "epoch 3: train loss" in log2 and "encoding" not in log2  # the second job found everything cached
 
@@ -93,9 +114,19 @@ def test_the_cost_of_the_run_before_it_runs(trained):
 def test_raising_epochs_plans_only_the_new_block(trained):
     ws, _ = trained
     (ws / "more.yaml").write_text("train:\n  epochs: 6\n")
-    assert jobs_run(snakemake(ws, "-n", "--configfile", "more.yaml").stdout) == {
-        ("train_epochs_005_006", ""), ("run_lora", ""), ("refine_sampling", ""), ("compare_epochs", ""),
-        ("select_epoch", ""), ("loss_curves", ""), ("all", "")} | RECORD
+    assert (
+        jobs_run(snakemake(ws, "-n", "--configfile", "more.yaml").stdout)
+        == {
+            ("train_epochs_005_006", ""),
+            ("run_lora", ""),
+            ("refine_sampling", ""),
+            ("compare_epochs", ""),
+            ("select_epoch", ""),
+            ("loss_curves", ""),
+            ("all", ""),
+        }
+        | RECORD
+    )
     # which epochs are sampled is known once the refine_sampling checkpoint has read the new losses, and
     # which epoch's LoRA is extracted once the select_epoch checkpoint has scored their samples
 
@@ -115,9 +146,17 @@ def test_a_section_on_the_command_line_a_bad_override_file_and_the_consent_gate(
 
 def test_gpu_jobs_ask_for_their_gpus_partition_and_model(trained):
     ws, _ = trained
-    planned = snakemake(ws, "-n", "--forceall", "--config", "train={device: cuda, gpus: 2}",
-                        "gpu_jobs={slurm_partition: gpu, gpu_model: a100}", "--",
-                        "results/runs/demo/train/epoch-002.safetensors", "results/dataset/split.tsv").stdout
+    planned = snakemake(
+        ws,
+        "-n",
+        "--forceall",
+        "--config",
+        "train={device: cuda, gpus: 2}",
+        "gpu_jobs={slurm_partition: gpu, gpu_model: a100}",
+        "--",
+        "results/runs/demo/train/epoch-002.safetensors",
+        "results/dataset/split.tsv",
+    ).stdout
     blocks = {block.split(":", 1)[0]: block for block in planned.split("\nrule ")[1:]}
     assert "gpu=2, slurm_partition=gpu, gpu_model=a100," in blocks["train_epochs_001_002"]
     assert "gpu" not in blocks["split"] and "slurm_partition" not in blocks["split"]  # a CPU job asks for none
@@ -139,8 +178,13 @@ def test_kill_9_mid_chain_then_rerun_gives_the_same_weights(trained, tmp_path):
     args = ["results/runs/killed/train/epoch-004.safetensors", "--config", "run=killed", "--configfile", "chain.yaml"]
     (ws / "chain.yaml").write_text("train:\n  epochs_per_job: 1\n")
     train = ws / "results/runs/killed/train"
-    job = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=ws,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    job = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=ws,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 600
     while not (ws / "logs/runs/killed/train/epochs-003-003.log").exists():  # the third job has started
         assert job.poll() is None and time.time() < deadline
@@ -160,8 +204,9 @@ def test_kill_9_mid_chain_then_rerun_gives_the_same_weights(trained, tmp_path):
         reference = load_file(str(trained[0] / TRAIN / f"epoch-{epoch:03d}.safetensors"))
         assert all(torch.equal(chained[k], reference[k]) for k in reference), f"epoch {epoch}"
         # and the same bytes: safetensors' metadata order changes between processes unless we fix it
-        assert (train / f"epoch-{epoch:03d}.safetensors").read_bytes() == \
-            (trained[0] / TRAIN / f"epoch-{epoch:03d}.safetensors").read_bytes()
+        assert (train / f"epoch-{epoch:03d}.safetensors").read_bytes() == (
+            trained[0] / TRAIN / f"epoch-{epoch:03d}.safetensors"
+        ).read_bytes()
 
 
 def test_two_training_processes_give_the_weights_of_one_accumulating_two_batches(trained, tmp_path):
@@ -171,8 +216,14 @@ def test_two_training_processes_give_the_weights_of_one_accumulating_two_batches
     (ws / "two.yaml").write_text("train:\n  gpus: 2\n")
     (ws / "accumulating.yaml").write_text("train:\n  grad_accum: 2\n")
     for run in ("two", "accumulating"):  # the first block of each run
-        snakemake(ws, f"results/runs/{run}/train/epoch-002.safetensors", "--config", f"run={run}",
-                  "--configfile", f"{run}.yaml")
+        snakemake(
+            ws,
+            f"results/runs/{run}/train/epoch-002.safetensors",
+            "--config",
+            f"run={run}",
+            "--configfile",
+            f"{run}.yaml",
+        )
     log = (ws / "logs/runs/two/train/epochs-001-002.log").read_text()
     assert "training on 2 processes (cpu)" in log and "2 batch(es) of 2 per step (2 processes x 1)" in log
     assert "epoch 2: train loss" in log  # rank 0 logs into the job's log
@@ -181,8 +232,9 @@ def test_two_training_processes_give_the_weights_of_one_accumulating_two_batches
         a = load_file(str(two / f"epoch-{epoch:03d}.safetensors"))
         b = load_file(str(accumulating / f"epoch-{epoch:03d}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a), f"epoch {epoch}"
-        assert (two / f"epoch-{epoch:03d}.metrics.tsv").read_text() == \
-            (accumulating / f"epoch-{epoch:03d}.metrics.tsv").read_text()
+        assert (two / f"epoch-{epoch:03d}.metrics.tsv").read_text() == (
+            accumulating / f"epoch-{epoch:03d}.metrics.tsv"
+        ).read_text()
     steps, _ = metrics(two / "epoch-001.metrics.tsv")
     demo_steps, _ = metrics(trained[0] / TRAIN / "epoch-001.metrics.tsv")
     assert len(steps) == -(-len(demo_steps) // 2)  # two batches a step
@@ -202,12 +254,19 @@ def test_export_target_writes_a_checkpoint_comfyui_and_diffusers_load(trained):
 
 def test_the_run_ends_with_a_verified_lora_of_the_selected_epoch(trained):
     ws, result = trained
-    run_lora, epoch_lora = ws / "results/runs/demo/demo.safetensors", ws / "results/runs/demo/lora/epoch-004.safetensors"
+    run_lora, epoch_lora = (
+        ws / "results/runs/demo/demo.safetensors",
+        ws / "results/runs/demo/lora/epoch-004.safetensors",
+    )
     assert run_lora.read_bytes() == epoch_lora.read_bytes()
     with safe_open(str(run_lora), "pt") as f:
         metadata, keys = f.metadata(), set(f.keys())
     assert len(keys) == 3 * 788 and all(k.startswith("lora_unet_") for k in keys)  # the demo's rank 8, conv rank 8
-    assert (metadata["ss_network_dim"], metadata["modelspec.trigger_phrase"], metadata["charlora.epoch"]) == ("8", "mira", "4")
+    assert (metadata["ss_network_dim"], metadata["modelspec.trigger_phrase"], metadata["charlora.epoch"]) == (
+        "8",
+        "mira",
+        "4",
+    )
     assert metadata["charlora.base_model_sha256"] == (ws / "results/models/base_model.sha256").read_text().strip()
     record = json.loads((ws / "results/runs/demo/lora/epoch-004.verify.json").read_text())
     assert record["loaded_by_diffusers"] == {"layers_in_file": 788, "layers_adapted": 788, "warnings": []}
@@ -221,7 +280,9 @@ def test_the_run_ends_with_a_verified_lora_of_the_selected_epoch(trained):
     summary = result.stdout.split("charlora: done. Where to look:\n", 1)[1]
     assert summary.startswith("  note            the demo trains a random tiny model: its samples are colour noise")
     assert "  the LoRA        results/runs/demo/demo.safetensors\n" in summary
-    assert "  dataset report  results/dataset/report.html  (19 of 25 files kept, 4 near-duplicates, 2 rejected" in summary
+    assert (
+        "  dataset report  results/dataset/report.html  (19 of 25 files kept, 4 near-duplicates, 2 rejected" in summary
+    )
     assert "  TensorBoard     .venv/bin/tensorboard --logdir results/runs\n" in summary
     assert "(selected: epoch 4, why: results/runs/demo/validate/selected.json)" in summary
     assert "  the runs        results/runs/demo/runs.tsv  (this run's record: results/runs/demo/run.yaml)\n" in summary
@@ -232,11 +293,15 @@ def test_any_saved_epochs_lora_on_request_and_a_lora_setting_reruns_only_extract
     ran = jobs_run(snakemake(ws, "results/runs/demo/lora/epoch-003.safetensors").stdout)
     assert ran == {("extract_lora", "eee=003")}
     (ws / "rank.yaml").write_text("lora:\n  rank: 4\n")
-    assert jobs_run(snakemake(ws, "-n", "--configfile", "rank.yaml").stdout) == {
-        ("extract_lora", "eee=004"), ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")} | RECORD
+    assert (
+        jobs_run(snakemake(ws, "-n", "--configfile", "rank.yaml").stdout)
+        == {("extract_lora", "eee=004"), ("verify_lora", "eee=004"), ("run_lora", ""), ("all", "")} | RECORD
+    )
     (ws / "third.yaml").write_text("lora:\n  epoch: 3\n")
-    assert jobs_run(snakemake(ws, "-n", "--configfile", "third.yaml").stdout) == {
-        ("verify_lora", "eee=003"), ("run_lora", ""), ("all", "")} | RECORD
+    assert (
+        jobs_run(snakemake(ws, "-n", "--configfile", "third.yaml").stdout)
+        == {("verify_lora", "eee=003"), ("run_lora", ""), ("all", "")} | RECORD
+    )
 
 
 def test_lora_rebuilds_byte_identical(trained, tmp_path):
@@ -248,21 +313,28 @@ def test_lora_rebuilds_byte_identical(trained, tmp_path):
     assert snapshot(lora_dir) == before
 
 
-
 @pytest.fixture(scope="module")
 def second_run(trained, tmp_path_factory):
     """A copy of the demo with a second run, `again`: the same training settings, its first job only,
     built after the tiny model, the captions and the split were made again; a real person with a
     consent record and a rights holder; its run record and its epoch 2 LoRA."""
     ws = copy_workspace(trained[0], tmp_path_factory.mktemp("again") / "ws")
-    before = {"model": snapshot(ws / "results/models"), "captions": snapshot(ws / "results/dataset/captions"),
-              "split": snapshot(ws / "results/dataset")["split.tsv"]}
+    before = {
+        "model": snapshot(ws / "results/models"),
+        "captions": snapshot(ws / "results/dataset/captions"),
+        "split": snapshot(ws / "results/dataset")["split.tsv"],
+    }
     (ws / "consent.pdf").write_bytes(b"%PDF signed by the person pictured")
-    (ws / "again.yaml").write_text("run: again\nrationale: the demo again, from scratch\nsubject:\n  real_person: true\n"
-                                   "  consent: consent.pdf\n  rights_holder: Mira Example\nlora:\n  rank: 4\n")
+    (ws / "again.yaml").write_text(
+        "run: again\nrationale: the demo again, from scratch\nsubject:\n  real_person: true\n"
+        "  consent: consent.pdf\n  rights_holder: Mira Example\nlora:\n  rank: 4\n"
+    )
     (ws / "results/models/tiny.safetensors").unlink()  # a second build of the model, in another process
-    targets = ["results/runs/again/train/epoch-002.safetensors", "results/runs/again/run.yaml",
-               "results/runs/again/lora/epoch-002.safetensors"]
+    targets = [
+        "results/runs/again/train/epoch-002.safetensors",
+        "results/runs/again/run.yaml",
+        "results/runs/again/lora/epoch-002.safetensors",
+    ]
     result = snakemake(ws, *targets, "--configfile", "again.yaml", "--forcerun", "caption", "split")
     return ws, before, jobs_run(result.stdout)
 
@@ -273,21 +345,33 @@ def test_the_model_captions_split_and_training_rebuild_byte_identical(second_run
     assert {("tiny_model", ""), ("model_hash", ""), ("split", ""), ("train_epochs_001_002", "")} <= ran
     assert snapshot(ws / "results/models") == before["model"]
     assert snapshot(dataset / "captions") == before["captions"] and snapshot(dataset)["split.tsv"] == before["split"]
-    again = {name: digest for name, digest in snapshot(ws / "results/runs/again/train").items()
-             if not name.endswith(".snakemake_timestamp")}  # TensorBoard's files are beside train/, not in it
-    assert sorted(again) == ["epoch-001.metrics.tsv", "epoch-001.safetensors", "epoch-002.metrics.tsv",
-                             "epoch-002.safetensors", "epoch-002.state/optimizer.safetensors",
-                             "epoch-002.state/trainer.json"]
+    again = {
+        name: digest
+        for name, digest in snapshot(ws / "results/runs/again/train").items()
+        if not name.endswith(".snakemake_timestamp")
+    }  # TensorBoard's files are beside train/, not in it
+    assert sorted(again) == [
+        "epoch-001.metrics.tsv",
+        "epoch-001.safetensors",
+        "epoch-002.metrics.tsv",
+        "epoch-002.safetensors",
+        "epoch-002.state/optimizer.safetensors",
+        "epoch-002.state/trainer.json",
+    ]
     assert again == {name: digest for name, digest in snapshot(ws / TRAIN).items() if name in again}
 
 
 def test_the_run_record_and_the_comparison_of_runs(second_run):
     from charlora import run_record
+
     ws, _, _ = second_run
     record = yaml.safe_load((ws / "results/runs/again/run.yaml").read_text())
     consent_hash = hashlib.sha256(b"%PDF signed by the person pictured").hexdigest()
-    assert (record["run"], record["rationale"], record["rights_holder"]) == ("again", "the demo again, from scratch",
-                                                                            "Mira Example")
+    assert (record["run"], record["rationale"], record["rights_holder"]) == (
+        "again",
+        "the demo again, from scratch",
+        "Mira Example",
+    )
     assert record["consent"] == {"record": "consent.pdf", "sha256": consent_hash}
     assert record["base_model"]["sha256"] == (ws / "results/models/base_model.sha256").read_text().strip()
     assert record["config"]["train"]["lr"] == 4e-6 and record["config"]["lora"]["rank"] == 4  # defaults and overrides
@@ -307,8 +391,12 @@ def test_the_run_record_and_the_comparison_of_runs(second_run):
     assert set(header[4:]) == {"lora.rank", "subject.consent", "subject.real_person", "subject.rights_holder"}
     demo_losses = {e: metrics(ws / TRAIN / f"epoch-{e:03d}.metrics.tsv")[1]["mean"] for e in (1, 2, 3, 4)}
     best = min(demo_losses, key=demo_losses.get)
-    assert rows[0][:4] == ["demo", "The demo, to see every stage run on the CPU in minutes.",
-                           f"{demo_losses[best]:.6g} ({best})", "4 (scorecard)"]
+    assert rows[0][:4] == [
+        "demo",
+        "The demo, to see every stage run on the CPU in minutes.",
+        f"{demo_losses[best]:.6g} ({best})",
+        "4 (scorecard)",
+    ]
     assert rows[1][3] == "not yet" and rows[1][2].endswith(f"({min((1, 2), key=demo_losses.get)})")
     shown = (ws / "results/runs/demo/runs.tsv").read_text().splitlines()  # written when the demo finished
     assert shown[1].startswith("demo\tThe demo")

@@ -30,12 +30,15 @@ def test_the_run_samples_the_base_and_every_second_saved_epoch(trained):
     for p, photo in zip(from_photos, val_ids):
         assert p.text == (ws / f"results/dataset/captions/{photo}.txt").read_text().strip()
     # last, the memorisation probe: validate.train_captions (3) training photos' captions
-    train_ids = sorted(i for i, side in split.read_table(ws / "results/dataset/split.tsv").items() if side == split.TRAIN)
+    train_ids = sorted(
+        i for i, side in split.read_table(ws / "results/dataset/split.tsv").items() if side == split.TRAIN
+    )
     assert origins[-3:] == [f"training photo {i}" for i in validate_prompts.spread(train_ids, 3)]
     # the demo: 0 (the base model) and validate.every 2 of the saved epochs 1-4; then, the losses known,
     # the saved epochs within 8 of the selection's start (4: the demo's validation loss falls throughout)
     assert (validate / "refine.tsv").read_text().splitlines()[1:] == [
-        f"{e}\t{4 - e} from the selection's start, epoch 4: a candidate of the selection" for e in (1, 3)]
+        f"{e}\t{4 - e} from the selection's start, epoch 4: a candidate of the selection" for e in (1, 3)
+    ]
     for epoch in range(5):
         folder = validate / f"epoch-{epoch:03d}"
         samples = sorted(f.name for f in folder.iterdir() if not f.name.startswith("."))  # not Snakemake's stamp
@@ -43,8 +46,9 @@ def test_the_run_samples_the_base_and_every_second_saved_epoch(trained):
         with Image.open(folder / "p01-s0.png") as image:
             assert image.size == (64, 64)
             model = f"demo-epoch-{epoch:03d}" if epoch else "demo-base"
-            assert image.text["parameters"] == ("mira\nSteps: 4, Sampler: Euler, CFG scale: 5, Seed: 0, Size: 64x64, "
-                                                f"Model: {model}, Version: charlora")
+            assert image.text["parameters"] == (
+                f"mira\nSteps: 4, Sampler: Euler, CFG scale: 5, Seed: 0, Size: 64x64, Model: {model}, Version: charlora"
+            )
         assert (validate / f"epoch-{epoch:03d}.png").stat().st_size > 5_000
     base, last = (np.asarray(Image.open(validate / f"epoch-{e}/p01-s0.png"), dtype=float) for e in ("000", "004"))
     assert np.abs(base - last).mean() > 0.5  # training changed what the token draws
@@ -55,14 +59,23 @@ def test_the_run_samples_the_base_and_every_second_saved_epoch(trained):
 
 def test_a_new_intent_or_prompt_resamples_every_epoch_and_never_retrains(trained, tmp_path):
     ws = copy_workspace(trained[0], tmp_path / "ws")
-    resampled = {("validation_prompts", ""), ("compare_epochs", ""), ("select_epoch", ""), ("loss_curves", ""),
-                 ("run_lora", ""), ("run_record", ""), ("compare_runs", ""), ("all", "")} | {
-        (rule, f"eee={e:03d}") for e in range(5) for rule in ("sample_epoch", "score_epoch")}
+    resampled = {
+        ("validation_prompts", ""),
+        ("compare_epochs", ""),
+        ("select_epoch", ""),
+        ("loss_curves", ""),
+        ("run_lora", ""),
+        ("run_record", ""),
+        ("compare_runs", ""),
+        ("all", ""),
+    } | {(rule, f"eee={e:03d}") for e in range(5) for rule in ("sample_epoch", "score_epoch")}
     (ws / "prompts.yaml").write_text("validate:\n  extra_prompts: ['mira, in the rain, umbrella']\n")
     assert jobs_run(snakemake(ws, "-n", "--configfile", "prompts.yaml").stdout) == resampled
     (ws / "intent.yaml").write_text("intent:\n  poses: [jumping]\n  scenes: [snow]\n")
     result = snakemake(ws, "--configfile", "intent.yaml", "--until", "validation_prompts", "dataset_report")
-    assert jobs_run(snakemake(ws, "-n", "--configfile", "intent.yaml").stdout) == resampled - {("validation_prompts", "")}
+    assert jobs_run(snakemake(ws, "-n", "--configfile", "intent.yaml").stdout) == resampled - {
+        ("validation_prompts", "")
+    }
     assert jobs_run(result.stdout) == {("validation_prompts", ""), ("dataset_report", "")}
     prompts = sample.read_prompts(ws / VALIDATE / "prompts.tsv")
     # a --configfile is merged into config.yaml: the new lists replace the demo's poses and scenes
@@ -81,8 +94,15 @@ def test_a_setting_reruns_only_the_jobs_that_read_it(trained):
     def planned(*settings):
         return {rule for rule, _ in jobs_run(snakemake(ws, "-n", "--config", *settings).stdout)}
 
-    assert planned("select={mem_mb: 12345, runtime: 99}", "train={mem_mb: 9999}", "validate={runtime: 7}",
-                   "gpu_jobs={slurm_partition: big}") == set()
+    assert (
+        planned(
+            "select={mem_mb: 12345, runtime: 99}",
+            "train={mem_mb: 9999}",
+            "validate={runtime: 7}",
+            "gpu_jobs={slurm_partition: big}",
+        )
+        == set()
+    )
     assert planned("masks={rembg: {session: u2net}}", "captions={vlm: {max_new_tokens: 7}}") == set()
     copy_bits = planned("select={copy_bits: 10}")
     assert "select_epoch" in copy_bits and "score_epoch" not in copy_bits and "sample_epoch" not in copy_bits
@@ -97,7 +117,9 @@ def test_any_saved_epoch_on_request_and_samples_rebuild_byte_identical(trained, 
     ws = copy_workspace(trained[0], tmp_path / "ws")
     (ws / "more.yaml").write_text("train:\n  epochs: 6\n")  # a sixth epoch, not in the coarse pass
     assert jobs_run(snakemake(ws, "-n", f"{VALIDATE}/epoch-005.png", "--configfile", "more.yaml").stdout) == {
-        ("train_epochs_005_006", ""), ("sample_epoch", "eee=005")}
+        ("train_epochs_005_006", ""),
+        ("sample_epoch", "eee=005"),
+    }
     before = snapshot(ws / VALIDATE / "epoch-004")
     ran = jobs_run(snakemake(ws, f"{VALIDATE}/epoch-004.png", "--force").stdout)
     assert ran == {("sample_epoch", "eee=004")}
@@ -109,15 +131,18 @@ def test_every_sampled_epoch_is_measured_scored_and_one_selected(trained):
     validate = ws / VALIDATE
     prompts = sample.read_prompts(validate / "prompts.tsv")
     reference = sample_metrics.read_reference(ws / "results/dataset/reference.json")
-    train_ids = sorted(i for i, side in split.read_table(ws / "results/dataset/split.tsv").items() if side == split.TRAIN)
+    train_ids = sorted(
+        i for i, side in split.read_table(ws / "results/dataset/split.tsv").items() if side == split.TRAIN
+    )
     assert [p.id for p in reference.photos] == train_ids
     for epoch in range(5):
         scores = sample_metrics.read_scores(validate / f"epoch-{epoch:03d}.scores.json")
         assert scores.adherence_method == "CLIP score (results/models/tiny-clip)"
         assert [(s.prompt, s.seed) for s in scores.samples] == [(p.name, seed) for p in prompts for seed in (0, 1)]
         assert [s.origin for s in scores.samples[::2]] == [p.origin for p in prompts]
-        assert [s.unseen for s in scores.samples[::2]] == [p.origin.startswith(("token", "intent", "variant", "extra"))
-                                                           for p in prompts]
+        assert [s.unseen for s in scores.samples[::2]] == [
+            p.origin.startswith(("token", "intent", "variant", "extra")) for p in prompts
+        ]
         for s in scores.samples:
             assert s.adherence is not None and s.copy_bits is not None and s.nearest.split(" (")[0] in train_ids
             assert not s.face  # 64-pixel samples: no face of 40 px to measure
@@ -132,8 +157,10 @@ def test_every_sampled_epoch_is_measured_scored_and_one_selected(trained):
         # 64-pixel samples: no face to measure, so no verdict of resemblance (n/a, or a flag that says why)
         assert row.levels["visual_fidelity"] not in ("excellent", "good")
         assert "identity n/a" in row.evidence["visual_fidelity"]
-        assert row.method == ("adherence: CLIP score (results/models/tiny-clip); identity: "
-                              f"{sample_metrics.read_scores(validate / f'epoch-{row.epoch:03d}.scores.json').identity_method}")
+        assert row.method == (
+            "adherence: CLIP score (results/models/tiny-clip); identity: "
+            f"{sample_metrics.read_scores(validate / f'epoch-{row.epoch:03d}.scores.json').identity_method}"
+        )
         assert row.val_loss > 0 and len(row.val_per_timestep) == 8 and row.train_loss_smoothed > 0
     selection = json.loads((validate / "selected.json").read_text())
     # the demo: the validation loss falls to the last epoch; the random model's training loss per epoch
@@ -146,8 +173,15 @@ def test_every_sampled_epoch_is_measured_scored_and_one_selected(trained):
         assert f.metadata()["charlora.epoch"] == str(selection["epoch"])
     snakemake(ws, "--report", "run-report.zip")  # the run's report holds all of it
     names = zipfile.ZipFile(ws / "run-report.zip").namelist()
-    for name in ("scorecard.tsv", "selected.json", "losses.png", "compare.png", "epoch-002.png", "epoch-004.verify.png",
-                 "runs.tsv"):
+    for name in (
+        "scorecard.tsv",
+        "selected.json",
+        "losses.png",
+        "compare.png",
+        "epoch-002.png",
+        "epoch-004.verify.png",
+        "runs.tsv",
+    ):
         assert any(n.endswith("/" + name) for n in names), name
 
 
@@ -158,8 +192,15 @@ def test_a_review_overrides_cells_and_a_rejection_moves_the_lora(trained, tmp_pa
     (review / "epoch-004.yaml").write_text("reject: true\nnote: the hands are wrong\n")
     (review / "epoch-003.yaml").write_text("visual_fidelity: excellent\n")
     ran = jobs_run(snakemake(ws).stdout)
-    assert ran == {("select_epoch", ""), ("loss_curves", ""), ("extract_lora", "eee=003"), ("verify_lora", "eee=003"),
-                   ("run_lora", ""), ("compare_runs", ""), ("all", "")}
+    assert ran == {
+        ("select_epoch", ""),
+        ("loss_curves", ""),
+        ("extract_lora", "eee=003"),
+        ("verify_lora", "eee=003"),
+        ("run_lora", ""),
+        ("compare_runs", ""),
+        ("all", ""),
+    }
     rows = {r.epoch: r for r in scorecard.read_scorecard(ws / VALIDATE / "scorecard.tsv")}
     assert rows[4].reject and rows[4].note == "the hands are wrong"
     assert rows[3].levels["visual_fidelity"] == "excellent" and rows[3].reviewed == ["visual_fidelity"]
@@ -176,8 +217,14 @@ def test_a_review_overrides_cells_and_a_rejection_moves_the_lora(trained, tmp_pa
     for epoch in range(1, 5):  # every sampled epoch rejected: the run says so, and keeps the scorecard
         (review / f"epoch-{epoch:03d}.yaml").write_text("reject: true\n")
     failed = snakemake(ws, check=False)
-    assert failed.returncode != 0 and ("results/runs/demo/validate/selected.json: no epoch selected: no epoch can be "
-                                       "selected: every sampled epoch is rejected") in failed.stdout
+    assert (
+        failed.returncode != 0
+        and (
+            "results/runs/demo/validate/selected.json: no epoch selected: no epoch can be "
+            "selected: every sampled epoch is rejected"
+        )
+        in failed.stdout
+    )
     assert json.loads((ws / VALIDATE / "selected.json").read_text())["epoch"] is None
     assert all(r.reject for r in scorecard.read_scorecard(ws / VALIDATE / "scorecard.tsv"))
 

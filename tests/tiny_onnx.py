@@ -20,8 +20,10 @@ def brightness_segmenter(path: Path, size: int = 320) -> Path:
     weight = numpy_helper.from_array(np.full((1, 3, 1, 1), 4.0 / 3.0, np.float32), "weight")
     bias = numpy_helper.from_array(np.array([-1.0], np.float32), "bias")
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["input.1", "weight", "bias"], ["logits"]),
-         helper.make_node("Sigmoid", ["logits"], ["d0"])],
+        [
+            helper.make_node("Conv", ["input.1", "weight", "bias"], ["logits"]),
+            helper.make_node("Sigmoid", ["logits"], ["d0"]),
+        ],
         "brightness_segmenter",
         [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, size, size])],
         [helper.make_tensor_value_info("d0", TensorProto.FLOAT, [1, 1, size, size])],
@@ -31,9 +33,17 @@ def brightness_segmenter(path: Path, size: int = 320) -> Path:
 
 
 WD14_TAGS = [  # (name, category): what the tiny tagger can say
-    ("general", 9), ("sensitive", 9),
-    ("1girl", 0), ("solo", 0), ("standing", 0), ("smile", 0), ("red_dress", 0), ("grey_background", 0),
-    ("upper_body", 0), ("long_hair", 0), ("mira_(demo)", 4),
+    ("general", 9),
+    ("sensitive", 9),
+    ("1girl", 0),
+    ("solo", 0),
+    ("standing", 0),
+    ("smile", 0),
+    ("red_dress", 0),
+    ("grey_background", 0),
+    ("upper_body", 0),
+    ("long_hair", 0),
+    ("mira_(demo)", 4),
 ]
 
 
@@ -55,16 +65,21 @@ def wd14_tagger(folder: Path, size: int = 448) -> Path:
     i = names.index("grey_background")
     weights[:, i], bias[i] = (6.0, 6.0, -6.0), -1.0
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["input_1:0"], ["mean"], axes=[1, 2], keepdims=0),
-         helper.make_node("Mul", ["mean", "scale"], ["unit"]),
-         helper.make_node("MatMul", ["unit", "weights"], ["logits"]),
-         helper.make_node("Add", ["logits", "bias"], ["biased"]),
-         helper.make_node("Sigmoid", ["biased"], ["predictions_sigmoid"])],
+        [
+            helper.make_node("ReduceMean", ["input_1:0"], ["mean"], axes=[1, 2], keepdims=0),
+            helper.make_node("Mul", ["mean", "scale"], ["unit"]),
+            helper.make_node("MatMul", ["unit", "weights"], ["logits"]),
+            helper.make_node("Add", ["logits", "bias"], ["biased"]),
+            helper.make_node("Sigmoid", ["biased"], ["predictions_sigmoid"]),
+        ],
         "tiny_wd14",
         [helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, ["batch", size, size, 3])],
         [helper.make_tensor_value_info("predictions_sigmoid", TensorProto.FLOAT, ["batch", len(names)])],
-        initializer=[numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
-                     numpy_helper.from_array(weights, "weights"), numpy_helper.from_array(bias, "bias")],
+        initializer=[
+            numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
+            numpy_helper.from_array(weights, "weights"),
+            numpy_helper.from_array(bias, "bias"),
+        ],
     )
     _save(graph, folder / "model.onnx")
     lines = ["tag_id,name,category,count"] + [f"{i},{n},{c},100" for i, (n, c) in enumerate(WD14_TAGS)]

@@ -58,8 +58,11 @@ def jobs_run(output: str) -> set[tuple[str, str]]:
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file below `folder` with the SHA-256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def copy_workspace(src: Path, dst: Path) -> Path:

@@ -67,8 +67,11 @@ def measure(image: Image.Image) -> dict:
     box = content_box(image)
     content = image.crop(box)
     scale = min(1.0, SHARPNESS_SHORT_SIDE / min(content.size))
-    small = content if scale == 1.0 else content.resize(
-        (round(content.width * scale), round(content.height * scale)), Image.BILINEAR)
+    small = (
+        content
+        if scale == 1.0
+        else content.resize((round(content.width * scale), round(content.height * scale)), Image.BILINEAR)
+    )
     gray = np.asarray(small.convert("L"))
     luma = np.asarray(image.convert("L"))
     return {
@@ -86,7 +89,11 @@ def measure(image: Image.Image) -> dict:
 
 def lab(pixels: np.ndarray) -> np.ndarray:
     """CIELAB (L* 0-100, a*, b* around 0) of 8-bit sRGB pixels, shape (..., 3)."""
-    scaled = cv2.cvtColor(np.ascontiguousarray(pixels.reshape(-1, 1, 3)), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
+    scaled = (
+        cv2.cvtColor(np.ascontiguousarray(pixels.reshape(-1, 1, 3)), cv2.COLOR_RGB2LAB)
+        .reshape(-1, 3)
+        .astype(np.float64)
+    )
     return np.stack([scaled[:, 0] * 100 / 255, scaled[:, 1] - 128, scaled[:, 2] - 128], axis=1)
 
 
@@ -96,7 +103,10 @@ def colour(image: Image.Image, face_box: list[float] | None) -> dict:
     b* of the whole picture: a cast, or simply a colourful backdrop)."""
     pixels = np.asarray(image)
     whole = lab(pixels[::4, ::4])
-    result = {"skin_lab": None, "grey_world_ab": [round(float(whole[:, 1].mean()), 1), round(float(whole[:, 2].mean()), 1)]}
+    result = {
+        "skin_lab": None,
+        "grey_world_ab": [round(float(whole[:, 1].mean()), 1), round(float(whole[:, 2].mean()), 1)],
+    }
     if face_box:
         x, y, w, h = face_box
         width, height = image.size
@@ -140,20 +150,27 @@ def audit_image(path: str | Path, image_id: str, settings: dict) -> dict:
     image = decoded.image
     short = min(image.size)
     if short < settings["min_side"]:
-        return {**record, "status": "rejected", "width": image.width, "height": image.height,
-                "reason": f"too small: {image.width}x{image.height}, shorter side {short} px "
-                          f"< ingest.min_side={settings['min_side']}"}
+        return {
+            **record,
+            "status": "rejected",
+            "width": image.width,
+            "height": image.height,
+            "reason": f"too small: {image.width}x{image.height}, shorter side {short} px "
+            f"< ingest.min_side={settings['min_side']}",
+        }
     record.update(measure(image))
-    record.update({
-        "status": "ok",
-        "source_format": decoded.source_format,
-        "source_mode": decoded.source_mode,
-        "exif_transposed": decoded.exif_transposed,
-        "icc_converted": decoded.icc_converted,
-        "had_alpha": decoded.had_alpha,
-        "jpeg_quality": decoded.jpeg_quality,
-        "captured": decoded.captured,
-    })
+    record.update(
+        {
+            "status": "ok",
+            "source_format": decoded.source_format,
+            "source_mode": decoded.source_mode,
+            "exif_transposed": decoded.exif_transposed,
+            "icc_converted": decoded.icc_converted,
+            "had_alpha": decoded.had_alpha,
+            "jpeg_quality": decoded.jpeg_quality,
+            "captured": decoded.captured,
+        }
+    )
     rules = settings["framing"]
     record["framing"] = framing.classify(image, rules["close_up_min_face"], rules["full_body_max_face"]).as_dict()
     record["colour"] = colour(image, record["framing"]["face_box"])
@@ -163,15 +180,17 @@ def audit_image(path: str | Path, image_id: str, settings: dict) -> dict:
 
 # --- dataset-wide -------------------------------------------------------------------------------
 
+
 @dataclass
 class CaptureDates:
     """When the kept photos were taken (EXIF): the guide warns against photos taken far apart in time,
     when the subject's looks change."""
+
     earliest: str | None = None
     latest: str | None = None
     median: str | None = None
     far: list[tuple[str, str, float]] = field(default_factory=list)  # (file, date, years from the median)
-    undated: list[str] = field(default_factory=list)                  # files
+    undated: list[str] = field(default_factory=list)  # files
 
 
 def capture_dates(audits: list[dict], max_years: float) -> CaptureDates:
@@ -182,7 +201,11 @@ def capture_dates(audits: list[dict], max_years: float) -> CaptureDates:
     if not dated:
         return result
     median = dated[(len(dated) - 1) // 2][0]
-    result.earliest, result.latest, result.median = dated[0][0].isoformat(), dated[-1][0].isoformat(), median.isoformat()
+    result.earliest, result.latest, result.median = (
+        dated[0][0].isoformat(),
+        dated[-1][0].isoformat(),
+        median.isoformat(),
+    )
     for when, file in dated:
         years = abs((when - median).days) / 365.25
         if years > max_years:
@@ -194,9 +217,10 @@ def capture_dates(audits: list[dict], max_years: float) -> CaptureDates:
 class SkinTones:
     """How consistent the skin's colour is across the kept photos (the guide: consistent skin tone,
     no colour imbalance). Skin, not the whole picture: a grey-world mean follows the backdrop."""
+
     median_ab: tuple[float, float] | None = None
-    typical: str | None = None                    # the file whose skin is closest to the median
-    measured: int = 0                             # photos with a face to measure
+    typical: str | None = None  # the file whose skin is closest to the median
+    measured: int = 0  # photos with a face to measure
     outliers: list[tuple[str, float, str]] = field(default_factory=list)  # (file, a*b* distance, which way)
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Fit:
-    bucket: tuple[int, int]        # (width, height) the image is trained at
-    scaled: tuple[int, int]        # (width, height) after scaling to cover the bucket
+    bucket: tuple[int, int]  # (width, height) the image is trained at
+    scaled: tuple[int, int]  # (width, height) after scaling to cover the bucket
     crop_top: int
     crop_left: int
-    original: tuple[int, int]      # (width, height) of the photo
+    original: tuple[int, int]  # (width, height) of the photo
 
     def time_ids(self) -> list[int]:
         """SDXL add_time_ids: original (h, w), crop (top, left), target (h, w)."""
@@ -51,5 +51,6 @@ def fit(width: int, height: int, bucket: tuple[int, int]) -> Fit:
     bw, bh = bucket
     scale = max(bw / width, bh / height)
     sw, sh = max(bw, round(width * scale)), max(bh, round(height * scale))
-    return Fit(bucket=bucket, scaled=(sw, sh), crop_top=(sh - bh) // 2, crop_left=(sw - bw) // 2,
-               original=(width, height))
+    return Fit(
+        bucket=bucket, scaled=(sw, sh), crop_top=(sh - bh) // 2, crop_left=(sw - bw) // 2, original=(width, height)
+    )

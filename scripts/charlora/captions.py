@@ -42,10 +42,12 @@ class Vocabulary:
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            vocabulary = cls(order=list(data["order"]),
-                             slots={slot: [normalise(t) for t in tags] for slot, tags in data["slots"].items()},
-                             synonyms={normalise(k): normalise(v) for k, v in (data.get("synonyms") or {}).items()},
-                             conflicts=[tuple(normalise(t) for t in pair) for pair in data.get("conflicts") or []])
+            vocabulary = cls(
+                order=list(data["order"]),
+                slots={slot: [normalise(t) for t in tags] for slot, tags in data["slots"].items()},
+                synonyms={normalise(k): normalise(v) for k, v in (data.get("synonyms") or {}).items()},
+                conflicts=[tuple(normalise(t) for t in pair) for pair in data.get("conflicts") or []],
+            )
         except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
             raise CaptionError(f"{path}: not a caption vocabulary (needs order and slots): {exc}") from None
         missing = [slot for slot in vocabulary.order if slot not in vocabulary.slots]
@@ -80,16 +82,21 @@ class Caption:
     file: str | None = None  # the user's caption file, when the caption is theirs
 
     def record(self) -> dict:
-        return {"caption": self.text, "source": self.source, "slots": self.slots,
-                "dropped": self.dropped, "flags": self.flags, "user_caption": self.file}
+        return {
+            "caption": self.text,
+            "source": self.source,
+            "slots": self.slots,
+            "dropped": self.dropped,
+            "flags": self.flags,
+            "user_caption": self.file,
+        }
 
 
 def split_caption(text: str) -> list[str]:
     return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
 
 
-def compose(token: str, tags: list[dict], framing: str | None, vocabulary: Vocabulary,
-            generic: list[str]) -> Caption:
+def compose(token: str, tags: list[dict], framing: str | None, vocabulary: Vocabulary, generic: list[str]) -> Caption:
     """The caption of a photo from its tags (highest score first) and measured framing."""
     generic_set = {normalise(g) for g in generic}
     slots: dict[str, list[str]] = {slot: [] for slot in vocabulary.order}
@@ -133,8 +140,15 @@ def user_caption(path: str | Path, vocabulary: Vocabulary) -> Caption:
     return Caption(text, "user", slots, [], [], str(path))
 
 
-def make_caption(user_path: str | Path | None, token: str, tags: list[dict], framing: str | None,
-                 vocabulary: Vocabulary, generic: list[str], strict: bool = False) -> Caption:
+def make_caption(
+    user_path: str | Path | None,
+    token: str,
+    tags: list[dict],
+    framing: str | None,
+    vocabulary: Vocabulary,
+    generic: list[str],
+    strict: bool = False,
+) -> Caption:
     """The user's caption when usable; otherwise the composed one (with a flag saying why)."""
     if user_path:
         try:
@@ -150,6 +164,7 @@ def make_caption(user_path: str | Path | None, token: str, tags: list[dict], fra
 
 # --- lint ---------------------------------------------------------------------------------------
 
+
 @dataclass
 class LintRow:
     id: str
@@ -159,8 +174,15 @@ class LintRow:
     issues: list[str]
 
 
-def lint(captions: dict[str, dict], token: str, vocabulary: Vocabulary, generic: list[str],
-         count_tokens, max_tokens: int, cut_text) -> list[LintRow]:
+def lint(
+    captions: dict[str, dict],
+    token: str,
+    vocabulary: Vocabulary,
+    generic: list[str],
+    count_tokens,
+    max_tokens: int,
+    cut_text,
+) -> list[LintRow]:
     """Lint every caption record (id -> record from make_caption).
 
     `count_tokens(text)` gives the token count with BOS and EOS; `cut_text(text, max_tokens)` the
@@ -185,8 +207,9 @@ def lint(captions: dict[str, dict], token: str, vocabulary: Vocabulary, generic:
         cut = cut_text(record["caption"], max_tokens) if tokens > max_tokens else ""
         if cut:
             where = record.get("user_caption") or "the composed caption"
-            issues.append(f"{where}: {tokens} tokens, over the {max_tokens} the text encoders read; "
-                          f"'{cut}' would be cut")
+            issues.append(
+                f"{where}: {tokens} tokens, over the {max_tokens} the text encoders read; '{cut}' would be cut"
+            )
         if normalise(token) not in parts:
             issues.append(f"missing subject token '{token}' at the start")
         elif parts[0] != normalise(token):
@@ -207,12 +230,22 @@ def lint(captions: dict[str, dict], token: str, vocabulary: Vocabulary, generic:
 
 
 def write_lint_table(rows: list[LintRow], path: str | Path) -> None:
-    atomic.write_tsv(path, ["id", "source", "tokens", "cut", "issues"],
-                     ([r.id, r.source, r.tokens, r.cut, "; ".join(r.issues)] for r in rows))
+    atomic.write_tsv(
+        path,
+        ["id", "source", "tokens", "cut", "issues"],
+        ([r.id, r.source, r.tokens, r.cut, "; ".join(r.issues)] for r in rows),
+    )
 
 
 def read_lint_table(path: str | Path) -> list[LintRow]:
     with open(path, newline="", encoding="utf-8") as f:
-        return [LintRow(row["id"], row["source"], int(row["tokens"]), row["cut"],
-                        row["issues"].split("; ") if row["issues"] else [])
-                for row in csv.DictReader(f, delimiter="\t")]
+        return [
+            LintRow(
+                row["id"],
+                row["source"],
+                int(row["tokens"]),
+                row["cut"],
+                row["issues"].split("; ") if row["issues"] else [],
+            )
+            for row in csv.DictReader(f, delimiter="\t")
+        ]

@@ -13,8 +13,14 @@ import argparse
 import json
 
 
-def parse_args(description: str, files: list[str], settings: list[str] = (), optional_files: list[str] = (),
-               named_files: list[str] = (), argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str,
+    files: list[str],
+    settings: list[str] = (),
+    optional_files: list[str] = (),
+    named_files: list[str] = (),
+    argv: list[str] | None = None,
+) -> argparse.Namespace:
     """The arguments of a per-photo script: `--log` and `--id` always (the id is optional), each of
     `settings` as parsed JSON, each of `optional_files` as a path or None, each of `named_files` as a
     path, and `files` in order."""

@@ -52,8 +52,10 @@ def require_file(path: str | None, key: str, what: str) -> Path:
         raise ConfigError(f"{key} is not set: give the path of {what} (charlora never downloads models)")
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"{key}: {file} does not exist. Put {what} there (charlora never downloads "
-                          f"models) or change {key} in config/config.yaml")
+        raise ConfigError(
+            f"{key}: {file} does not exist. Put {what} there (charlora never downloads "
+            f"models) or change {key} in config/config.yaml"
+        )
     return file
 
 
@@ -64,8 +66,10 @@ def pickle_refusal(path: Path) -> str | None:
     """Why a model file is not opened ("<path> " + this), where it is a Python pickle (by its suffix):
     unpickling runs code hidden in the file. None for any other file. Every reader of model files asks."""
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        return (f"is a Python pickle ({path.suffix}); loading one can run code hidden in it. "
-                "Use the model's .safetensors file (or convert it once, in a sandbox)")
+        return (
+            f"is a Python pickle ({path.suffix}); loading one can run code hidden in it. "
+            "Use the model's .safetensors file (or convert it once, in a sandbox)"
+        )
     return None
 
 
@@ -75,8 +79,10 @@ def base_model_path(value: str) -> Path:
     if refusal := pickle_refusal(path):
         raise ConfigError(f"base_model: {path} {refusal}")
     if not path.exists():
-        raise ConfigError(f"base_model: {path} does not exist. Give the path of an SDXL .safetensors file or "
-                          "diffusers folder (charlora never downloads models), or `tiny` for the demo model")
+        raise ConfigError(
+            f"base_model: {path} does not exist. Give the path of an SDXL .safetensors file or "
+            "diffusers folder (charlora never downloads models), or `tiny` for the demo model"
+        )
     if path.is_file() and path.suffix.lower() != ".safetensors":
         raise ConfigError(f"base_model: {path} is not a .safetensors file")
     return path
@@ -125,6 +131,7 @@ def coerce_strings(value, schema: dict, root: dict):
 
 def key_source(path: list, configfiles: list[Path], overrides: dict | None) -> str:
     """Where a config key was set: the --config values, else the last config file that has it."""
+
     def has(tree, keys):
         for key in keys:
             if not isinstance(tree, dict) or key not in tree:
@@ -143,9 +150,11 @@ def key_source(path: list, configfiles: list[Path], overrides: dict | None) -> s
     return ""
 
 
-GUIDE_CONSENT = ("If the model is based on a real individual, written consent is mandatory. This consent must "
-                 "include permission to use their images, to train the model, and to generate content using "
-                 "their likeness.")
+GUIDE_CONSENT = (
+    "If the model is based on a real individual, written consent is mandatory. This consent must "
+    "include permission to use their images, to train the model, and to generate content using "
+    "their likeness."
+)
 
 
 def check_consent(subject: dict) -> Path | None:
@@ -154,16 +163,26 @@ def check_consent(subject: dict) -> Path | None:
     if not subject["real_person"]:
         return None
     path = Path(subject["consent"]).expanduser()
-    problem = ("does not exist" if not path.exists() else "is not a file" if not path.is_file()
-               else "is empty" if path.stat().st_size == 0 else None)
+    problem = (
+        "does not exist"
+        if not path.exists()
+        else "is not a file"
+        if not path.is_file()
+        else "is empty"
+        if path.stat().st_size == 0
+        else None
+    )
     if problem:
-        raise ConfigError(f"subject.consent: {path} {problem}. subject.real_person is true, and the guide says: "
-                          f'"{GUIDE_CONSENT}" Put the written consent record (or a copy of it) at that path.')
+        raise ConfigError(
+            f"subject.consent: {path} {problem}. subject.real_person is true, and the guide says: "
+            f'"{GUIDE_CONSENT}" Put the written consent record (or a copy of it) at that path.'
+        )
     return path
 
 
-def validate_config(config: dict, schema_path: str | Path, configfiles: list[Path] = (),
-                    overrides: dict | None = None) -> dict:
+def validate_config(
+    config: dict, schema_path: str | Path, configfiles: list[Path] = (), overrides: dict | None = None
+) -> dict:
     """Fill defaults into `config` in place and check it; raise ConfigError naming every bad key and the
     file it came from (`configfiles` in the order Snakemake merged them; `overrides`: the --config values)."""
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
@@ -178,8 +197,11 @@ def validate_config(config: dict, schema_path: str | Path, configfiles: list[Pat
             source = key_source(list(error.absolute_path), list(configfiles), overrides)
             lines.append(_message(error) + (f"  [set in {source}]" if source else ""))
         files = ", ".join(map(str, configfiles)) or "config/config.yaml"
-        raise ConfigError(f"the config does not match {schema_path}:\n" + "\n".join(lines)
-                          + f"\nFix these keys where they are set ({files}, or the --config values) and run again.")
+        raise ConfigError(
+            f"the config does not match {schema_path}:\n"
+            + "\n".join(lines)
+            + f"\nFix these keys where they are set ({files}, or the --config values) and run again."
+        )
     return config
 
 

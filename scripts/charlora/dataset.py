@@ -90,8 +90,9 @@ def stray_files(dataset_dir: str | Path, ids: set[str]) -> dict[str, str]:
                 strays[where] = f"not used: only <photo name>{suffix} files are read as {what}s"
             elif entry.stem not in ids:
                 close = difflib.get_close_matches(entry.stem, sorted(ids), n=1, cutoff=0.8)
-                strays[where] = (f"no photo named {entry.stem!r} in images/, so this {what} is not used"
-                                 + (f"; did you mean {close[0]!r}?" if close else ""))
+                strays[where] = f"no photo named {entry.stem!r} in images/, so this {what} is not used" + (
+                    f"; did you mean {close[0]!r}?" if close else ""
+                )
     return strays
 
 

@@ -34,11 +34,12 @@ class DedupRow:
 @dataclass(frozen=True)
 class Relation:
     """Two photos found related by near_duplicates.compare."""
+
     a: str
     b: str
-    kind: str            # copy | mirror | similar
+    kind: str  # copy | mirror | similar
     hash_distance: int
-    evidence: str        # what was measured, in words
+    evidence: str  # what was measured, in words
     differing_region: float = 0.0  # the largest region where the aligned pictures differ (share of the overlap)
 
 
@@ -62,11 +63,24 @@ def _criteria(audit: dict) -> list[tuple[str, float, str]]:
     levels = audit.get("tone_levels", 0)
     return [
         ("more image content", width * height, f"{width}x{height} without borders"),
-        ("lossless", 0 if quality is not None else 1, "JPEG" if quality is not None else audit.get("source_format", "lossless")),
-        ("a higher JPEG quality", 101 if quality is None else quality, "lossless" if quality is None else f"quality {quality}"),
+        (
+            "lossless",
+            0 if quality is not None else 1,
+            "JPEG" if quality is not None else audit.get("source_format", "lossless"),
+        ),
+        (
+            "a higher JPEG quality",
+            101 if quality is None else quality,
+            "lossless" if quality is None else f"quality {quality}",
+        ),
         ("more tone levels", levels // TONE_STEP, f"{levels} of 768 tone levels"),
-        ("no added borders", int([width, height] == [audit["width"], audit["height"]]),
-         "no borders" if [width, height] == [audit["width"], audit["height"]] else f"borders around {width}x{height}"),
+        (
+            "no added borders",
+            int([width, height] == [audit["width"], audit["height"]]),
+            "no borders"
+            if [width, height] == [audit["width"], audit["height"]]
+            else f"borders around {width}x{height}",
+        ),
         ("sharper", audit["sharpness"], f"sharpness {audit['sharpness']:.0f}"),
     ]
 
@@ -84,7 +98,9 @@ def why_kept(kept: dict, other: dict) -> str:
     return "equal by every measure: the first name is kept"
 
 
-def group_duplicates(relations: list[Relation], audits: dict[str, dict], mirrors: str) -> dict[str, tuple[str, Relation]]:
+def group_duplicates(
+    relations: list[Relation], audits: dict[str, dict], mirrors: str
+) -> dict[str, tuple[str, Relation]]:
     """Map each duplicate id to (the id kept in its group, the relation that put it there).
 
     Groups are joined by the copy relations (and the mirror relations unless `mirrors` is "keep"),
@@ -97,8 +113,9 @@ def group_duplicates(relations: list[Relation], audits: dict[str, dict], mirrors
     apart = {frozenset((r.a, r.b)) for r in relations if r.kind == SIMILAR}
     group_of: dict[str, set[str]] = {}
     links: dict[str, list[Relation]] = {}
-    for relation in sorted((r for r in relations if r.kind in joining),
-                           key=lambda r: (r.differing_region, r.hash_distance, r.a, r.b)):
+    for relation in sorted(
+        (r for r in relations if r.kind in joining), key=lambda r: (r.differing_region, r.hash_distance, r.a, r.b)
+    ):
         ga = group_of.setdefault(relation.a, {relation.a})
         gb = group_of.setdefault(relation.b, {relation.b})
         if ga is gb or any(frozenset((x, y)) in apart for x in ga for y in gb):
@@ -120,6 +137,7 @@ def group_duplicates(relations: list[Relation], audits: dict[str, dict], mirrors
 def similar_shots(relations: list[Relation], duplicates: dict[str, tuple[str, Relation]]) -> dict[str, list[str]]:
     """Kept id -> the other kept photos that are a second capture of its scene (relation "similar",
     each side replaced by the copy kept in its group)."""
+
     def kept(i):
         return duplicates[i][0] if i in duplicates else i
 
@@ -132,8 +150,12 @@ def similar_shots(relations: list[Relation], duplicates: dict[str, tuple[str, Re
     return {i: sorted(others) for i, others in similar.items()}
 
 
-def build_table(audits: dict[str, dict], unlisted: dict[str, str], duplicates: dict[str, tuple[str, Relation]],
-                similar: dict[str, list[str]] | None = None) -> list[DedupRow]:
+def build_table(
+    audits: dict[str, dict],
+    unlisted: dict[str, str],
+    duplicates: dict[str, tuple[str, Relation]],
+    similar: dict[str, list[str]] | None = None,
+) -> list[DedupRow]:
     """One row per dataset file, sorted by file name. `unlisted`: files that got no id (name -> reason)."""
     similar = similar or {}
     rows = [DedupRow(file=name, id="", status=REJECTED, reason=reason) for name, reason in unlisted.items()]
@@ -143,12 +165,26 @@ def build_table(audits: dict[str, dict], unlisted: dict[str, str], duplicates: d
         elif image_id in duplicates:
             kept, relation = duplicates[image_id]
             what = "mirror image" if relation.kind == MIRROR else "near-duplicate"
-            via = "" if kept in (relation.a, relation.b) else f" (through {relation.b if relation.a == image_id else relation.a})"
-            rows.append(DedupRow(audit["file"], image_id, DUPLICATE, kept, str(relation.hash_distance),
-                                 f"{what} of {audits[kept]['file']}{via}, kept for "
-                                 f"{why_kept(audits[kept], audit)}; {relation.evidence}"))
+            via = (
+                ""
+                if kept in (relation.a, relation.b)
+                else f" (through {relation.b if relation.a == image_id else relation.a})"
+            )
+            rows.append(
+                DedupRow(
+                    audit["file"],
+                    image_id,
+                    DUPLICATE,
+                    kept,
+                    str(relation.hash_distance),
+                    f"{what} of {audits[kept]['file']}{via}, kept for "
+                    f"{why_kept(audits[kept], audit)}; {relation.evidence}",
+                )
+            )
         else:
-            rows.append(DedupRow(audit["file"], image_id, KEPT, similar_to=SIMILAR_SEPARATOR.join(similar.get(image_id, []))))
+            rows.append(
+                DedupRow(audit["file"], image_id, KEPT, similar_to=SIMILAR_SEPARATOR.join(similar.get(image_id, [])))
+            )
     return sorted(rows, key=lambda r: r.file)
 
 
@@ -168,5 +204,7 @@ def rejection_message(rows: list[DedupRow], strays: dict[str, str] | None = None
     if not rejected and not strays:
         return None
     lines = [f"  {r.file}: {r.reason}" for r in rejected] + [f"  {where}: {reason}" for where, reason in strays.items()]
-    return (f"{len(rejected)} dataset file(s) rejected and {len(strays)} caption/mask file(s) unused "
-            "(strict: true turns these into errors):\n" + "\n".join(lines))
+    return (
+        f"{len(rejected)} dataset file(s) rejected and {len(strays)} caption/mask file(s) unused "
+        "(strict: true turns these into errors):\n" + "\n".join(lines)
+    )

@@ -9,8 +9,18 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from charlora import atomic
-from charlora.demo import (EYE, HAIR, HAND_MASKED_BACKGROUNDS, OUTFITS, SHOTS, SKIN, TOO_SMALL, TRUNCATED,
-                           WINDOW_HEADS, Shot)
+from charlora.demo import (
+    EYE,
+    HAIR,
+    HAND_MASKED_BACKGROUNDS,
+    OUTFITS,
+    SHOTS,
+    SKIN,
+    TOO_SMALL,
+    TRUNCATED,
+    WINDOW_HEADS,
+    Shot,
+)
 
 # --- drawing --------------------------------------------------------------------------------
 
@@ -85,9 +95,20 @@ def _draw_figure(image: Image.Image, shot: Shot, cx: float, top: float) -> None:
             d.ellipse([foot[0] - 0.3 * u, foot[1] - 0.12 * u, foot[0] + 0.3 * u, foot[1] + 0.12 * u], fill=(40, 30, 28))
     # torso (a dress flares to the knees)
     if shot.outfit == "red dress":
-        d.polygon([(cx - sw, shoulder_y), (cx + sw, shoulder_y), (cx + 1.3 * u, knee_y), (cx - 1.3 * u, knee_y)], fill=top_colour)
+        d.polygon(
+            [(cx - sw, shoulder_y), (cx + sw, shoulder_y), (cx + 1.3 * u, knee_y), (cx - 1.3 * u, knee_y)],
+            fill=top_colour,
+        )
     else:
-        d.polygon([(cx - sw, shoulder_y), (cx + sw, shoulder_y), (cx + 0.75 * u, hip_y + 0.2 * u), (cx - 0.75 * u, hip_y + 0.2 * u)], fill=top_colour)
+        d.polygon(
+            [
+                (cx - sw, shoulder_y),
+                (cx + sw, shoulder_y),
+                (cx + 0.75 * u, hip_y + 0.2 * u),
+                (cx - 0.75 * u, hip_y + 0.2 * u),
+            ],
+            fill=top_colour,
+        )
     d.rectangle([cx - 0.16 * u, top + 0.9 * u, cx + 0.16 * u, shoulder_y + 0.1 * u], fill=SKIN)  # neck
     # arms
     arm_w, sleeve = int(0.3 * u), top_colour
@@ -119,12 +140,16 @@ def _draw_face(d: ImageDraw.ImageDraw, shot: Shot, cx: float, top: float) -> Non
     fy = top + 0.05 * u
     d.ellipse([cx - fw / 2 - 0.1 * u, fy - 0.12 * u, cx + fw / 2 + 0.1 * u, fy + 0.75 * fh], fill=HAIR)
     d.ellipse([cx - fw / 2, fy, cx + fw / 2, fy + fh], fill=SKIN)
-    d.chord([cx - fw / 2 - 0.02 * u, fy - 0.1 * u, cx + fw / 2 + 0.02 * u, fy + 0.45 * fh], 180, 360, fill=HAIR)  # fringe
+    d.chord(
+        [cx - fw / 2 - 0.02 * u, fy - 0.1 * u, cx + fw / 2 + 0.02 * u, fy + 0.45 * fh], 180, 360, fill=HAIR
+    )  # fringe
     eye_y = fy + 0.42 * fh
     brow_lift = {"surprised": 0.05, "serious": -0.02}.get(shot.expression, 0.0) * u
     for side in (-1, 1):
         ex = cx + side * 0.16 * u
-        d.rectangle([ex - 0.1 * u, eye_y - 0.12 * u - brow_lift, ex + 0.1 * u, eye_y - 0.09 * u - brow_lift], fill=(60, 40, 32))
+        d.rectangle(
+            [ex - 0.1 * u, eye_y - 0.12 * u - brow_lift, ex + 0.1 * u, eye_y - 0.09 * u - brow_lift], fill=(60, 40, 32)
+        )
         d.ellipse([ex - 0.08 * u, eye_y - 0.04 * u, ex + 0.08 * u, eye_y + 0.04 * u], fill=(245, 245, 245))
         d.ellipse([ex - 0.04 * u, eye_y - 0.04 * u, ex + 0.04 * u, eye_y + 0.04 * u], fill=EYE)
     d.polygon([(cx, eye_y), (cx - 0.05 * u, eye_y + 0.2 * u), (cx + 0.05 * u, eye_y + 0.2 * u)], fill=(200, 150, 124))
@@ -165,7 +190,9 @@ def render(shot: Shot, mask: bool = False) -> Image.Image:
     crop_h = WINDOW_HEADS[shot.framing] * HEAD
     crop_w = crop_h * out_w / out_h
     head_mid = top + 0.5 * HEAD
-    y0 = {"close_up": head_mid - 0.45 * crop_h, "mid_shot": top - 0.35 * HEAD, "full_body": top - 0.6 * HEAD}[shot.framing]
+    y0 = {"close_up": head_mid - 0.45 * crop_h, "mid_shot": top - 0.35 * HEAD, "full_body": top - 0.6 * HEAD}[
+        shot.framing
+    ]
     x0 = cx - crop_w / 2 - (shot.shift + rng.uniform(-0.04, 0.04)) * crop_w
     image = canvas.crop((round(x0), round(y0), round(x0 + crop_w), round(y0 + crop_h)))
     if mask:
@@ -176,6 +203,7 @@ def render(shot: Shot, mask: bool = False) -> Image.Image:
 
 
 # --- writing the dataset ------------------------------------------------------------------------
+
 
 def _encode(image: Image.Image, name: str, special: str = "", quality: int = 96) -> bytes:
     buffer = io.BytesIO()

@@ -26,8 +26,9 @@ def draw_noise(shape: tuple[int, ...], generator: torch.Generator, offset: float
     return noise
 
 
-def add_noise(latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
-              alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def add_noise(
+    latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, alphas_cumprod: torch.Tensor
+) -> torch.Tensor:
     a = alphas_cumprod[timesteps].view(-1, 1, 1, 1).to(latents.device)
     return a.sqrt() * latents + (1 - a).sqrt() * noise
 
@@ -36,9 +37,13 @@ def predict_noise(unet, noisy, timesteps, prompt, pooled, time_ids, autocast_dty
     """ε̂ = unet(x_t, t, text, size conditioning), in the UNet's dtype under autocast when it is set."""
     dtype = next(unet.parameters()).dtype  # (the UNet's own dtype; its DDP wrapper has no .dtype)
     with torch.autocast(noisy.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        return unet(noisy.to(dtype), timesteps.to(noisy.device), prompt.to(dtype),
-                    added_cond_kwargs={"text_embeds": pooled.to(dtype), "time_ids": time_ids.to(dtype)},
-                    return_dict=False)[0]
+        return unet(
+            noisy.to(dtype),
+            timesteps.to(noisy.device),
+            prompt.to(dtype),
+            added_cond_kwargs={"text_embeds": pooled.to(dtype), "time_ids": time_ids.to(dtype)},
+            return_dict=False,
+        )[0]
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, settings) -> torch.Tensor:

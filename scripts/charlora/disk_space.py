@@ -45,10 +45,10 @@ def optimizer_state_bytes(shapes: list[tuple[int, ...]], optimizer: str) -> int:
 
 @dataclass
 class DiskNeed:
-    epochs: int           # saved epoch files still to write
-    epoch_bytes: int      # each
-    states: int           # training states still to write (one per job)
-    state_bytes: int      # each
+    epochs: int  # saved epoch files still to write
+    epoch_bytes: int  # each
+    states: int  # training states still to write (one per job)
+    state_bytes: int  # each
     weight_dtype: str
 
     @property
@@ -56,13 +56,22 @@ class DiskNeed:
         return self.epochs * self.epoch_bytes + self.states * self.state_bytes
 
     def describe(self) -> str:
-        return (f"{self.epochs} saved epoch(s) x {self.epoch_bytes / 1e9:.2f} GB (the UNet in {self.weight_dtype}) + "
-                f"{self.states} training state(s) x {self.state_bytes / 1e9:.2f} GB (what the next job continues "
-                f"from) = {self.total / 1e9:.2f} GB")
+        return (
+            f"{self.epochs} saved epoch(s) x {self.epoch_bytes / 1e9:.2f} GB (the UNet in {self.weight_dtype}) + "
+            f"{self.states} training state(s) x {self.state_bytes / 1e9:.2f} GB (what the next job continues "
+            f"from) = {self.total / 1e9:.2f} GB"
+        )
 
 
-def training_need(shapes: list[tuple[int, ...]], weight_itemsize: int, weight_dtype: str, optimizer: str,
-                  ema: bool, epochs: int, states: int) -> DiskNeed:
+def training_need(
+    shapes: list[tuple[int, ...]],
+    weight_itemsize: int,
+    weight_dtype: str,
+    optimizer: str,
+    ema: bool,
+    epochs: int,
+    states: int,
+) -> DiskNeed:
     """What `epochs` more saved epochs and `states` more job states of a UNet with these parameter
     shapes take on disk."""
     parameters = sum(math.prod(s) for s in shapes)
@@ -85,5 +94,6 @@ def check_free_space(folder: str | Path, need: DiskNeed, what: str) -> int:
             f"not enough disk space for {what}: {folder} is on a disk with {free / 1e9:.2f} GB free, and the rest "
             f"of the run writes {need.describe()}, plus 5 % for logs and samples. Free space on that disk, put "
             "results/ on a bigger one (a symlink works), or save fewer epochs (train.save_every) or fewer jobs' "
-            "states (train.epochs_per_job). Every epoch saved so far is kept.")
+            "states (train.epochs_per_job). Every epoch saved so far is kept."
+        )
     return free

@@ -30,6 +30,7 @@ TIMEOUT = datetime.timedelta(minutes=30)  # the longest one process waits for th
 @dataclass(frozen=True)
 class World:
     """This process among the training processes: rank 0 of 1 when training alone."""
+
     rank: int
     size: int
     device: torch.device
@@ -60,12 +61,16 @@ def process_count(gpus: int | str, device: torch.device) -> int:
     if gpus == "all":
         return max(1, visible)  # (none: the one process reports that CUDA has no device)
     if gpus > 1 and device.index is not None:
-        raise ValueError(f"train.device: {device} names one GPU, but train.gpus: {gpus} asks for {gpus}; "
-                         "use device: auto or cuda, and CUDA_VISIBLE_DEVICES to choose the GPUs")
+        raise ValueError(
+            f"train.device: {device} names one GPU, but train.gpus: {gpus} asks for {gpus}; "
+            "use device: auto or cuda, and CUDA_VISIBLE_DEVICES to choose the GPUs"
+        )
     if gpus > visible:
-        raise ValueError(f"train.gpus: {gpus}, but this job sees {visible} GPU(s) (CUDA_VISIBLE_DEVICES="
-                         f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); lower train.gpus, or on Slurm "
-                         "check that the job got them (its resources show gpu)")
+        raise ValueError(
+            f"train.gpus: {gpus}, but this job sees {visible} GPU(s) (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); lower train.gpus, or on Slurm "
+            "check that the job got them (its resources show gpu)"
+        )
     return gpus
 
 
@@ -78,15 +83,33 @@ def launch(processes: int, device_type: str, function, kwargs: dict):
     log_files = [h.baseFilename for h in logging.getLogger("charlora").handlers if isinstance(h, logging.FileHandler)]
     with tempfile.TemporaryDirectory(prefix="charlora-ddp-") as tmp:
         job = Path(tmp) / "job.pickle"
-        job.write_bytes(pickle.dumps({"function": function, "kwargs": kwargs, "device_type": device_type,
-                                      "log_file": log_files[0] if log_files else None,
-                                      "threads": max(1, torch.get_num_threads() // processes)}))
-        config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
-                              rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5,
-                              logs_specs=DefaultLogsSpecs(log_dir=str(Path(tmp) / "elastic")))
+        job.write_bytes(
+            pickle.dumps(
+                {
+                    "function": function,
+                    "kwargs": kwargs,
+                    "device_type": device_type,
+                    "log_file": log_files[0] if log_files else None,
+                    "threads": max(1, torch.get_num_threads() // processes),
+                }
+            )
+        )
+        config = LaunchConfig(
+            min_nodes=1,
+            max_nodes=1,
+            nproc_per_node=processes,
+            run_id=uuid.uuid4().hex,
+            rdzv_backend="c10d",
+            rdzv_endpoint="localhost:0",
+            max_restarts=0,
+            monitor_interval=0.5,
+            logs_specs=DefaultLogsSpecs(log_dir=str(Path(tmp) / "elastic")),
+        )
         scripts = str(Path(__file__).resolve().parent.parent)  # the folder that holds charlora/
-        start = "import sys; sys.path.insert(0, sys.argv[1]); from charlora.distributed import worker_main; " \
-                "worker_main(sys.argv[2])"
+        start = (
+            "import sys; sys.path.insert(0, sys.argv[1]); from charlora.distributed import worker_main; "
+            "worker_main(sys.argv[2])"
+        )
         try:
             elastic_launch(config, sys.executable)("-c", start, scripts, str(job))
         except ChildFailedError:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DETECTION_SCORE = 0.0   # HOG detector score (its own default threshold); higher is more certain
-UPSAMPLE = 1            # the detector finds faces of ~80 px; one upsampling finds ~40 px ones
+DETECTION_SCORE = 0.0  # HOG detector score (its own default threshold); higher is more certain
+UPSAMPLE = 1  # the detector finds faces of ~80 px; one upsampling finds ~40 px ones
 SHAPE_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
 DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -37,8 +37,9 @@ def models_folder() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     folder = Path(spec.origin).parent / "models" if spec and spec.origin else None
     if folder is None or not (folder / DESCRIPTOR).is_file():
-        raise FaceModelMissing("dlib's face models were not found: install face-recognition-models and dlib-bin "
-                               "(envs/requirements.txt)")
+        raise FaceModelMissing(
+            "dlib's face models were not found: install face-recognition-models and dlib-bin (envs/requirements.txt)"
+        )
     return folder
 
 
@@ -47,15 +48,18 @@ def _models():
     import dlib
 
     folder = models_folder()
-    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(folder / SHAPE_PREDICTOR)),
-            dlib.face_recognition_model_v1(str(folder / DESCRIPTOR)))
+    return (
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(str(folder / SHAPE_PREDICTOR)),
+        dlib.face_recognition_model_v1(str(folder / DESCRIPTOR)),
+    )
 
 
 @dataclass(frozen=True)
 class Face:
-    box: tuple[int, int, int, int]   # left, top, right, bottom
+    box: tuple[int, int, int, int]  # left, top, right, bottom
     score: float
-    descriptor: np.ndarray            # (128,) float32
+    descriptor: np.ndarray  # (128,) float32
 
 
 def largest_face(image: Image.Image, min_face: int) -> Face | None:

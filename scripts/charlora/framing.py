@@ -58,8 +58,11 @@ def detect_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
     import cv2
 
     min_size = (24, 24)
-    faces = list(_cascade("haarcascade_frontalface_default.xml").detectMultiScale(
-        gray, scaleFactor=1.1, minNeighbors=5, minSize=min_size))
+    faces = list(
+        _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=min_size
+        )
+    )
     if not faces:
         profile = _cascade("haarcascade_profileface.xml")
         faces = list(profile.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=min_size))
@@ -75,8 +78,11 @@ def classify(image: Image.Image, close_up_min: float, full_body_max: float) -> F
     import numpy as np
 
     scale = min(1.0, DETECT_MAX_SIDE / max(image.size))
-    small = image if scale == 1.0 else image.resize(
-        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    small = (
+        image
+        if scale == 1.0
+        else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    )
     gray = cv2.equalizeHist(np.asarray(small.convert("L")))
     faces = detect_faces(gray)
     if not faces:

@@ -88,8 +88,17 @@ def decode_rgb(path: str | Path, max_megapixels: float, alpha_background=(255, 2
         icc_converted = False
         if icc:
             rgb, icc_converted = _to_srgb(rgb, icc, source_mode), True
-    return Decoded(rgb, source_format, source_mode, (width, height), bool(exif_transposed),
-                   icc_converted, had_alpha, jpeg_quality, captured)
+    return Decoded(
+        rgb,
+        source_format,
+        source_mode,
+        (width, height),
+        bool(exif_transposed),
+        icc_converted,
+        had_alpha,
+        jpeg_quality,
+        captured,
+    )
 
 
 def _orientation(im: Image.Image) -> int | None:
@@ -159,12 +168,75 @@ def _to_srgb(rgb: Image.Image, icc: bytes, source_mode: str) -> Image.Image:
 
 
 # Annex K of the JPEG standard: the base luminance quantisation table that libjpeg scales by quality.
-_STD_LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-], dtype=np.float64)
+_STD_LUMINANCE = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ],
+    dtype=np.float64,
+)
 
 
 def estimate_jpeg_quality(im: Image.Image) -> int | None:

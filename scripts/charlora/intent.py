@@ -35,8 +35,8 @@ FIELDS = {
     "angles": ("composition", "angle"),
     "lenses": ("composition", "lens"),
 }
-SELECTION_SEED = 0     # the shuffle of each slot's values: the same prompts on every rebuild
-VARIANTS = 3           # prompts repeated with one value in other words
+SELECTION_SEED = 0  # the shuffle of each slot's values: the same prompts on every rebuild
+VARIANTS = 3  # prompts repeated with one value in other words
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,9 @@ def phrasing_variants(prompts: list[str], vocabulary: Vocabulary, count: int = V
             if part in other_words and part not in swapped:
                 other = sorted(other_words[part])[0]
                 swapped.add(part)
-                variants.append((index, f"{part} -> {other}", ", ".join(parts[:position] + [other] + parts[position + 1:])))
+                variants.append(
+                    (index, f"{part} -> {other}", ", ".join(parts[:position] + [other] + parts[position + 1 :]))
+                )
                 break
         if len(variants) == count:
             break
@@ -119,5 +121,7 @@ def carries(caption: str, value: str, vocabulary: Vocabulary) -> bool:
 
 def coverage(intent: Intent, captions: dict[str, str], vocabulary: Vocabulary) -> list[tuple[str, str, int]]:
     """(field, value, number of captions that carry it) for every listed value."""
-    return [(field, value, sum(carries(c, value, vocabulary) for c in captions.values()))
-            for field, value in intent.listed()]
+    return [
+        (field, value, sum(carries(c, value, vocabulary) for c in captions.values()))
+        for field, value in intent.listed()
+    ]

@@ -26,14 +26,22 @@ TEXT_ENCODER_2_PREFIX = "conditioner.embedders.1.model."
 
 # Inside a ResNet block (UNet).
 UNET_RESNET = [
-    ("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
-    ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection"),
+    ("norm1", "in_layers.0"),
+    ("conv1", "in_layers.2"),
+    ("time_emb_proj", "emb_layers.1"),
+    ("norm2", "out_layers.0"),
+    ("conv2", "out_layers.3"),
+    ("conv_shortcut", "skip_connection"),
 ]
 # Top-level UNet modules.
 UNET_TOP = [
-    ("time_embedding.linear_1", "time_embed.0"), ("time_embedding.linear_2", "time_embed.2"),
-    ("add_embedding.linear_1", "label_emb.0.0"), ("add_embedding.linear_2", "label_emb.0.2"),
-    ("conv_in", "input_blocks.0.0"), ("conv_norm_out", "out.0"), ("conv_out", "out.2"),
+    ("time_embedding.linear_1", "time_embed.0"),
+    ("time_embedding.linear_2", "time_embed.2"),
+    ("add_embedding.linear_1", "label_emb.0.0"),
+    ("add_embedding.linear_2", "label_emb.0.2"),
+    ("conv_in", "input_blocks.0.0"),
+    ("conv_norm_out", "out.0"),
+    ("conv_out", "out.2"),
 ]
 # VAE: ResNet shortcut, mid block, attention (diffusers Linear -> LDM 1x1 conv).
 VAE_RESNET = [("conv_shortcut", "nin_shortcut")]
@@ -41,8 +49,11 @@ VAE_ATTENTION = [("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", 
 VAE_TOP = [("encoder.conv_norm_out", "encoder.norm_out"), ("decoder.conv_norm_out", "decoder.norm_out")]
 # OpenCLIP text transformer, per layer and top level.
 OPEN_CLIP_LAYER = [
-    ("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
-    ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"),
+    ("self_attn.out_proj", "attn.out_proj"),
+    ("layer_norm1", "ln_1"),
+    ("layer_norm2", "ln_2"),
+    ("mlp.fc1", "mlp.c_fc"),
+    ("mlp.fc2", "mlp.c_proj"),
 ]
 OPEN_CLIP_TOP = [
     ("text_model.embeddings.token_embedding.weight", "token_embedding.weight"),
@@ -54,7 +65,7 @@ OPEN_CLIP_TOP = [
 def _rename(key: str, table: list[tuple[str, str]]) -> str:
     for diffusers_name, ldm_name in table:
         if key == diffusers_name or key.startswith(diffusers_name + "."):
-            return ldm_name + key[len(diffusers_name):]
+            return ldm_name + key[len(diffusers_name) :]
     return key
 
 
@@ -73,8 +84,11 @@ def unet_key(key: str, config: dict) -> str:
         if kind == "downsamplers":  # the first input block of the next level
             return f"input_blocks.{(block + 1) * (layers + 1)}.0.op.{rest.removeprefix('conv.')}"
         slot = block * (layers + 1) + index + 1
-        return (f"input_blocks.{slot}.0.{_rename(rest, UNET_RESNET)}" if kind == "resnets"
-                else f"input_blocks.{slot}.1.{rest}")
+        return (
+            f"input_blocks.{slot}.0.{_rename(rest, UNET_RESNET)}"
+            if kind == "resnets"
+            else f"input_blocks.{slot}.1.{rest}"
+        )
     if key.startswith("up_blocks."):
         _, block, kind, index = key.split(".")[:4]
         block, index, rest = int(block), int(index), ".".join(key.split(".")[4:])
@@ -82,13 +96,19 @@ def unet_key(key: str, config: dict) -> str:
         if kind == "upsamplers":  # the last module of the level's last output block
             return f"output_blocks.{block * (layers + 1) + layers}.{2 if has_attention else 1}.{rest}"
         slot = block * (layers + 1) + index
-        return (f"output_blocks.{slot}.0.{_rename(rest, UNET_RESNET)}" if kind == "resnets"
-                else f"output_blocks.{slot}.1.{rest}")
+        return (
+            f"output_blocks.{slot}.0.{_rename(rest, UNET_RESNET)}"
+            if kind == "resnets"
+            else f"output_blocks.{slot}.1.{rest}"
+        )
     if key.startswith("mid_block."):
         _, kind, index = key.split(".")[:3]
         rest = ".".join(key.split(".")[3:])
-        return (f"middle_block.{2 * int(index)}.{_rename(rest, UNET_RESNET)}" if kind == "resnets"
-                else f"middle_block.1.{rest}")
+        return (
+            f"middle_block.{2 * int(index)}.{_rename(rest, UNET_RESNET)}"
+            if kind == "resnets"
+            else f"middle_block.1.{rest}"
+        )
     return _rename(key, UNET_TOP)
 
 
@@ -127,8 +147,10 @@ def text_encoder_to_ldm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
     transformers 5.6 and later dropped the text_model level from CLIPTextModel's own keys; the file
     keeps it, as every SDXL checkpoint has it.
     """
-    out = {TEXT_ENCODER_PREFIX + ("" if k.startswith("text_model.") else "text_model.") + k: v
-           for k, v in state_dict.items()}
+    out = {
+        TEXT_ENCODER_PREFIX + ("" if k.startswith("text_model.") else "text_model.") + k: v
+        for k, v in state_dict.items()
+    }
     positions = out[TEXT_ENCODER_PREFIX + "text_model.embeddings.position_embedding.weight"].shape[0]
     # A buffer that transformers no longer saves; SDXL files carry it and some loaders expect it.
     out[TEXT_ENCODER_PREFIX + "text_model.embeddings.position_ids"] = torch.arange(positions)[None]
@@ -153,6 +175,7 @@ def text_encoder_2_to_ldm(state_dict: dict[str, torch.Tensor]) -> dict[str, torc
         attn = f"text_model.encoder.layers.{index}.self_attn"
         for kind in ("weight", "bias"):
             out[f"transformer.resblocks.{index}.attn.in_proj_{kind}"] = torch.cat(
-                [state_dict[f"{attn}.{p}_proj.{kind}"] for p in "qkv"])
+                [state_dict[f"{attn}.{p}_proj.{kind}"] for p in "qkv"]
+            )
     out["logit_scale"] = torch.tensor(math.log(1 / 0.07))  # CLIP's temperature: unused for text, kept as in SDXL
     return {TEXT_ENCODER_2_PREFIX + k: v for k, v in out.items()}

@@ -65,10 +65,10 @@ from charlora.hashing import file_sha256
 log = logging.getLogger("charlora.lora")
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-OVERSAMPLE = 8             # extra random directions of the randomized SVD
-MAX_BLOCKS = 12            # of the Krylov space
-EXACT_WITHIN = 4           # blocks: a layer whose smaller side is at most this many blocks wide takes the exact SVD
-CONVERGED = 2e-2           # stop when a block adds less than this share of the remaining error² to the captured energy
+OVERSAMPLE = 8  # extra random directions of the randomized SVD
+MAX_BLOCKS = 12  # of the Krylov space
+EXACT_WITHIN = 4  # blocks: a layer whose smaller side is at most this many blocks wide takes the exact SVD
+CONVERGED = 2e-2  # stop when a block adds less than this share of the remaining error² to the captured energy
 TRANSFORMER = ".attentions."
 CONV_BLOCKS = (".resnets.", ".downsamplers.", ".upsamplers.")
 
@@ -80,6 +80,7 @@ class LoraError(Exception):
 @dataclass(frozen=True)
 class Settings:
     """config `lora:` (defaults and meanings in config/schema.yaml)."""
+
     rank: int
     conv_rank: int
     clamp_quantile: float
@@ -95,10 +96,11 @@ class Settings:
 @dataclass(frozen=True)
 class Target:
     """One layer the LoRA covers."""
-    module: str               # diffusers name of the layer, e.g. down_blocks.1.attentions.0.proj_in
-    lora_name: str            # kohya's name: lora_unet_input_blocks_4_1_proj_in
-    shape: tuple[int, ...]    # of its weight
-    rank: int                 # min(asked rank, out, in * kh * kw)
+
+    module: str  # diffusers name of the layer, e.g. down_blocks.1.attentions.0.proj_in
+    lora_name: str  # kohya's name: lora_unet_input_blocks_4_1_proj_in
+    shape: tuple[int, ...]  # of its weight
+    rank: int  # min(asked rank, out, in * kh * kw)
 
     @property
     def kind(self) -> str:
@@ -121,8 +123,7 @@ def targets(shapes: dict[str, tuple[int, ...]], unet_config: dict, rank: int, co
         if not in_transformer and not (in_conv_block and conv_rank):
             continue
         asked = conv_rank if len(shape) == 4 and shape[2:] != (1, 1) else rank
-        found.append(Target(module, lora_name(module, unet_config), shape,
-                            min(asked, shape[0], math.prod(shape[1:]))))
+        found.append(Target(module, lora_name(module, unet_config), shape, min(asked, shape[0], math.prod(shape[1:]))))
     return sorted(found, key=lambda t: t.lora_name)
 
 
@@ -182,23 +183,23 @@ def low_rank(delta: torch.Tensor, rank: int, generator: torch.Generator) -> tupl
         return U[:, :rank] * S[:rank], Vh[:rank], 0
     total = delta.square().sum().item()
     omega = torch.randn(n, q, generator=generator).to(delta.device)
-    basis = orthonormal(delta @ omega)                 # (m, q): a first guess at delta's main output directions
-    projected = delta.T @ basis                        # (n, q): delta^T basis, so delta ≈ basis projected^T
-    gram = projected.T @ projected                     # grown with the space, not recomputed
-    newest, captured = q, None                         # newest: the width of the last block
+    basis = orthonormal(delta @ omega)  # (m, q): a first guess at delta's main output directions
+    projected = delta.T @ basis  # (n, q): delta^T basis, so delta ≈ basis projected^T
+    gram = projected.T @ projected  # grown with the space, not recomputed
+    newest, captured = q, None  # newest: the width of the last block
     for blocks in range(1, MAX_BLOCKS + 1):
         energy = torch.linalg.eigvalsh(gram)[-rank:].sum().item()  # ||best rank-r approximation in the space||²
         if captured is not None and energy - captured <= CONVERGED * (total - energy):  # (total - energy: error²)
             break
-        if basis.shape[1] + q > min(m, n):             # the space cannot grow much further
+        if basis.shape[1] + q > min(m, n):  # the space cannot grow much further
             break
         block = new_directions(delta @ orthonormal(projected[:, -newest:]), basis)  # delta delta^T (last block)
-        if block.shape[1] == 0:                        # the space holds all of delta's range
+        if block.shape[1] == 0:  # the space holds all of delta's range
             break
         basis = torch.cat([basis, block], dim=1)
         newest, captured = block.shape[1], energy
         projected = torch.cat([projected, delta.T @ block], dim=1)
-        side = projected.T @ projected[:, -newest:]    # the Gram matrix's new columns
+        side = projected.T @ projected[:, -newest:]  # the Gram matrix's new columns
         gram = torch.cat([torch.cat([gram, side[:-newest]], dim=1), side.T], dim=0)
     # The SVD of projected = U S Vh through its Gram matrix: gram = Vh^T S² Vh, so U = projected Vh^T / S.
     # Then delta ≈ basis projected^T = (basis Vh^T S) U^T: up = basis Vh^T S, down = U^T.
@@ -238,17 +239,20 @@ def to_dtype(up: torch.Tensor, down: torch.Tensor, dtype: torch.dtype, name: str
         log.info("%s: largest up value %.3g exceeds %s, a factor %g moved to down", name, up_max, dtype, shift)
     up, down = up.to(dtype), down.to(dtype)
     if not (torch.isfinite(up).all() and torch.isfinite(down).all()):
-        raise LoraError(f"{name}: the change is too large for lora.save_precision ({dtype}; largest values "
-                        f"{up_max:.3g} and {down_max:.3g}); use save_precision: fp32")
+        raise LoraError(
+            f"{name}: the change is too large for lora.save_precision ({dtype}; largest values "
+            f"{up_max:.3g} and {down_max:.3g}); use save_precision: fp32"
+        )
     return up, down
 
 
 @dataclass
 class Extracted:
     """What extraction wrote, for the log and the verification."""
-    layers: int = 0                 # in the file
+
+    layers: int = 0  # in the file
     skipped: list[str] = field(default_factory=list)  # kohya names of layers left out by min_diff
-    narrower: int = 0               # layers whose rank is their own width, below the asked rank
+    narrower: int = 0  # layers whose rank is their own width, below the asked rank
     krylov_blocks: list[int] = field(default_factory=list)  # per layer written; 0 = exact SVD
 
 
@@ -265,17 +269,28 @@ def check_pair(base: sdxl.UNetWeights, tuned: sdxl.UNetWeights, expected: dict, 
     """The epoch must be the base model's architecture and (when it says) trained from that base model."""
     for weights, what in ((base, "base model"), (tuned, "epoch file")):
         if problem := weights.mismatch(expected):
-            raise LoraError(f"{what} {weights.path} is not the SDXL UNet of the base model's config "
-                            f"({sdxl.config_dir(base.path)}): {problem}")
+            raise LoraError(
+                f"{what} {weights.path} is not the SDXL UNet of the base model's config "
+                f"({sdxl.config_dir(base.path)}): {problem}"
+            )
     trained_from = tuned.metadata().get("charlora.base_model_sha256")
     if base_hash and trained_from and trained_from != base_hash:
-        raise LoraError(f"epoch file {tuned.path} was trained from another base model (sha256 {trained_from[:12]}…) "
-                        f"than base_model {base.path} (sha256 {base_hash[:12]}…); a LoRA of this pair would encode "
-                        "the difference between two base models. Set base_model to the one the run trained from")
+        raise LoraError(
+            f"epoch file {tuned.path} was trained from another base model (sha256 {trained_from[:12]}…) "
+            f"than base_model {base.path} (sha256 {base_hash[:12]}…); a LoRA of this pair would encode "
+            "the difference between two base models. Set base_model to the one the run trained from"
+        )
 
 
-def extract(base_model: Path, epoch_file: Path, settings: Settings, out: Path, metadata: dict[str, str],
-            base_hash: str | None = None, progress: bool = True) -> Extracted:
+def extract(
+    base_model: Path,
+    epoch_file: Path,
+    settings: Settings,
+    out: Path,
+    metadata: dict[str, str],
+    base_hash: str | None = None,
+    progress: bool = True,
+) -> Extracted:
     """Write the LoRA of `epoch_file` against `base_model` to `out` (kohya format, `metadata` added)."""
     from tqdm import tqdm
 
@@ -310,9 +325,11 @@ def extract(base_model: Path, epoch_file: Path, settings: Settings, out: Path, m
         result.narrower += target.rank < (settings.conv_rank if target.kind == "conv3x3" else settings.rank)
         result.krylov_blocks.append(blocks)
     if not state:
-        raise LoraError(f"epoch file {epoch_file}: no UNet layer changed by more than lora.min_diff "
-                        f"({settings.min_diff:g}) from {base_model}; is it an epoch of this base model's run? "
-                        "(lower lora.min_diff to keep smaller changes)")
+        raise LoraError(
+            f"epoch file {epoch_file}: no UNet layer changed by more than lora.min_diff "
+            f"({settings.min_diff:g}) from {base_model}; is it an epoch of this base model's run? "
+            "(lower lora.min_diff to keep smaller changes)"
+        )
     save(state, out, metadata)
     return result
 
@@ -351,33 +368,51 @@ def save(state: dict[str, torch.Tensor], out: Path, metadata: dict[str, str]) ->
         sdxl.write_metadata(tmp, metadata | {"sshs_model_hash": model_hash, "sshs_legacy_hash": legacy_hash})
 
 
-def kohya_metadata(*, settings: Settings, run: str, epoch: int, token: str, resolution: int,
-                   base_name: str, base_hash: str, rights_holder: str | None = None,
-                   consent: Path | None = None) -> dict[str, str]:
+def kohya_metadata(
+    *,
+    settings: Settings,
+    run: str,
+    epoch: int,
+    token: str,
+    resolution: int,
+    base_name: str,
+    base_hash: str,
+    rights_holder: str | None = None,
+    consent: Path | None = None,
+) -> dict[str, str]:
     """kohya's ss_* keys and the modelspec.* keys that A1111/Forge, ComfyUI managers and model hubs read,
     and charlora's: the epoch, the base model's hash, the rights holder and the consent record's hash
     (subject.rights_holder, subject.consent), each where it is set. No date: a rebuild gives the same bytes."""
-    args = {"conv_dim": str(settings.conv_rank), "conv_alpha": str(float(settings.conv_rank))} if settings.conv_rank else {}
-    return {
-        "ss_v2": "False",
-        "ss_base_model_version": "sdxl_base_v1-0",
-        "ss_network_module": "networks.lora",
-        "ss_network_dim": str(settings.rank),
-        "ss_network_alpha": str(float(settings.rank)),
-        "ss_network_args": json.dumps(args),
-        "ss_output_name": run,
-        "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
-        "modelspec.implementation": "https://github.com/Stability-AI/generative-models",
-        "modelspec.title": run,
-        "modelspec.resolution": f"{resolution}x{resolution}",
-        "modelspec.prediction_type": "epsilon",
-        "modelspec.trigger_phrase": token,
-        "modelspec.description": (f"Character LoRA of '{token}', extracted by charlora from epoch {epoch} of run "
-                                  f"'{run}' (full-UNet fine-tune of {base_name}, sha256 {base_hash}); rank "
-                                  f"{settings.rank}, conv rank {settings.conv_rank}, clamp quantile "
-                                  f"{settings.clamp_quantile:g}, min diff {settings.min_diff:g}."),
-        "charlora.epoch": str(epoch),
-        "charlora.base_model_sha256": base_hash,
-    } | ({"charlora.rights_holder": rights_holder} if rights_holder else {}) | (
-        {"charlora.consent_sha256": file_sha256(consent)} if consent else {})
+    args = (
+        {"conv_dim": str(settings.conv_rank), "conv_alpha": str(float(settings.conv_rank))}
+        if settings.conv_rank
+        else {}
+    )
+    return (
+        {
+            "ss_v2": "False",
+            "ss_base_model_version": "sdxl_base_v1-0",
+            "ss_network_module": "networks.lora",
+            "ss_network_dim": str(settings.rank),
+            "ss_network_alpha": str(float(settings.rank)),
+            "ss_network_args": json.dumps(args),
+            "ss_output_name": run,
+            "modelspec.sai_model_spec": "1.0.0",
+            "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
+            "modelspec.implementation": "https://github.com/Stability-AI/generative-models",
+            "modelspec.title": run,
+            "modelspec.resolution": f"{resolution}x{resolution}",
+            "modelspec.prediction_type": "epsilon",
+            "modelspec.trigger_phrase": token,
+            "modelspec.description": (
+                f"Character LoRA of '{token}', extracted by charlora from epoch {epoch} of run "
+                f"'{run}' (full-UNet fine-tune of {base_name}, sha256 {base_hash}); rank "
+                f"{settings.rank}, conv rank {settings.conv_rank}, clamp quantile "
+                f"{settings.clamp_quantile:g}, min diff {settings.min_diff:g}."
+            ),
+            "charlora.epoch": str(epoch),
+            "charlora.base_model_sha256": base_hash,
+        }
+        | ({"charlora.rights_holder": rights_holder} if rights_holder else {})
+        | ({"charlora.consent_sha256": file_sha256(consent)} if consent else {})
+    )

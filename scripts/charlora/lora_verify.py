@@ -43,8 +43,12 @@ SEED = 0
 def prompts(token: str) -> list[str]:
     """The fixed prompts: the token alone, two in the caption format, and the empty prompt (the
     unconditional half of classifier-free guidance, which the LoRA changes too)."""
-    return [token, f"{token}, standing, smiling, soft light, studio background, full body",
-            f"{token}, sitting, serious, outdoor, close-up", ""]
+    return [
+        token,
+        f"{token}, standing, smiling, soft light, studio background, full body",
+        f"{token}, sitting, serious, outdoor, close-up",
+        "",
+    ]
 
 
 def _round(x: float) -> float:
@@ -70,14 +74,21 @@ def layer_checks(base_model: Path, epoch_file: Path, lora_file: Path, settings: 
             up = factors.get_tensor(f"{target.lora_name}.lora_up.weight").float().flatten(1)
             down = factors.get_tensor(f"{target.lora_name}.lora_down.weight").float().flatten(1)
             if (up.shape[0], down.shape[1]) != tuple(delta.shape):
-                raise lora.LoraError(f"{lora_file}: {target.lora_name} has factors of {list(up.shape)} and "
-                                     f"{list(down.shape)}, which cannot make the layer's {list(delta.shape)}")
+                raise lora.LoraError(
+                    f"{lora_file}: {target.lora_name} has factors of {list(up.shape)} and "
+                    f"{list(down.shape)}, which cannot make the layer's {list(delta.shape)}"
+                )
             scale = factors.get_tensor(f"{target.lora_name}.alpha").float().item() / down.shape[0]
             Q = torch.linalg.qr(down.T).Q
             error = (delta - scale * up @ down).norm().item()
-            rows.append(row | {"rank": down.shape[0],
-                               "relative_error": _round(error / norm) if norm else 0.0,
-                               "energy_retained": _round((delta @ Q).square().sum().item() / norm**2) if norm else 1.0})
+            rows.append(
+                row
+                | {
+                    "rank": down.shape[0],
+                    "relative_error": _round(error / norm) if norm else 0.0,
+                    "energy_retained": _round((delta @ Q).square().sum().item() / norm**2) if norm else 1.0,
+                }
+            )
     return rows
 
 
@@ -91,8 +102,17 @@ def _predict(unet, latents: torch.Tensor, embeds: list[dict], device) -> dict[in
     time_ids = torch.tensor([[side, side, 0, 0, side, side]] * len(embeds), dtype=torch.float32, device=device)
     out = {}
     for i, t in enumerate(TIMESTEPS):
-        out[t] = unet(latents[i].to(device), torch.full((len(embeds),), t, device=device), prompt,
-                      added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}, return_dict=False)[0].float().cpu()
+        out[t] = (
+            unet(
+                latents[i].to(device),
+                torch.full((len(embeds),), t, device=device),
+                prompt,
+                added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids},
+                return_dict=False,
+            )[0]
+            .float()
+            .cpu()
+        )
     return out
 
 
@@ -137,8 +157,12 @@ def verify(base_model: Path, epoch_file: Path, lora_file: Path, settings: lora.S
     device = sdxl.pick_device(settings.device)
     layers = layer_checks(base_model, epoch_file, lora_file, settings)
     in_file = [r for r in layers if r["rank"]]
-    log.info("per layer: %d layers, %d in the file, median relative error %.4f", len(layers), len(in_file),
-             statistics.median(r["relative_error"] for r in layers))
+    log.info(
+        "per layer: %d layers, %d in the file, median relative error %.4f",
+        len(layers),
+        len(in_file),
+        statistics.median(r["relative_error"] for r in layers),
+    )
 
     text = sdxl.load_sdxl(base_model, with_unet=False)
     embeds = [sdxl.encode_prompt(text, p, "cpu") for p in prompts(token)]
@@ -150,8 +174,9 @@ def verify(base_model: Path, epoch_file: Path, lora_file: Path, settings: lora.S
     with torch.no_grad():  # the base as training started from it
         for p in unet.parameters():
             p.copy_(lora.as_trained(p, epoch_dtype))
-    latents = torch.randn(len(TIMESTEPS), len(embeds), unet.config.in_channels, LATENT_SIZE, LATENT_SIZE,
-                          generator=generator)
+    latents = torch.randn(
+        len(TIMESTEPS), len(embeds), unet.config.in_channels, LATENT_SIZE, LATENT_SIZE, generator=generator
+    )
     out_base = _predict(unet, latents, embeds, device)
     adapted, warnings = load_lora_with_diffusers(unet, lora_file)
     out_lora = _predict(unet, latents, embeds, device)
@@ -183,21 +208,29 @@ def verify(base_model: Path, epoch_file: Path, lora_file: Path, settings: lora.S
         "setup": {"prompts": prompts(token), "timesteps": list(TIMESTEPS), "latent_size": LATENT_SIZE, "seed": SEED},
         "per_layer": layers,
     }
-    log.info("reproduced %.4f of the fine-tune's effect on the UNet output (%s)", record["reproduced"],
-             ", ".join(f"t={t}: {v:.3f}" for t, v in record["reproduced_by_timestep"].items()))
+    log.info(
+        "reproduced %.4f of the fine-tune's effect on the UNet output (%s)",
+        record["reproduced"],
+        ", ".join(f"t={t}: {v:.3f}" for t, v in record["reproduced_by_timestep"].items()),
+    )
     if warnings or adapted != len(in_file):
         log.warning("diffusers adapted %d of the %d layers in %s: %s", adapted, len(in_file), lora_file, warnings)
     return record
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    return {"mean": _round(statistics.fmean(values)), "median": _round(statistics.median(values)),
-            "min": _round(min(values)), "max": _round(max(values))}
+    return {
+        "mean": _round(statistics.fmean(values)),
+        "median": _round(statistics.median(values)),
+        "min": _round(min(values)),
+        "max": _round(max(values)),
+    }
 
 
 def plot(record: dict, path: Path) -> None:
     """The verification at a glance: reproduced share per timestep; per-layer error and energy."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -38,11 +38,11 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-KNEE_NOISE = 2.0       # a knee lies further below the chord than this many noise (a noisy line has none)
-FLAT = 5.0             # a smoothed range within this many noise: flat (pure noise spans about 2.5)
-SLOPE_REACH = 4        # epochs on either side of an epoch for its training-loss slope (the guide's step)
-FALLING_SHARE = 0.5    # of the run's mean slope, for "still falling"
-MAD_TO_SD = 1.4826     # median absolute deviation -> standard deviation, for normal scatter
+KNEE_NOISE = 2.0  # a knee lies further below the chord than this many noise (a noisy line has none)
+FLAT = 5.0  # a smoothed range within this many noise: flat (pure noise spans about 2.5)
+SLOPE_REACH = 4  # epochs on either side of an epoch for its training-loss slope (the guide's step)
+FALLING_SHARE = 0.5  # of the run's mean slope, for "still falling"
+MAD_TO_SD = 1.4826  # median absolute deviation -> standard deviation, for normal scatter
 
 
 def finite(losses: dict[int, float]) -> dict[int, float]:
@@ -116,9 +116,9 @@ def knee(train: dict[int, float]) -> int | None:
 @dataclass(frozen=True)
 class Slope:
     epoch: int
-    value: float | None          # loss per epoch (None: fewer than 2 epochs around it)
-    error: float | None          # its standard error (None: no noise estimate)
-    run: float | None = None     # the run's mean slope (None: fewer than 2 epochs)
+    value: float | None  # loss per epoch (None: fewer than 2 epochs around it)
+    error: float | None  # its standard error (None: no noise estimate)
+    run: float | None = None  # the run's mean slope (None: fewer than 2 epochs)
 
     @property
     def falling(self) -> bool:
@@ -142,25 +142,30 @@ def slope(train: dict[int, float], epoch: int) -> Slope:
     window = [e for e in curve if abs(e - epoch) <= SLOPE_REACH]
     if len(window) < 2:
         return Slope(epoch, None, None)
-    pairs = [(curve[b] - curve[a]) / (b - a) for i, a in enumerate(window) for b in window[i + 1:]]
+    pairs = [(curve[b] - curve[a]) / (b - a) for i, a in enumerate(window) for b in window[i + 1 :]]
     scatter = noise(curve)
     centre = statistics.fmean(window)
     spread = math.sqrt(sum((e - centre) ** 2 for e in window))
     line = smooth(curve)
     first, last = min(line), max(line)
-    return Slope(epoch, statistics.median(pairs), scatter / spread if scatter is not None else None,
-                 (line[last] - line[first]) / (last - first))
+    return Slope(
+        epoch,
+        statistics.median(pairs),
+        scatter / spread if scatter is not None else None,
+        (line[last] - line[first]) / (last - first),
+    )
 
 
 @dataclass(frozen=True)
 class Minimum:
     """Where the selection starts, and what the validation curve looks like."""
+
     smoothed: dict[int, float] = field(default_factory=dict)
     noise: float | None = None
-    lowest: int | None = None    # the epoch of the lowest smoothed validation loss
-    flat: bool = False           # nothing stands out of the noise
-    knee: int | None = None      # of the training loss
-    start: int | None = None     # None: neither the validation curve nor the training loss points anywhere
+    lowest: int | None = None  # the epoch of the lowest smoothed validation loss
+    flat: bool = False  # nothing stands out of the noise
+    knee: int | None = None  # of the training loss
+    start: int | None = None  # None: neither the validation curve nor the training loss points anywhere
     why: str = ""
 
     def past(self, epoch: int) -> str | None:
@@ -170,8 +175,10 @@ class Minimum:
         margin = self.noise or 0.0
         low = self.smoothed[self.lowest]
         if self.smoothed[epoch] > low + margin:
-            return (f"validation loss {self.smoothed[epoch]:.4g} (smoothed), above its minimum {low:.4g} at "
-                    f"epoch {self.lowest} by more than the noise ({margin:.2g})")
+            return (
+                f"validation loss {self.smoothed[epoch]:.4g} (smoothed), above its minimum {low:.4g} at "
+                f"epoch {self.lowest} by more than the noise ({margin:.2g})"
+            )
         return None
 
 
@@ -180,18 +187,36 @@ def minimum(val: dict[int, float], train: dict[int, float]) -> Minimum:
     bend = knee(train)
     curve = smooth(val)
     if not curve:
-        return Minimum(knee=bend, start=bend, why=(
-            f"no validation loss: start at the knee of the training loss (epoch {bend})" if bend is not None
-            else "no validation loss and no knee in the training loss"))
+        return Minimum(
+            knee=bend,
+            start=bend,
+            why=(
+                f"no validation loss: start at the knee of the training loss (epoch {bend})"
+                if bend is not None
+                else "no validation loss and no knee in the training loss"
+            ),
+        )
     scatter = noise(val)
     lowest = min(curve, key=curve.get)
     spread = max(curve.values()) - curve[lowest]
     if scatter is not None and spread <= FLAT * scatter:
-        return Minimum(curve, scatter, lowest, True, bend, bend, (
-            f"the validation loss is flat: its smoothed range {spread:.2g} is within {FLAT:g} x its noise "
-            f"{scatter:.2g}, so no epoch stands out; " + (
-                f"start at the knee of the training loss (epoch {bend})" if bend is not None else
-                "the training loss has no knee either: the scorecard rows alone decide")))
+        return Minimum(
+            curve,
+            scatter,
+            lowest,
+            True,
+            bend,
+            bend,
+            (
+                f"the validation loss is flat: its smoothed range {spread:.2g} is within {FLAT:g} x its noise "
+                f"{scatter:.2g}, so no epoch stands out; "
+                + (
+                    f"start at the knee of the training loss (epoch {bend})"
+                    if bend is not None
+                    else "the training loss has no knee either: the scorecard rows alone decide"
+                )
+            ),
+        )
     margin = scatter or 0.0
     start = next(e for e in curve if curve[e] <= curve[lowest] + margin)
     noise_words = f"noise {scatter:.2g}" if scatter is not None else "noise unknown (fewer than 5 epochs)"

@@ -41,6 +41,7 @@ class PostProcess:
 
 # --- sources ------------------------------------------------------------------------------------
 
+
 def read_user_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """A hand-made mask as float 0..1, checked against the image's size (width, height)."""
     path = Path(path)
@@ -55,16 +56,20 @@ def read_user_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
             elif mode in ("LA", "RGBA", "RGB", "P"):
                 rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
                 if np.abs(rgb - rgb[..., :1]).max() > 2:
-                    raise MaskError(f"{path}: the mask is in colour ({mode}); save it as a greyscale "
-                                    "PNG, white for the subject and black for the background")
+                    raise MaskError(
+                        f"{path}: the mask is in colour ({mode}); save it as a greyscale "
+                        "PNG, white for the subject and black for the background"
+                    )
                 values = rgb[..., 0].astype(np.float32) / 255.0
             else:
                 raise MaskError(f"{path}: mask mode {mode} is not supported; save it as an 8-bit greyscale PNG")
     except (OSError, SyntaxError) as exc:
         raise MaskError(f"{path}: cannot read the mask ({exc})") from None
     if mask_size != tuple(size):
-        raise MaskError(f"{path}: the mask is {mask_size[0]}x{mask_size[1]} but its photo is "
-                        f"{size[0]}x{size[1]} (upright, after EXIF rotation); masks must match the photo")
+        raise MaskError(
+            f"{path}: the mask is {mask_size[0]}x{mask_size[1]} but its photo is "
+            f"{size[0]}x{size[1]} (upright, after EXIF rotation); masks must match the photo"
+        )
     return values
 
 
@@ -179,23 +184,30 @@ def _rembg_session_class(name: str):
     sys.modules again, so a later `import rembg` loads the whole package."""
     if "rembg" in sys.modules:  # loaded whole already
         from rembg.sessions import sessions_class
+
         return next((c for c in sessions_class if c.name() == name), None)
     if importlib.util.find_spec("rembg") is None:
-        raise MaskError("masks.method: rembg needs the rembg package (pip install rembg); "
-                        "or use masks.method: colour_key")
+        raise MaskError(
+            "masks.method: rembg needs the rembg package (pip install rembg); or use masks.method: colour_key"
+        )
     for package in ("rembg", "rembg.sessions"):  # the packages without their __init__.py run
         sys.modules[package] = importlib.util.module_from_spec(importlib.util.find_spec(package))
     try:
         from rembg.sessions.base import BaseSession
+
         try:
             module = vars(importlib.import_module(f"rembg.sessions.{name.replace('-', '_')}"))
         except ModuleNotFoundError:
             module = {}
-        found = [c for c in module.values() if isinstance(c, type) and issubclass(c, BaseSession)
-                 and c is not BaseSession and c.name() == name]
+        found = [
+            c
+            for c in module.values()
+            if isinstance(c, type) and issubclass(c, BaseSession) and c is not BaseSession and c.name() == name
+        ]
         if not found:  # in a module of another name: rembg's list, which imports them all
             del sys.modules["rembg.sessions"]
             from rembg.sessions import sessions_class
+
             found = [c for c in sessions_class if c.name() == name]
     finally:
         for module_name in [m for m in sys.modules if m == "rembg" or m.startswith("rembg.")]:
@@ -204,6 +216,7 @@ def _rembg_session_class(name: str):
 
 
 # --- post-processing ----------------------------------------------------------------------------
+
 
 def _reaching_border(region: np.ndarray) -> np.ndarray:
     """The pixels of `region` (boolean) joined to the picture's edge through 4-neighbours within it."""
@@ -240,13 +253,16 @@ def coverage(mask: np.ndarray) -> float:
 
 # --- one image ----------------------------------------------------------------------------------
 
+
 def settings_from_config(masks_config: dict) -> PostProcess:
-    return PostProcess(masks_config["threshold"], masks_config["fill_holes"],
-                       masks_config["dilate_px"], masks_config["feather_px"])
+    return PostProcess(
+        masks_config["threshold"], masks_config["fill_holes"], masks_config["dilate_px"], masks_config["feather_px"]
+    )
 
 
-def make_mask(image_path: str | Path, user_mask: str | Path | None, masks_config: dict,
-              strict: bool = False) -> tuple[np.ndarray, dict]:
+def make_mask(
+    image_path: str | Path, user_mask: str | Path | None, masks_config: dict, strict: bool = False
+) -> tuple[np.ndarray, dict]:
     """The mask of one ingested photo (uint8, image size) and its record (source, coverage, flags).
 
     A user mask that cannot be used (unreadable, wrong size, in colour) is reported in the
@@ -278,16 +294,24 @@ def make_mask(image_path: str | Path, user_mask: str | Path | None, masks_config
                 key = colour_key_mask(image, tolerance)
                 alpha = key.alpha
                 if key.border_distance > PLAIN_BACKDROP_SHARE * tolerance:
-                    flags.append(f"no plain backdrop to key out: the photo's border is {key.border_distance:.0f} "
-                                 f"from one smooth colour (a plain backdrop: under {PLAIN_BACKDROP_SHARE * tolerance:.0f}), "
-                                 "so the colour key keeps background as subject; use masks.method: rembg or put "
-                                 "a fixed mask in the dataset's masks/ folder")
+                    flags.append(
+                        f"no plain backdrop to key out: the photo's border is {key.border_distance:.0f} "
+                        f"from one smooth colour (a plain backdrop: under {PLAIN_BACKDROP_SHARE * tolerance:.0f}), "
+                        "so the colour key keeps background as subject; use masks.method: rembg or put "
+                        "a fixed mask in the dataset's masks/ folder"
+                    )
             mask = postprocess(alpha, settings_from_config(masks_config))
     share = coverage(mask)
     low, high = masks_config["coverage_range"]
     if not low <= share <= high:
-        flags.append(f"mask covers {share:.0%} of the photo (expected {low:.0%}-{high:.0%}): check it "
-                     "and put a fixed one in the dataset's masks/ folder")
-    record = {"source": source, "coverage": round(share, 4), "flags": flags,
-              "user_mask": str(user_mask) if user_mask else None}
+        flags.append(
+            f"mask covers {share:.0%} of the photo (expected {low:.0%}-{high:.0%}): check it "
+            "and put a fixed one in the dataset's masks/ folder"
+        )
+    record = {
+        "source": source,
+        "coverage": round(share, 4),
+        "flags": flags,
+        "user_mask": str(user_mask) if user_mask else None,
+    }
     return mask, record

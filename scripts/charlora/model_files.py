@@ -18,26 +18,26 @@ from charlora.hashing import file_sha256
 # and read each licence). Sizes are the published files', approximately.
 SOURCES = {
     "base_model": "SDXL base 1.0: huggingface.co/stabilityai/stable-diffusion-xl-base-1.0, file "
-                  "sd_xl_base_1.0.safetensors (6.9 GB; CreativeML Open RAIL++-M licence)",
+    "sd_xl_base_1.0.safetensors (6.9 GB; CreativeML Open RAIL++-M licence)",
     "masks.rembg.model": "BiRefNet general (rembg session birefnet-general): BiRefNet-general-epoch_244.onnx "
-                         "from github.com/danielgatis/rembg/releases (about 0.9 GB; MIT licence); or "
-                         "BRIA RMBG 1.4 (session bria-rmbg; non-commercial licence)",
+    "from github.com/danielgatis/rembg/releases (about 0.9 GB; MIT licence); or "
+    "BRIA RMBG 1.4 (session bria-rmbg; non-commercial licence)",
     "captions.wd14.folder": "WD EVA02-Large tagger v3: huggingface.co/SmilingWolf/wd-eva02-large-tagger-v3, "
-                            "files model.onnx and selected_tags.csv in one folder (about 1.2 GB; Apache-2.0)",
+    "files model.onnx and selected_tags.csv in one folder (about 1.2 GB; Apache-2.0)",
     "captions.vlm.folder": "a vision-language model folder that transformers loads (e.g. a Qwen2-VL or "
-                           "Florence-2 checkpoint from Hugging Face; read its licence)",
+    "Florence-2 checkpoint from Hugging Face; read its licence)",
     "select.clip": "CLIP ViT-L/14: huggingface.co/openai/clip-vit-large-patch14, the whole folder "
-                   "(config.json, model.safetensors, tokenizer and processor files; about 1.7 GB; MIT)",
+    "(config.json, model.safetensors, tokenizer and processor files; about 1.7 GB; MIT)",
 }
 
 
 @dataclass
 class ModelFile:
-    key: str                 # the config key that names it
-    path: str                # as the config gives it
-    purpose: str             # what charlora uses it for
-    files: dict[str, str]    # a folder's files it must hold -> what each is; for a file: {"": what it is}
-    stage: str               # "dataset" (curation needs it) or "run" (training, sampling, scoring)
+    key: str  # the config key that names it
+    path: str  # as the config gives it
+    purpose: str  # what charlora uses it for
+    files: dict[str, str]  # a folder's files it must hold -> what each is; for a file: {"": what it is}
+    stage: str  # "dataset" (curation needs it) or "run" (training, sampling, scoring)
 
     @property
     def source(self) -> str:
@@ -55,21 +55,47 @@ def model_files(config: dict) -> list[ModelFile]:
     models are not files the user supplies, and are left out)."""
     found = []
     if config["masks"]["method"] == "rembg":
-        found.append(ModelFile("masks.rembg.model", config["masks"]["rembg"]["model"] or "",
-                               f"subject masks (rembg session {config['masks']['rembg']['session']})",
-                               {"": "the ONNX model for masks.method: rembg"}, "dataset"))
+        found.append(
+            ModelFile(
+                "masks.rembg.model",
+                config["masks"]["rembg"]["model"] or "",
+                f"subject masks (rembg session {config['masks']['rembg']['session']})",
+                {"": "the ONNX model for masks.method: rembg"},
+                "dataset",
+            )
+        )
     tagger = config["captions"]["tagger"]
     if tagger in TAGGER_FILES:
-        found.append(ModelFile(f"captions.{tagger}.folder", config["captions"][tagger]["folder"] or "",
-                               "tags for the captions" + (" and tag recall when there is no CLIP model"
-                                                          if not config["select"]["clip"] else ""),
-                               TAGGER_FILES[tagger], "dataset"))
+        found.append(
+            ModelFile(
+                f"captions.{tagger}.folder",
+                config["captions"][tagger]["folder"] or "",
+                "tags for the captions"
+                + (" and tag recall when there is no CLIP model" if not config["select"]["clip"] else ""),
+                TAGGER_FILES[tagger],
+                "dataset",
+            )
+        )
     if config["base_model"] != "tiny":
-        found.append(ModelFile("base_model", config["base_model"], "the SDXL model that is fine-tuned and sampled",
-                               {"": "an SDXL .safetensors file or diffusers folder"}, "run"))
+        found.append(
+            ModelFile(
+                "base_model",
+                config["base_model"],
+                "the SDXL model that is fine-tuned and sampled",
+                {"": "an SDXL .safetensors file or diffusers folder"},
+                "run",
+            )
+        )
     if config["select"]["clip"] and config["select"]["clip"] != "tiny":
-        found.append(ModelFile("select.clip", config["select"]["clip"], "prompt adherence (CLIP score) in the scorecard",
-                               {"config.json": "a transformers CLIP model folder"}, "run"))
+        found.append(
+            ModelFile(
+                "select.clip",
+                config["select"]["clip"],
+                "prompt adherence (CLIP score) in the scorecard",
+                {"config.json": "a transformers CLIP model folder"},
+                "run",
+            )
+        )
     return found
 
 
@@ -78,8 +104,10 @@ def check(model: ModelFile) -> list[Path]:
     try:
         if model.key == "base_model":
             return [base_model_path(model.path)]
-        return [require_file(model.path and (f"{model.path}/{name}" if name else model.path), model.key, what)
-                for name, what in model.files.items()]
+        return [
+            require_file(model.path and (f"{model.path}/{name}" if name else model.path), model.key, what)
+            for name, what in model.files.items()
+        ]
     except ConfigError as error:
         raise ConfigError(f"{error}. Where to get it: {model.source}" if model.source else str(error)) from None
 
@@ -113,12 +141,21 @@ def report(config: dict, hash_files: bool = True) -> str:
     """The whole table, with a last line saying whether a run can start."""
     models = model_files(config)
     if not models:
-        return ("No model files to supply: this config uses the demo's built-in tiny models"
-                + (" (dataset: demo applies config/demo.yaml; set `dataset:` to your photo folder to check "
-                   "the model files config/config.yaml names)." if config.get("dataset") == "demo" else "."))
+        return "No model files to supply: this config uses the demo's built-in tiny models" + (
+            " (dataset: demo applies config/demo.yaml; set `dataset:` to your photo folder to check "
+            "the model files config/config.yaml names)."
+            if config.get("dataset") == "demo"
+            else "."
+        )
     parts = [describe(m, hash_files) for m in models]
     missing = sum("\n  MISSING: " in p for p in parts)
-    parts.append(f"{len(models) - missing} of {len(models)} model files in place" +
-                 ("." if not missing else "; charlora never downloads them: put each where the config says, "
-                                          "or change the key in config/config.yaml."))
+    parts.append(
+        f"{len(models) - missing} of {len(models)} model files in place"
+        + (
+            "."
+            if not missing
+            else "; charlora never downloads them: put each where the config says, "
+            "or change the key in config/config.yaml."
+        )
+    )
     return "\n\n".join(parts)

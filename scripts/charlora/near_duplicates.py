@@ -46,28 +46,29 @@ from PIL import Image, ImageOps
 
 from charlora.dedup import COPY, MIRROR, SIMILAR, Relation
 
-WORK_SIDE = 512            # longer side of the working copy (pixels)
-CENTRE_CROP = 0.10         # per side, for the central hash
-MAX_FEATURES = 1000        # SIFT points per working copy (the strongest)
+WORK_SIDE = 512  # longer side of the working copy (pixels)
+CENTRE_CROP = 0.10  # per side, for the central hash
+MAX_FEATURES = 1000  # SIFT points per working copy (the strongest)
 RATIO_TEST = 0.8
 RANSAC_PIXELS = 3.0
 MIN_INLIERS = 12
-MAX_ROTATION = 10.0        # degrees: two copies each turned up to 5 degrees from the photo
-SIMILAR_MIN_INLIERS = 24   # a second capture needs a well-supported alignment
+MAX_ROTATION = 10.0  # degrees: two copies each turned up to 5 degrees from the photo
+SIMILAR_MIN_INLIERS = 24  # a second capture needs a well-supported alignment
 MIN_COVER_SMALLER, MIN_COVER_LARGER = 0.85, 0.45
-CLOSE_HASH_DISTANCE = 10   # featureless pictures are compared frame to frame within this distance
-DIFF_LEVEL = 30            # of 255, after the brightness/contrast match and a 1 px blur
-MAX_DIFFERING_REGION = 0.0002   # of the overlap: 0.02 %, about 40 pixels of a 512x384 copy
-SIMILAR_MAX_DIFFERING = 0.05    # of the overlap: a blink, a head turn, a gesture; not another pose
-COARSE_MAX_DIFFERING = 0.15     # at half resolution: three times the above (coarse_difference)
+CLOSE_HASH_DISTANCE = 10  # featureless pictures are compared frame to frame within this distance
+DIFF_LEVEL = 30  # of 255, after the brightness/contrast match and a 1 px blur
+MAX_DIFFERING_REGION = 0.0002  # of the overlap: 0.02 %, about 40 pixels of a 512x384 copy
+SIMILAR_MAX_DIFFERING = 0.05  # of the overlap: a blink, a head turn, a gesture; not another pose
+COARSE_MAX_DIFFERING = 0.15  # at half resolution: three times the above (coarse_difference)
 
 
 @dataclass
 class Photo:
     """One photo ready to compare: border-trimmed, longer side WORK_SIDE, and its four hashes."""
+
     id: str
-    pixels: np.ndarray                # RGB uint8
-    hashes: dict[str, str]            # photo | centre | mirror | mirror centre
+    pixels: np.ndarray  # RGB uint8
+    hashes: dict[str, str]  # photo | centre | mirror | mirror centre
 
 
 def _centre(image: Image.Image) -> Image.Image:
@@ -82,14 +83,23 @@ def prepare(image_id: str, image: Image.Image, encoder) -> Photo:
     content = image.crop(content_box(image))
     scale = WORK_SIDE / max(content.size)
     work = content.resize((max(1, round(content.width * scale)), max(1, round(content.height * scale))), Image.BILINEAR)
-    variants = {"photo": work, "centre": _centre(work), "mirror": ImageOps.mirror(work),
-                "mirror centre": ImageOps.mirror(_centre(work))}
+    variants = {
+        "photo": work,
+        "centre": _centre(work),
+        "mirror": ImageOps.mirror(work),
+        "mirror centre": ImageOps.mirror(_centre(work)),
+    }
     hashes = {name: encoder.encode_image(image_array=np.asarray(v)) for name, v in variants.items()}
     return Photo(image_id, np.asarray(work), hashes)
 
 
-def prepare_files(files: dict[str, str | Path], decode: Callable[[str | Path], Image.Image], encoder,
-                  workers: int = 1, progress=lambda it, **kw: it) -> dict[str, Photo]:
+def prepare_files(
+    files: dict[str, str | Path],
+    decode: Callable[[str | Path], Image.Image],
+    encoder,
+    workers: int = 1,
+    progress=lambda it, **kw: it,
+) -> dict[str, Photo]:
     """`prepare` for every photo file (id -> path), `decode` reading each, in `workers` threads."""
     ids = sorted(files)
     with ThreadPoolExecutor(workers) as pool:
@@ -104,9 +114,14 @@ def _hamming(a: str, b: str) -> int:
 def hash_distances(a: Photo, b: Photo) -> tuple[int, int]:
     """(as is, mirrored): the smallest distance between a whole-picture hash of one and the
     matching hashes of the other (whole or central part)."""
+
     def closest(mine: tuple[str, str], theirs: tuple[str, str]) -> int:
-        return min(_hamming(a.hashes[mine[0]], b.hashes[theirs[0]]), _hamming(a.hashes[mine[0]], b.hashes[theirs[1]]),
-                   _hamming(a.hashes[mine[1]], b.hashes[theirs[0]]))
+        return min(
+            _hamming(a.hashes[mine[0]], b.hashes[theirs[0]]),
+            _hamming(a.hashes[mine[0]], b.hashes[theirs[1]]),
+            _hamming(a.hashes[mine[1]], b.hashes[theirs[0]]),
+        )
+
     return closest(("photo", "centre"), ("photo", "centre")), closest(("photo", "centre"), ("mirror", "mirror centre"))
 
 
@@ -115,14 +130,14 @@ def candidate_pairs(photos: dict[str, Photo], max_distance: int) -> list[tuple[s
     ids = sorted(photos)
     pairs = []
     for i, a in enumerate(ids):
-        for b in ids[i + 1:]:
+        for b in ids[i + 1 :]:
             direct, mirrored = hash_distances(photos[a], photos[b])
             if min(direct, mirrored) <= max_distance:
                 pairs.append((a, b, direct, mirrored))
     return pairs
 
 
-Features = tuple[np.ndarray, np.ndarray | None]   # SIFT point positions (N x 2) and descriptors
+Features = tuple[np.ndarray, np.ndarray | None]  # SIFT point positions (N x 2) and descriptors
 
 
 def features(photo: Photo, mirrored: bool) -> Features:
@@ -138,10 +153,10 @@ def _oriented(photo: Photo, mirrored: bool) -> np.ndarray:
 
 @dataclass
 class Alignment:
-    matrix: np.ndarray   # 2x3, maps the second picture's pixels onto the first's
+    matrix: np.ndarray  # 2x3, maps the second picture's pixels onto the first's
     inliers: int
     scale: float
-    rotation: float      # degrees
+    rotation: float  # degrees
 
 
 def align(a_features, b_features) -> Alignment | None:
@@ -155,13 +170,23 @@ def align(a_features, b_features) -> Alignment | None:
         return None
     source = b_points[[m.trainIdx for m in good]]
     target = a_points[[m.queryIdx for m in good]]
-    matrix, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC,
-                                                  ransacReprojThreshold=RANSAC_PIXELS, maxIters=2000,
-                                                  confidence=0.999, refineIters=10)
+    matrix, inliers = cv2.estimateAffinePartial2D(
+        source,
+        target,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=RANSAC_PIXELS,
+        maxIters=2000,
+        confidence=0.999,
+        refineIters=10,
+    )
     if matrix is None or inliers.sum() < MIN_INLIERS:
         return None
-    return Alignment(matrix, int(inliers.sum()), float(np.hypot(matrix[0, 0], matrix[1, 0])),
-                     float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))))
+    return Alignment(
+        matrix,
+        int(inliers.sum()),
+        float(np.hypot(matrix[0, 0], matrix[1, 0])),
+        float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))),
+    )
 
 
 def frame_to_frame(a: np.ndarray, b: np.ndarray) -> Alignment:
@@ -172,30 +197,36 @@ def frame_to_frame(a: np.ndarray, b: np.ndarray) -> Alignment:
 
 @dataclass
 class Overlap:
-    inside: np.ndarray      # a's pixels that b covers once aligned, 2 px in from b's edges
-    cover_a: float          # share of a's picture that b covers
-    cover_b: float          # share of b's picture that a covers
+    inside: np.ndarray  # a's pixels that b covers once aligned, 2 px in from b's edges
+    cover_a: float  # share of a's picture that b covers
+    cover_b: float  # share of b's picture that a covers
 
     def covers(self) -> bool:
-        return (max(self.cover_a, self.cover_b) >= MIN_COVER_SMALLER
-                and min(self.cover_a, self.cover_b) >= MIN_COVER_LARGER)
+        return (
+            max(self.cover_a, self.cover_b) >= MIN_COVER_SMALLER and min(self.cover_a, self.cover_b) >= MIN_COVER_LARGER
+        )
 
 
 def overlap(a_shape: tuple[int, ...], b_shape: tuple[int, ...], matrix: np.ndarray) -> Overlap:
     """Where the pictures overlap once b is aligned onto a (`matrix` maps b's pixels onto a's)."""
     (height, width), (b_height, b_width) = a_shape[:2], b_shape[:2]
-    inside = cv2.warpAffine(np.full((b_height, b_width), 255, np.uint8), matrix, (width, height),
-                            flags=cv2.INTER_NEAREST)
+    inside = cv2.warpAffine(
+        np.full((b_height, b_width), 255, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST
+    )
     inside = cv2.erode((inside > 128).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    back = cv2.warpAffine(np.full((height, width), 255, np.uint8), cv2.invertAffineTransform(matrix),
-                          (b_width, b_height), flags=cv2.INTER_NEAREST)
+    back = cv2.warpAffine(
+        np.full((height, width), 255, np.uint8),
+        cv2.invertAffineTransform(matrix),
+        (b_width, b_height),
+        flags=cv2.INTER_NEAREST,
+    )
     return Overlap(inside, float(inside.mean()), float((back > 128).mean()))
 
 
 @dataclass
 class Difference:
-    largest_region: float   # the largest connected differing region, as a share of the overlap
-    differing: float        # all differing pixels, as a share of the overlap
+    largest_region: float  # the largest connected differing region, as a share of the overlap
+    differing: float  # all differing pixels, as a share of the overlap
 
 
 def difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: np.ndarray) -> Difference:
@@ -238,8 +269,10 @@ def coarse_difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: 
     that differs in over COARSE_MAX_DIFFERING of it (most candidate pairs: distinct photos of one
     scene) is distinct without the full check. Measured: benchmarks/dedup_eval.py and the 200 photos
     of benchmarks/dataset_stage.py give the same relations with and without this pass."""
+
     def half(pixels: np.ndarray, interpolation=cv2.INTER_AREA) -> np.ndarray:
         return cv2.resize(pixels, ((pixels.shape[1] + 1) // 2, (pixels.shape[0] + 1) // 2), interpolation=interpolation)
+
     # half-size pixel x covers full-size pixels 2x and 2x + 1, centred on 2x + 0.5: in half-size
     # pixels the linear part is the same and the shift is (shift + linear (0.5, 0.5) - 0.5) / 2
     halved = matrix.copy()
@@ -248,8 +281,9 @@ def coarse_difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: 
     return difference(half(a), half(b), halved, small_inside)
 
 
-def compare(a: Photo, b: Photo, direct: int, mirrored: int, features_of: dict,
-            max_distance: int = 64) -> Relation | None:
+def compare(
+    a: Photo, b: Photo, direct: int, mirrored: int, features_of: dict, max_distance: int = 64
+) -> Relation | None:
     """The relation of a candidate pair (`direct`, `mirrored`: its hash distances), or None. Each
     orientation whose hashes are within `max_distance` is tried, the closer one first.
     `features_of[(photo id, mirrored)]`: the SIFT features of every photo and orientation tried."""
@@ -274,14 +308,22 @@ def compare(a: Photo, b: Photo, direct: int, mirrored: int, features_of: dict,
     if not found:
         return None
     diff, flipped, distance, alignment, how = min(found, key=lambda f: (f[0].largest_region, f[1]))
-    aligned = (f"aligned {how}" + (f" ({alignment.inliers} matched points, scale {alignment.scale:.2f}, "
-                                   f"rotation {alignment.rotation:.1f} deg)" if how == "SIFT" else "")
-               + (", mirrored" if flipped else ""))
-    measured = (f"largest differing region {diff.largest_region:.3%} of the overlap, "
-                f"{diff.differing:.2%} differing in all")
+    aligned = (
+        f"aligned {how}"
+        + (
+            f" ({alignment.inliers} matched points, scale {alignment.scale:.2f}, rotation {alignment.rotation:.1f} deg)"
+            if how == "SIFT"
+            else ""
+        )
+        + (", mirrored" if flipped else "")
+    )
+    measured = (
+        f"largest differing region {diff.largest_region:.3%} of the overlap, {diff.differing:.2%} differing in all"
+    )
     if diff.largest_region < MAX_DIFFERING_REGION:
-        return Relation(a.id, b.id, MIRROR if flipped else COPY, distance, f"{aligned}; {measured}",
-                        diff.largest_region)
+        return Relation(
+            a.id, b.id, MIRROR if flipped else COPY, distance, f"{aligned}; {measured}", diff.largest_region
+        )
     if diff.differing <= SIMILAR_MAX_DIFFERING and alignment.inliers >= SIMILAR_MIN_INLIERS:
         return Relation(a.id, b.id, SIMILAR, distance, f"{aligned}; {measured}", diff.largest_region)
     return None
@@ -292,19 +334,26 @@ def _orientations(direct: int, mirrored: int, max_distance: int) -> list[tuple[i
     return sorted(t for t in [(direct, False), (mirrored, True)] if t[0] <= max_distance)
 
 
-def find_relations(photos: dict[str, Photo], max_distance: int, workers: int = 1,
-                   progress=lambda it, **kw: it) -> list[Relation]:
+def find_relations(
+    photos: dict[str, Photo], max_distance: int, workers: int = 1, progress=lambda it, **kw: it
+) -> list[Relation]:
     """Every copy, mirror and similar relation among the candidate pairs of `photos`, in a fixed
     order. Every candidate pair is checked, also within a group of copies: a 10 % crop is a copy of
     a photo and of its burst twin alike, and only the burst pair's own check says they differ.
     `workers` threads share the work (OpenCV and NumPy release the GIL); the result is the same."""
     pairs = candidate_pairs(photos, max_distance)
-    needed = sorted({(a, False) for a, _, _, _ in pairs}
-                    | {(b, flipped) for _, b, direct, mirrored in pairs
-                       for _, flipped in _orientations(direct, mirrored, max_distance)})
+    needed = sorted(
+        {(a, False) for a, _, _, _ in pairs}
+        | {
+            (b, flipped)
+            for _, b, direct, mirrored in pairs
+            for _, flipped in _orientations(direct, mirrored, max_distance)
+        }
+    )
     with ThreadPoolExecutor(workers) as pool:
         computed = pool.map(lambda key: features(photos[key[0]], key[1]), needed)
         features_of = dict(zip(needed, progress(computed, total=len(needed), desc="SIFT points")))
-        checked = pool.map(lambda pair: compare(photos[pair[0]], photos[pair[1]], pair[2], pair[3],
-                                                features_of, max_distance), pairs)
+        checked = pool.map(
+            lambda pair: compare(photos[pair[0]], photos[pair[1]], pair[2], pair[3], features_of, max_distance), pairs
+        )
         return [r for r in progress(checked, total=len(pairs), desc="geometric check") if r is not None]

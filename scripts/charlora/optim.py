@@ -37,9 +37,18 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def adafactor_step(param: torch.Tensor, grad: torch.Tensor, state: dict, lr: float, *, decay_rate: float = -0.8,
-                   eps: float = 1e-30, clip_threshold: float = 1.0, weight_decay: float = 0.0,
-                   generator: torch.Generator | None = None) -> None:
+def adafactor_step(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    state: dict,
+    lr: float,
+    *,
+    decay_rate: float = -0.8,
+    eps: float = 1e-30,
+    clip_threshold: float = 1.0,
+    weight_decay: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> None:
     """One Adafactor update of `param` in place; `state` holds the factored second moment and the step."""
     grad = grad.float()
     weight = param.float()
@@ -80,10 +89,20 @@ def adafactor_step(param: torch.Tensor, grad: torch.Tensor, state: dict, lr: flo
 class Adafactor(torch.optim.Optimizer):
     """torch.optim wrapper of `adafactor_step` (state_dict, param groups, lr as a group setting)."""
 
-    def __init__(self, params, lr: float, decay_rate: float = -0.8, eps: float = 1e-30, clip_threshold: float = 1.0,
-                 weight_decay: float = 0.0, seed: int = 0):
-        super().__init__(params, dict(lr=lr, decay_rate=decay_rate, eps=eps, clip_threshold=clip_threshold,
-                                      weight_decay=weight_decay))
+    def __init__(
+        self,
+        params,
+        lr: float,
+        decay_rate: float = -0.8,
+        eps: float = 1e-30,
+        clip_threshold: float = 1.0,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+    ):
+        super().__init__(
+            params,
+            dict(lr=lr, decay_rate=decay_rate, eps=eps, clip_threshold=clip_threshold, weight_decay=weight_decay),
+        )
         # Stochastic rounding draws from a generator seeded per (step, parameter), so the result does
         # not depend on the order parameters are stepped in (fused or not). Set step_seed each step.
         self.step_seed = seed
@@ -103,9 +122,17 @@ class Adafactor(torch.optim.Optimizer):
         generator = None
         if p.dtype == torch.bfloat16:
             generator = torch.Generator(device=p.device).manual_seed((self.step_seed + self.index[p]) % 2**63)
-        adafactor_step(p, p.grad, self.state[p], group["lr"], decay_rate=group["decay_rate"], eps=group["eps"],
-                       clip_threshold=group["clip_threshold"], weight_decay=group["weight_decay"],
-                       generator=generator)
+        adafactor_step(
+            p,
+            p.grad,
+            self.state[p],
+            group["lr"],
+            decay_rate=group["decay_rate"],
+            eps=group["eps"],
+            clip_threshold=group["clip_threshold"],
+            weight_decay=group["weight_decay"],
+            generator=generator,
+        )
 
 
 class FusedBackward:
@@ -130,6 +157,7 @@ class FusedBackward:
             if self.armed:
                 self.optimizer.step_param(p, group)
                 p.grad = None
+
         return hook
 
     def remove(self) -> None:
@@ -147,8 +175,11 @@ def make_optimizer(name: str, params, lr: float, seed: int = 0) -> torch.optim.O
     if name == "adamw8bit":
         try:
             import bitsandbytes as bnb
+
             return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=0.01)
         except Exception as exc:  # ImportError, or a build without kernels for this machine
-            raise RuntimeError(f"train.optimizer: adamw8bit needs bitsandbytes, which cannot run here ({exc}); "
-                               "install bitsandbytes for this machine or use train.optimizer: adafactor") from exc
+            raise RuntimeError(
+                f"train.optimizer: adamw8bit needs bitsandbytes, which cannot run here ({exc}); "
+                "install bitsandbytes for this machine or use train.optimizer: adafactor"
+            ) from exc
     raise ValueError(f"train.optimizer: unknown optimizer {name!r}")

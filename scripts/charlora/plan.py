@@ -20,9 +20,9 @@ from charlora import triggers
 WEIGHT_KEYS = sorted(key.removeprefix("train.") for key in triggers.TRIGGERS["train"] if key.startswith("train."))
 
 RESULTS = "results"
-DATASET_DIR = f"{RESULTS}/dataset"   # the curated dataset: images, masks, captions, the tables, the report
-DEMO_DIR = f"{RESULTS}/demo"         # the embedded demo's photos, drawn by rule demo_dataset
-CACHE = f"{RESULTS}/cache"           # the training's encodings (VAE latents, text embeddings), shared by runs
+DATASET_DIR = f"{RESULTS}/dataset"  # the curated dataset: images, masks, captions, the tables, the report
+DEMO_DIR = f"{RESULTS}/demo"  # the embedded demo's photos, drawn by rule demo_dataset
+CACHE = f"{RESULTS}/cache"  # the training's encodings (VAE latents, text embeddings), shared by runs
 RUNS = f"{RESULTS}/runs"
 
 
@@ -62,16 +62,17 @@ def run_dir(run: str, runs: str | Path = RUNS) -> str:
 def _folder_of_run(name: str):
     def folder(run: str, runs: str | Path = RUNS) -> str:
         return f"{run_dir(run, runs)}/{name}"
+
     folder.__name__ = f"{name}_dir"
     return folder
 
 
 # A run's folders (each a function of the run's name, and of where the runs are).
-train_dir = _folder_of_run("train")              # the epochs' UNet files, metrics and job states
+train_dir = _folder_of_run("train")  # the epochs' UNet files, metrics and job states
 tensorboard_dir = _folder_of_run("tensorboard")  # the event files of every training job
-validate_dir = _folder_of_run("validate")        # prompts, samples, grids, sheets, scores, scorecard, selection
-lora_dir = _folder_of_run("lora")                # the LoRA of each extracted epoch, with its verification
-export_dir = _folder_of_run("export")            # saved epochs as full checkpoints (train.export)
+validate_dir = _folder_of_run("validate")  # prompts, samples, grids, sheets, scores, scorecard, selection
+lora_dir = _folder_of_run("lora")  # the LoRA of each extracted epoch, with its verification
+export_dir = _folder_of_run("export")  # saved epochs as full checkpoints (train.export)
 
 
 def epoch_name(epoch: int, kind: str) -> str:
@@ -87,4 +88,4 @@ def epoch_file(run: str, epoch: int, kind: str) -> str:
 def sampled_epochs(saved: list[int], every: int) -> list[int]:
     """The epochs the validation's coarse pass samples: 0 (the base model, the reference), every
     `every`-th saved epoch, and the last one (refinement.py adds epochs once the losses are known)."""
-    return sorted({0, *saved[every - 1::every], *saved[-1:]})
+    return sorted({0, *saved[every - 1 :: every], *saved[-1:]})

@@ -19,14 +19,14 @@ from pathlib import Path
 
 from charlora import atomic, loss_trend, selection
 
-REACH = 2 * selection.REACH    # a candidate's distance from the start plus one step
+REACH = 2 * selection.REACH  # a candidate's distance from the start plus one step
 
 
 @dataclass(frozen=True)
 class EpochLosses:
-    train: dict[int, float]             # each epoch's mean training loss
-    train_smoothed: dict[int, float]    # TensorBoard's smoothing (0.999) at each epoch's last step
-    val: dict[int, float]               # each epoch's mean validation loss
+    train: dict[int, float]  # each epoch's mean training loss
+    train_smoothed: dict[int, float]  # TensorBoard's smoothing (0.999) at each epoch's last step
+    val: dict[int, float]  # each epoch's mean validation loss
     val_per_timestep: dict[int, dict[str, float]]
 
 
@@ -43,15 +43,19 @@ def epoch_losses(metrics: dict[int, Path]) -> EpochLosses:
         last_step[epoch] = len(losses) - 1
         val_per_timestep.update(val)
     curve = smoothed(losses)
-    return EpochLosses(train, {e: curve[i] for e, i in last_step.items() if i >= 0},
-                       {e: v["mean"] for e, v in val_per_timestep.items() if "mean" in v}, val_per_timestep)
+    return EpochLosses(
+        train,
+        {e: curve[i] for e, i in last_step.items() if i >= 0},
+        {e: v["mean"] for e, v in val_per_timestep.items() if "mean" in v},
+        val_per_timestep,
+    )
 
 
 @dataclass(frozen=True)
 class Refinement:
-    start: int | None         # the selection's start (None: the rows alone decide)
-    why: str                  # how the start was found
-    epochs: list[int]         # saved, not sampled by the coarse pass, within REACH of the start
+    start: int | None  # the selection's start (None: the rows alone decide)
+    why: str  # how the start was found
+    epochs: list[int]  # saved, not sampled by the coarse pass, within REACH of the start
 
 
 def refine(saved: list[int], sampled: list[int], train: dict[int, float], val: dict[int, float]) -> Refinement:
@@ -69,8 +73,7 @@ def write_table(path: Path, refinement: Refinement) -> None:
     rows = []
     for e in refinement.epochs:
         distance = abs(e - refinement.start)
-        role = ("a candidate of the selection" if distance <= selection.REACH
-                else "one step beyond the candidates")
+        role = "a candidate of the selection" if distance <= selection.REACH else "one step beyond the candidates"
         rows.append((e, f"{distance} from the selection's start, epoch {refinement.start}: {role}"))
     atomic.write_tsv(path, COLUMNS, rows)
 

@@ -49,7 +49,8 @@ def framing_summary(kept_audits: list[dict], targets: dict[str, list[float]]) ->
             direction = "below" if percent[f] < low else "above"
             summary.warnings.append(
                 f"framing: {LABELS[f]} is {percent[f]:.0f}% of kept photos ({counts[f]} of {known}), "
-                f"{direction} the guide's {low:g}-{high:g}%")
+                f"{direction} the guide's {low:g}-{high:g}%"
+            )
     if counts[UNKNOWN]:
         summary.warnings.append(f"framing: {counts[UNKNOWN]} kept photo(s) without a detected face are not counted")
     return summary
@@ -95,10 +96,12 @@ def mask_overlay(image: Image.Image, mask: Image.Image) -> Image.Image:
     return Image.composite(image.convert("RGB"), background, mask.convert("L"))
 
 
-def kept_thumbnails(kept_images: dict[str, Path], kept_masks: dict[str, tuple[Path, dict]],
-                    workers: int = 1) -> tuple[dict[str, str], dict[str, str]]:
+def kept_thumbnails(
+    kept_images: dict[str, Path], kept_masks: dict[str, tuple[Path, dict]], workers: int = 1
+) -> tuple[dict[str, str], dict[str, str]]:
     """Each kept photo's thumbnail, and its mask overlay at thumbnail size, as data URIs: every photo
     decoded once, in `workers` threads (decoding the 1024 px PNGs is most of the report's work)."""
+
     def pictures(image_id: str) -> tuple[str, str | None]:
         with Image.open(kept_images[image_id]) as photo:
             small = photo.copy()
@@ -112,8 +115,10 @@ def kept_thumbnails(kept_images: dict[str, Path], kept_masks: dict[str, tuple[Pa
     ids = sorted(kept_images)
     with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes and resizes without the GIL
         done = dict(zip(ids, pool.map(pictures, ids)))
-    return ({i: thumb for i, (thumb, _) in done.items()},
-            {i: overlay for i, (_, overlay) in done.items() if overlay is not None})
+    return (
+        {i: thumb for i, (thumb, _) in done.items()},
+        {i: overlay for i, (_, overlay) in done.items() if overlay is not None},
+    )
 
 
 def _figure(uri: str, caption: str) -> str:
@@ -128,7 +133,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 CSS = """
 body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:1em 0}\
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 figure{display:inline-block;margin:.3em;text-align:center;font-size:.8em}
 figure img{display:block;max-width:160px;max-height:160px}
 .group{border:1px solid #ccc;padding:.4em;margin:.5em 0}.warn{color:#a94400}
@@ -146,19 +152,20 @@ class ReportSummary:
 class Dataset:
     """What the report's sections read: the dedup table, the kept photos' audits, masks, captions and
     lint, the thumbnails, and the thresholds of the dataset-wide checks."""
+
     rows: list[DedupRow]
-    by_id: dict[str, dict]                     # every audited photo's audit record
-    kept: list[dict]                           # the kept photos' audit records, in the table's order
-    kept_masks: dict[str, tuple[Path, dict]]   # id -> (mask PNG, mask record)
-    kept_captions: dict[str, dict]             # id -> caption record
+    by_id: dict[str, dict]  # every audited photo's audit record
+    kept: list[dict]  # the kept photos' audit records, in the table's order
+    kept_masks: dict[str, tuple[Path, dict]]  # id -> (mask PNG, mask record)
+    kept_captions: dict[str, dict]  # id -> caption record
     lint_rows: list
-    images_dir: Path                           # the dataset's originals (set-aside duplicates shown from there)
-    coverage: list[tuple[str, str, int]]       # (intent field, value, kept photos whose caption carries it)
-    strays: dict[str, str]                     # captions and masks no photo uses -> why
+    images_dir: Path  # the dataset's originals (set-aside duplicates shown from there)
+    coverage: list[tuple[str, str, int]]  # (intent field, value, kept photos whose caption carries it)
+    strays: dict[str, str]  # captions and masks no photo uses -> why
     max_years: float
     max_skin_shift: float
-    thumbs: dict[str, str]                     # id -> thumbnail data URI
-    overlays: dict[str, str]                   # id -> mask overlay data URI
+    thumbs: dict[str, str]  # id -> thumbnail data URI
+    overlays: dict[str, str]  # id -> mask overlay data URI
     framing: FramingSummary
     chart_path: Path
 
@@ -170,8 +177,10 @@ Section = tuple[list[str], list[tuple[str, str]]]
 
 def framing_section(d: Dataset) -> Section:
     chart_uri = "data:image/png;base64," + base64.b64encode(d.chart_path.read_bytes()).decode("ascii")
-    return (['<h2 id="framing">Framing</h2>', f'<img src="{chart_uri}" alt="framing chart">'],
-            [("framing", w) for w in d.framing.warnings])
+    return (
+        ['<h2 id="framing">Framing</h2>', f'<img src="{chart_uri}" alt="framing chart">'],
+        [("framing", w) for w in d.framing.warnings],
+    )
 
 
 def rejected_section(d: Dataset) -> Section:
@@ -180,10 +189,15 @@ def rejected_section(d: Dataset) -> Section:
 
 
 def strays_section(d: Dataset) -> Section:
-    table = (_table(["file", "why it is not used"], [[html.escape(w), html.escape(r)] for w, r in d.strays.items()])
-             if d.strays else "<p>None: every caption and mask file belongs to a photo.</p>")
-    return (['<h2 id="strays">Unused captions and masks</h2>', table],
-            [("strays", f"{where}: {reason}") for where, reason in d.strays.items()])
+    table = (
+        _table(["file", "why it is not used"], [[html.escape(w), html.escape(r)] for w, r in d.strays.items()])
+        if d.strays
+        else "<p>None: every caption and mask file belongs to a photo.</p>"
+    )
+    return (
+        ['<h2 id="strays">Unused captions and masks</h2>', table],
+        [("strays", f"{where}: {reason}") for where, reason in d.strays.items()],
+    )
 
 
 def duplicates_section(d: Dataset) -> Section:
@@ -201,33 +215,55 @@ def duplicates_section(d: Dataset) -> Section:
                 image = decode_rgb(d.images_dir / dup.file, max_megapixels=1e9).image
             except ImageRejected:
                 continue
-            figures.append(_figure(_thumb_uri(image), f"{html.escape(dup.file)}<br>distance {dup.distance}<br>"
-                                                      f"{html.escape(dup.reason)}"))
+            figures.append(
+                _figure(
+                    _thumb_uri(image),
+                    f"{html.escape(dup.file)}<br>distance {dup.distance}<br>{html.escape(dup.reason)}",
+                )
+            )
         parts.append(f'<div class="group">{"".join(figures)}</div>')
     return parts, []
 
 
 def similar_section(d: Dataset) -> Section:
     parts, warnings = ['<h2 id="similar">Similar shots, both kept</h2>'], []
-    similar = [(r.id, other) for r in d.rows if r.status == KEPT and r.similar_to
-               for other in r.similar_to.split(SIMILAR_SEPARATOR) if r.id < other]
+    similar = [
+        (r.id, other)
+        for r in d.rows
+        if r.status == KEPT and r.similar_to
+        for other in r.similar_to.split(SIMILAR_SEPARATOR)
+        if r.id < other
+    ]
     if similar:
-        parts.append("<p>These pairs align like one scene but part of the picture differs (a blink, a head "
-                     "turn, a moved arm): second captures, not edited copies. Both are kept; remove one from "
-                     "the dataset if it adds no new pose or expression.</p>")
-        warnings.append(("similar", f"{len(similar)} pair(s) of photos look like second captures of one scene: "
-                                    "both kept, check they add something"))
+        parts.append(
+            "<p>These pairs align like one scene but part of the picture differs (a blink, a head "
+            "turn, a moved arm): second captures, not edited copies. Both are kept; remove one from "
+            "the dataset if it adds no new pose or expression.</p>"
+        )
+        warnings.append(
+            (
+                "similar",
+                f"{len(similar)} pair(s) of photos look like second captures of one scene: "
+                "both kept, check they add something",
+            )
+        )
     else:
         parts.append("<p>None found.</p>")
     for a, b in similar:
-        parts.append('<div class="group">' + "".join(
-            _figure(d.thumbs[i], html.escape(d.by_id[i]["file"])) for i in (a, b)) + "</div>")
+        parts.append(
+            '<div class="group">'
+            + "".join(_figure(d.thumbs[i], html.escape(d.by_id[i]["file"])) for i in (a, b))
+            + "</div>"
+        )
     return parts, warnings
 
 
 def flags_section(d: Dataset) -> Section:
     flagged = [[html.escape(a["file"]), "<br>".join(html.escape(f) for f in a["flags"])] for a in d.kept if a["flags"]]
-    return ["<h2>Audit flags</h2>", _table(["file", "flags"], flagged) if flagged else "<p>No flags on kept photos.</p>"], []
+    return [
+        "<h2>Audit flags</h2>",
+        _table(["file", "flags"], flagged) if flagged else "<p>No flags on kept photos.</p>",
+    ], []
 
 
 def skin_section(d: Dataset) -> Section:
@@ -236,25 +272,39 @@ def skin_section(d: Dataset) -> Section:
     if skin.median_ab is None:
         parts.append(f"<p>Skin colour measured on {skin.measured} kept photo(s) with a face: too few to compare.</p>")
     else:
-        parts.append(f"<p>Skin colour (the middle of the face, CIELAB) measured on {skin.measured} kept photos: "
-                     f"median a* {skin.median_ab[0]:g}, b* {skin.median_ab[1]:g}; typical: "
-                     f"{html.escape(skin.typical)}. A photo further than {d.max_skin_shift:g} from the median "
-                     "has a colour cast or a white-balance error the model would learn as the skin.</p>")
+        parts.append(
+            f"<p>Skin colour (the middle of the face, CIELAB) measured on {skin.measured} kept photos: "
+            f"median a* {skin.median_ab[0]:g}, b* {skin.median_ab[1]:g}; typical: "
+            f"{html.escape(skin.typical)}. A photo further than {d.max_skin_shift:g} from the median "
+            "has a colour cast or a white-balance error the model would learn as the skin.</p>"
+        )
         by_file = {a["file"]: a["id"] for a in d.kept}
         for file, distance, way in skin.outliers:
-            parts.append('<div class="group">' + _figure(d.thumbs[by_file[file]],
-                                                         f"{html.escape(file)}<br>{way} by {distance:g}")
-                         + _figure(d.thumbs[by_file[skin.typical]],
-                                   f"typical: {html.escape(skin.typical)}") + "</div>")
-            warnings.append(("skin", f"skin colour: {file} is {way} than the dataset by {distance:g} "
-                                     f"(ingest.max_skin_shift {d.max_skin_shift:g}): a colour cast?"))
+            parts.append(
+                '<div class="group">'
+                + _figure(d.thumbs[by_file[file]], f"{html.escape(file)}<br>{way} by {distance:g}")
+                + _figure(d.thumbs[by_file[skin.typical]], f"typical: {html.escape(skin.typical)}")
+                + "</div>"
+            )
+            warnings.append(
+                (
+                    "skin",
+                    f"skin colour: {file} is {way} than the dataset by {distance:g} "
+                    f"(ingest.max_skin_shift {d.max_skin_shift:g}): a colour cast?",
+                )
+            )
         if not skin.outliers:
             parts.append("<p>No photo's skin colour stands out.</p>")
-    grey = [[html.escape(a["file"]), f"{a['colour']['grey_world_ab'][0]:g}", f"{a['colour']['grey_world_ab'][1]:g}"]
-            for a in d.kept if a.get("colour")]
+    grey = [
+        [html.escape(a["file"]), f"{a['colour']['grey_world_ab'][0]:g}", f"{a['colour']['grey_world_ab'][1]:g}"]
+        for a in d.kept
+        if a.get("colour")
+    ]
     if grey:
-        parts.append("<details><summary>Whole-picture colour (grey-world mean a*, b*): a cast, or just a "
-                     "colourful backdrop</summary>" + _table(["file", "a*", "b*"], grey) + "</details>")
+        parts.append(
+            "<details><summary>Whole-picture colour (grey-world mean a*, b*): a cast, or just a "
+            "colourful backdrop</summary>" + _table(["file", "a*", "b*"], grey) + "</details>"
+        )
     return parts, warnings
 
 
@@ -262,16 +312,27 @@ def dates_section(d: Dataset) -> Section:
     parts = ['<h2 id="dates">Capture dates</h2>']
     dates = capture_dates(d.kept, d.max_years)
     if dates.median:
-        parts.append(f"<p>{len(d.kept) - len(dates.undated)} of {len(d.kept)} kept photos have an EXIF capture "
-                     f"date: from {dates.earliest} to {dates.latest}, median {dates.median}.</p>")
+        parts.append(
+            f"<p>{len(d.kept) - len(dates.undated)} of {len(d.kept)} kept photos have an EXIF capture "
+            f"date: from {dates.earliest} to {dates.latest}, median {dates.median}.</p>"
+        )
     else:
         parts.append("<p>No kept photo has an EXIF capture date (drawings, scans, or metadata stripped).</p>")
     if dates.far:
-        parts.append(_table(["file", "taken", "years from the median"],
-                            [[html.escape(f), taken, f"{y:g}"] for f, taken, y in dates.far]))
-    warnings = [("dates", f"capture date: {f} was taken {taken}, {y:g} years from the median {dates.median} "
-                          f"(ingest.max_years_from_median {d.max_years:g}): the subject's looks may have changed")
-                for f, taken, y in dates.far]
+        parts.append(
+            _table(
+                ["file", "taken", "years from the median"],
+                [[html.escape(f), taken, f"{y:g}"] for f, taken, y in dates.far],
+            )
+        )
+    warnings = [
+        (
+            "dates",
+            f"capture date: {f} was taken {taken}, {y:g} years from the median {dates.median} "
+            f"(ingest.max_years_from_median {d.max_years:g}): the subject's looks may have changed",
+        )
+        for f, taken, y in dates.far
+    ]
     if dates.undated and dates.median:
         parts.append("<p>Without a date: " + ", ".join(html.escape(f) for f in dates.undated) + ".</p>")
     return parts, warnings
@@ -286,19 +347,34 @@ def masks_section(d: Dataset) -> Section:
             caption += "".join(f'<br><span class="warn">{html.escape(f)}</span>' for f in record["flags"])
             warnings.extend(("masks", f"mask of {image_id}: {f}") for f in record["flags"])
         figures.append(_figure(d.overlays[image_id], caption))
-    return (['<h2 id="masks">Masks</h2><p>Red: background that masked training ignores.</p>',
-             "".join(figures) or "<p>No masks.</p>"], warnings)
+    return (
+        [
+            '<h2 id="masks">Masks</h2><p>Red: background that masked training ignores.</p>',
+            "".join(figures) or "<p>No masks.</p>",
+        ],
+        warnings,
+    )
 
 
 def captions_section(d: Dataset) -> Section:
     table = _table(
         ["file", "caption", "tokens", "lint"],
-        [[html.escape(d.by_id[r.id]["file"]),
-          html.escape(d.kept_captions[r.id]["caption"]) + f" <i>({d.kept_captions[r.id]['source']})</i>",
-          str(r.tokens), "<br>".join(html.escape(i) for i in r.issues)] for r in d.lint_rows])
+        [
+            [
+                html.escape(d.by_id[r.id]["file"]),
+                html.escape(d.kept_captions[r.id]["caption"]) + f" <i>({d.kept_captions[r.id]['source']})</i>",
+                str(r.tokens),
+                "<br>".join(html.escape(i) for i in r.issues),
+            ]
+            for r in d.lint_rows
+        ],
+    )
     over = [r.id for r in d.lint_rows if r.cut]
-    warnings = [("captions", f"captions: {len(over)} caption(s) longer than the text encoders read: "
-                             f"{', '.join(over)}")] if over else []
+    warnings = (
+        [("captions", f"captions: {len(over)} caption(s) longer than the text encoders read: {', '.join(over)}")]
+        if over
+        else []
+    )
     return ['<h2 id="captions">Captions and lint</h2>', table], warnings
 
 
@@ -306,12 +382,20 @@ def intent_section(d: Dataset) -> Section:
     parts, warnings = ['<h2 id="intent">Intent coverage</h2>'], []
     if not d.coverage:
         return parts + ["<p>The intent lists no values (config <code>intent:</code>).</p>"], warnings
-    parts.append("<p>For each value the intent lists, the kept photos whose caption carries it. The "
-                 "validation prompts sample every value; one that no photo shows is learnt from the base "
-                 "model alone.</p>")
-    parts.append(_table(["intent", "value", "photos"],
-                        [[field, html.escape(value), str(n) if n else '<span class="warn">0</span>']
-                         for field, value, n in d.coverage]))
+    parts.append(
+        "<p>For each value the intent lists, the kept photos whose caption carries it. The "
+        "validation prompts sample every value; one that no photo shows is learnt from the base "
+        "model alone.</p>"
+    )
+    parts.append(
+        _table(
+            ["intent", "value", "photos"],
+            [
+                [field, html.escape(value), str(n) if n else '<span class="warn">0</span>']
+                for field, value, n in d.coverage
+            ],
+        )
+    )
     missing = [value for _, value, n in d.coverage if not n]
     if missing:
         warnings.append(("intent", f"intent: no kept photo's caption shows {', '.join(missing)}"))
@@ -319,27 +403,64 @@ def intent_section(d: Dataset) -> Section:
 
 
 def kept_section(d: Dataset) -> Section:
-    return ["<h2>Kept photos</h2>", _table(
-        ["", "file", "size", "sharpness", "framing (face height)", "JPEG quality", "source"],
-        [[f'<img src="{d.thumbs[a["id"]]}" alt="">',
-          html.escape(a["file"]), f"{a['width']}x{a['height']}", f"{a['sharpness']:.0f}",
-          f"{LABELS[a['framing']['label']]}" + (f" ({a['framing']['face_height']:.2f})" if a["framing"]["face_height"] else ""),
-          "" if a["jpeg_quality"] is None else str(a["jpeg_quality"]),
-          html.escape(f"{a['source_format']} {a['source_mode']}" + (", EXIF-rotated" if a["exif_transposed"] else ""))]
-         for a in d.kept])], []
+    return [
+        "<h2>Kept photos</h2>",
+        _table(
+            ["", "file", "size", "sharpness", "framing (face height)", "JPEG quality", "source"],
+            [
+                [
+                    f'<img src="{d.thumbs[a["id"]]}" alt="">',
+                    html.escape(a["file"]),
+                    f"{a['width']}x{a['height']}",
+                    f"{a['sharpness']:.0f}",
+                    f"{LABELS[a['framing']['label']]}"
+                    + (f" ({a['framing']['face_height']:.2f})" if a["framing"]["face_height"] else ""),
+                    "" if a["jpeg_quality"] is None else str(a["jpeg_quality"]),
+                    html.escape(
+                        f"{a['source_format']} {a['source_mode']}" + (", EXIF-rotated" if a["exif_transposed"] else "")
+                    ),
+                ]
+                for a in d.kept
+            ],
+        ),
+    ], []
 
 
 # The report's sections, in the order of the page.
-SECTIONS = (framing_section, rejected_section, strays_section, duplicates_section, similar_section, flags_section,
-            skin_section, dates_section, masks_section, captions_section, intent_section, kept_section)
+SECTIONS = (
+    framing_section,
+    rejected_section,
+    strays_section,
+    duplicates_section,
+    similar_section,
+    flags_section,
+    skin_section,
+    dates_section,
+    masks_section,
+    captions_section,
+    intent_section,
+    kept_section,
+)
 
 
-def write_dataset_report(*, rows: list[DedupRow], audits: list[dict], kept_images: dict[str, Path],
-                         kept_masks: dict[str, tuple[Path, dict]], kept_captions: dict[str, dict],
-                         lint_rows: list, images_dir: Path, targets: dict[str, list[float]],
-                         coverage: list[tuple[str, str, int]], html_path: str | Path,
-                         chart_path: str | Path, strays: dict[str, str] | None = None,
-                         max_years: float = 2.0, max_skin_shift: float = 8.0, workers: int = 1) -> ReportSummary:
+def write_dataset_report(
+    *,
+    rows: list[DedupRow],
+    audits: list[dict],
+    kept_images: dict[str, Path],
+    kept_masks: dict[str, tuple[Path, dict]],
+    kept_captions: dict[str, dict],
+    lint_rows: list,
+    images_dir: Path,
+    targets: dict[str, list[float]],
+    coverage: list[tuple[str, str, int]],
+    html_path: str | Path,
+    chart_path: str | Path,
+    strays: dict[str, str] | None = None,
+    max_years: float = 2.0,
+    max_skin_shift: float = 8.0,
+    workers: int = 1,
+) -> ReportSummary:
     """Write the HTML report (the SECTIONS in order, their warnings listed once at the top) and the
     framing chart; return the counts and the warnings shown.
 
@@ -358,18 +479,36 @@ def write_dataset_report(*, rows: list[DedupRow], audits: list[dict], kept_image
     counts = {s: sum(r.status == s for r in rows) for s in (KEPT, DUPLICATE, REJECTED)}
     framing = framing_summary(kept, targets)
     framing_chart(framing, targets, chart_path)
-    dataset = Dataset(rows, by_id, kept, kept_masks, kept_captions, lint_rows, Path(images_dir), coverage,
-                      strays or {}, max_years, max_skin_shift, thumbs, overlays, framing, Path(chart_path))
+    dataset = Dataset(
+        rows,
+        by_id,
+        kept,
+        kept_masks,
+        kept_captions,
+        lint_rows,
+        Path(images_dir),
+        coverage,
+        strays or {},
+        max_years,
+        max_skin_shift,
+        thumbs,
+        overlays,
+        framing,
+        Path(chart_path),
+    )
     body, warnings = [], []
     for section in SECTIONS:
         parts, found = section(dataset)
         body += parts
         warnings += found
-    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>charlora dataset report</title>"
-            f"<style>{CSS}</style></head><body><h1>Dataset report</h1>",
-            f"<p>{len(rows)} files in {html.escape(str(images_dir))}: <b>{counts[KEPT]} kept</b>, "
-            f"{counts[DUPLICATE]} near-duplicates set aside, {counts[REJECTED]} rejected.</p>",
-            "".join(f'<p class="warn">{html.escape(text)} <a href="#{section}">(details)</a></p>'
-                    for section, text in warnings)]
+    page = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>charlora dataset report</title>"
+        f"<style>{CSS}</style></head><body><h1>Dataset report</h1>",
+        f"<p>{len(rows)} files in {html.escape(str(images_dir))}: <b>{counts[KEPT]} kept</b>, "
+        f"{counts[DUPLICATE]} near-duplicates set aside, {counts[REJECTED]} rejected.</p>",
+        "".join(
+            f'<p class="warn">{html.escape(text)} <a href="#{section}">(details)</a></p>' for section, text in warnings
+        ),
+    ]
     atomic.write_text(html_path, "\n".join(page + body + ["</body></html>\n"]))
     return ReportSummary(counts, framing, [text for _, text in warnings])

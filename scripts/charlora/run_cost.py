@@ -3,8 +3,8 @@ training job's own disk check computes them (disk_space.py), and from the valida
 
 `snakemake cost` prints it (rule `cost`), and so does the start of every run that trains (the
 Snakefile's onstart, from the checkpoint's header: `header_shapes`); the README's cost table is this
-estimate at the guide's defaults. With a GPU device it adds the training time from a public figure (SECONDS_PER_IMAGE), marked
-as an estimate: charlora has not measured one yet.
+estimate at the guide's defaults. With a GPU device it adds the training time from a public figure
+(SECONDS_PER_IMAGE), marked as an estimate: charlora has not measured one yet.
 
     saved epochs x the UNet in the training dtype      (train.save_every halves it at 2)
   + one training state per job, kept for the next      (the optimizer's moments; EMA adds two copies)
@@ -22,8 +22,8 @@ from pathlib import Path
 from charlora import disk_space, plan
 from charlora.intent import VARIANTS
 
-PNG_BYTES_PER_PIXEL = 1.5    # a photo-like 8-bit RGB PNG: about half of its 3 raw bytes per pixel
-REFINED = 8                  # refinement.py samples the saved epochs within 8 of the selection's start
+PNG_BYTES_PER_PIXEL = 1.5  # a photo-like 8-bit RGB PNG: about half of its 3 raw bytes per pixel
+REFINED = 8  # refinement.py samples the saved epochs within 8 of the selection's start
 # A public figure, not ours: SDXL full fine-tune in bf16 at 1024 px on an RTX 4090, 1.16-1.20 s/it
 # (OneTrainer issue #164), taken as seconds per training image.
 SECONDS_PER_IMAGE = 1.2
@@ -31,13 +31,13 @@ SECONDS_PER_IMAGE = 1.2
 
 @dataclass
 class RunCost:
-    need: disk_space.DiskNeed    # checkpoints and training states
-    sampled_epochs: int          # the coarse pass, epoch 0 included
-    refined_at_most: int         # epochs the refinement may add
-    prompts: int                 # about: the exact list is composed from the captions (validate_prompts.py)
+    need: disk_space.DiskNeed  # checkpoints and training states
+    sampled_epochs: int  # the coarse pass, epoch 0 included
+    refined_at_most: int  # epochs the refinement may add
+    prompts: int  # about: the exact list is composed from the captions (validate_prompts.py)
     seeds: int
-    sample_bytes: int            # one validation PNG
-    epoch_seconds: float | None = None   # on a GPU, from SECONDS_PER_IMAGE (None: the CPU, not estimated)
+    sample_bytes: int  # one validation PNG
+    epoch_seconds: float | None = None  # on a GPU, from SECONDS_PER_IMAGE (None: the CPU, not estimated)
     epochs: int = 0
 
     @property
@@ -50,19 +50,30 @@ class RunCost:
 
     def table(self) -> str:
         gb = 1e9
-        return "\n".join([
-            f"UNet checkpoints     {self.need.epochs} saved epochs x {self.need.epoch_bytes / gb:.2f} GB "
-            f"({self.need.weight_dtype})  = {self.need.epochs * self.need.epoch_bytes / gb:8.2f} GB",
-            f"training states      {self.need.states} jobs x {self.need.state_bytes / gb:.2f} GB, kept for the next job "
-            f" = {self.need.states * self.need.state_bytes / gb:8.2f} GB",
-            f"validation samples   {self.sampled_epochs} epochs (+ up to {self.refined_at_most}) x about {self.prompts} "
-            f"prompts x {self.seeds} seeds x {self.sample_bytes / 1e6:.2f} MB  = {self.samples_bytes / gb:8.2f} GB",
-            f"total, at most about {self.total / gb:.1f} GB on the disk that holds results/ "
-            "(an estimate; the training job checks the free space before it starts)",
-        ] + ([f"GPU time, an estimate until measured: about {self.epoch_seconds / 60:.1f} min an epoch, "
-              f"{self.epoch_seconds * self.epochs / 3600:.1f} h for {self.epochs} epochs of training "
-              f"({SECONDS_PER_IMAGE} s an image: a public figure for SDXL on an RTX 4090, OneTrainer issue "
-              "#164; validation sampling comes on top)"] if self.epoch_seconds is not None else []))
+        return "\n".join(
+            [
+                f"UNet checkpoints     {self.need.epochs} saved epochs x {self.need.epoch_bytes / gb:.2f} GB "
+                f"({self.need.weight_dtype})  = {self.need.epochs * self.need.epoch_bytes / gb:8.2f} GB",
+                f"training states      {self.need.states} jobs x {self.need.state_bytes / gb:.2f} GB, "
+                "kept for the next job "
+                f" = {self.need.states * self.need.state_bytes / gb:8.2f} GB",
+                f"validation samples   {self.sampled_epochs} epochs (+ up to {self.refined_at_most}) "
+                f"x about {self.prompts} "
+                f"prompts x {self.seeds} seeds x {self.sample_bytes / 1e6:.2f} MB  = {self.samples_bytes / gb:8.2f} GB",
+                f"total, at most about {self.total / gb:.1f} GB on the disk that holds results/ "
+                "(an estimate; the training job checks the free space before it starts)",
+            ]
+            + (
+                [
+                    f"GPU time, an estimate until measured: about {self.epoch_seconds / 60:.1f} min an epoch, "
+                    f"{self.epoch_seconds * self.epochs / 3600:.1f} h for {self.epochs} epochs of training "
+                    f"({SECONDS_PER_IMAGE} s an image: a public figure for SDXL on an RTX 4090, OneTrainer issue "
+                    "#164; validation sampling comes on top)"
+                ]
+                if self.epoch_seconds is not None
+                else []
+            )
+        )
 
 
 UNET_PREFIX = "model.diffusion_model."  # ldm_layout.UNET_PREFIX (not imported here: that module loads torch)
@@ -74,22 +85,28 @@ def header_shapes(base_model: str | Path) -> list[tuple[int, ...]]:
     torch, so that the start of a run can afford it. The same shapes as the diffusers UNet's parameters
     (the LDM layout renames, never reshapes)."""
     base_model = Path(base_model)
-    files, prefix = (sorted((base_model / "unet").glob("*.safetensors")), "") if base_model.is_dir() \
+    files, prefix = (
+        (sorted((base_model / "unet").glob("*.safetensors")), "")
+        if base_model.is_dir()
         else ([base_model], UNET_PREFIX)
+    )
     shapes = []
     for path in files:
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(length))
-        shapes += [tuple(entry["shape"]) for key, entry in header.items()
-                   if key != "__metadata__" and key.startswith(prefix)]
+        shapes += [
+            tuple(entry["shape"]) for key, entry in header.items() if key != "__metadata__" and key.startswith(prefix)
+        ]
     return shapes
 
 
 def describe(config: dict, shapes: list[tuple[int, ...]], photos: int) -> str:
     """The estimate as `snakemake cost` and the start of a run print it."""
-    return (f"run {config['run']!r}: {photos} photos, {config['train']['epochs']} epochs\n"
-            + estimate(config, shapes, photos).table())
+    return (
+        f"run {config['run']!r}: {photos} photos, {config['train']['epochs']} epochs\n"
+        + estimate(config, shapes, photos).table()
+    )
 
 
 def prompt_count(config: dict, photos: int) -> int:
@@ -99,7 +116,9 @@ def prompt_count(config: dict, photos: int) -> int:
     composed = min(validate["prompts"], max((len(v) for v in lists), default=0))
     variants = min(VARIANTS, composed)
     val_photos = max(1, round(config["ingest"]["val_fraction"] * photos)) if photos >= 2 else 0
-    return 1 + composed + variants + val_photos + len(validate["extra_prompts"]) + min(validate["train_captions"], photos)
+    return (
+        1 + composed + variants + val_photos + len(validate["extra_prompts"]) + min(validate["train_captions"], photos)
+    )
 
 
 def estimate(config: dict, shapes: list[tuple[int, ...]], photos: int) -> RunCost:
@@ -107,13 +126,27 @@ def estimate(config: dict, shapes: list[tuple[int, ...]], photos: int) -> RunCos
     train, validate = config["train"], config["validate"]
     blocks = plan.blocks(train["epochs"], train["epochs_per_job"])
     saved = [e for first, last in blocks for e in plan.saved_epochs(first, last, train["save_every"])]
-    dtype = "bf16" if train["precision"] == "bf16" else "fp32"   # fp16 trains fp32 master weights (train.py)
-    need = disk_space.training_need(shapes, 2 if dtype == "bf16" else 4, dtype, train["optimizer"],
-                                    bool(train["ema_decay"]), len(saved), len(blocks))
+    dtype = "bf16" if train["precision"] == "bf16" else "fp32"  # fp16 trains fp32 master weights (train.py)
+    need = disk_space.training_need(
+        shapes,
+        2 if dtype == "bf16" else 4,
+        dtype,
+        train["optimizer"],
+        bool(train["ema_decay"]),
+        len(saved),
+        len(blocks),
+    )
     coarse = sorted({*plan.sampled_epochs(saved, validate["every"]), *validate["epochs"]})
     refined = min(REFINED, len(set(saved) - set(coarse)))
     side = validate["resolution"]
     on_gpu = train["device"] != "cpu"
-    return RunCost(need, len(coarse), refined, prompt_count(config, photos), validate["seeds"],
-                   round(side * side * PNG_BYTES_PER_PIXEL),
-                   photos * SECONDS_PER_IMAGE if on_gpu else None, train["epochs"])
+    return RunCost(
+        need,
+        len(coarse),
+        refined,
+        prompt_count(config, photos),
+        validate["seeds"],
+        round(side * side * PNG_BYTES_PER_PIXEL),
+        photos * SECONDS_PER_IMAGE if on_gpu else None,
+        train["epochs"],
+    )

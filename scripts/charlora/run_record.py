@@ -27,9 +27,25 @@ from charlora import atomic, plan
 from charlora.hashing import file_sha256
 
 # The packages whose versions can change a run's bytes or its curation.
-PACKAGES = ("torch", "diffusers", "transformers", "safetensors", "accelerate", "peft", "bitsandbytes", "numpy",
-            "pillow", "opencv-python-headless", "imagededup", "rembg", "onnxruntime", "dlib-bin", "scikit-image",
-            "open-clip-torch", "snakemake")
+PACKAGES = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "safetensors",
+    "accelerate",
+    "peft",
+    "bitsandbytes",
+    "numpy",
+    "pillow",
+    "opencv-python-headless",
+    "imagededup",
+    "rembg",
+    "onnxruntime",
+    "dlib-bin",
+    "scikit-image",
+    "open-clip-torch",
+    "snakemake",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -44,8 +60,10 @@ def package_versions() -> dict[str, str]:
 
 def charlora_commit(checkout: str | Path) -> str:
     """The git commit of the workflow's checkout, and whether tracked files were changed since."""
+
     def git(*args):
         return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, check=True).stdout
+
     try:
         commit = git("rev-parse", "HEAD").strip()
         changed = git("status", "--porcelain", "--untracked-files=no").strip()
@@ -56,17 +74,32 @@ def charlora_commit(checkout: str | Path) -> str:
 
 def dataset_fingerprint(files: dict[str, dict[str, Path]], split: Path) -> dict:
     """`files`: id -> {kind: curated file}. One hash for the whole dataset, and every file's."""
-    per_id = {image_id: {kind: file_sha256(path) for kind, path in sorted(kinds.items())}
-              for image_id, kinds in sorted(files.items())}
+    per_id = {
+        image_id: {kind: file_sha256(path) for kind, path in sorted(kinds.items())}
+        for image_id, kinds in sorted(files.items())
+    }
     lines = [f"{image_id}\t{kind}\t{digest}" for image_id, kinds in per_id.items() for kind, digest in kinds.items()]
     split_hash = file_sha256(split)
     lines.append(f"split\t{split_hash}")
-    return {"sha256": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest(), "photos": len(per_id),
-            "split_sha256": split_hash, "files": per_id}
+    return {
+        "sha256": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest(),
+        "photos": len(per_id),
+        "split_sha256": split_hash,
+        "files": per_id,
+    }
 
 
-def make_record(*, config: dict, dataset: str, files: dict[str, dict[str, Path]], split: Path, base_model: str,
-                base_hash: str, consent: Path | None, checkout: str | Path) -> dict:
+def make_record(
+    *,
+    config: dict,
+    dataset: str,
+    files: dict[str, dict[str, Path]],
+    split: Path,
+    base_model: str,
+    base_hash: str,
+    consent: Path | None,
+    checkout: str | Path,
+) -> dict:
     subject = config["subject"]
     return {
         "run": config["run"],
@@ -84,20 +117,22 @@ def make_record(*, config: dict, dataset: str, files: dict[str, dict[str, Path]]
 def write_record(path: str | Path, record: dict) -> None:
     """YAML in a fixed order (the record's, then sorted config keys), so a rebuild gives the same bytes."""
     head = {k: v for k, v in record.items() if k != "config"}
-    text = (yaml.safe_dump(head, sort_keys=False, allow_unicode=True, width=120)
-            + yaml.safe_dump({"config": record["config"]}, sort_keys=True, allow_unicode=True, width=120))
+    text = yaml.safe_dump(head, sort_keys=False, allow_unicode=True, width=120) + yaml.safe_dump(
+        {"config": record["config"]}, sort_keys=True, allow_unicode=True, width=120
+    )
     atomic.write_text(path, text)
 
 
 # --- comparing runs ----------------------------------------------------------------------------------
 
+
 @dataclass
 class RunSummary:
     run: str
     rationale: str
-    settings: dict[str, str]            # the config, flattened: 'train.lr' -> '4e-06'
+    settings: dict[str, str]  # the config, flattened: 'train.lr' -> '4e-06'
     lowest_val: tuple[int, float] | None  # (epoch, mean validation loss)
-    selected: str                       # the epoch the run's LoRA is of, and how it was chosen
+    selected: str  # the epoch the run's LoRA is of, and how it was chosen
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:
@@ -115,7 +150,7 @@ def lowest_validation_loss(train_dir: Path) -> tuple[int, float] | None:
     on a tie)."""
     from charlora.validate_plots import read_losses
 
-    metrics = {int(p.name[len("epoch-"):].split(".")[0]): p for p in train_dir.glob("epoch-*.metrics.tsv")}
+    metrics = {int(p.name[len("epoch-") :].split(".")[0]): p for p in train_dir.glob("epoch-*.metrics.tsv")}
     _, val = read_losses(metrics)
     means = {epoch: losses["mean"] for epoch, losses in val.items() if not math.isnan(losses.get("mean", math.nan))}
     if not means:
@@ -140,8 +175,13 @@ def read_run(runs: str | Path, run: str) -> RunSummary | None:
         selected = f"{epoch} (scorecard)" if epoch is not None else "none (see validate/selected.json)"
     else:
         selected = "not yet"
-    return RunSummary(record["run"], record.get("rationale") or "", flatten(config),
-                      lowest_validation_loss(Path(plan.train_dir(run, runs))), selected)
+    return RunSummary(
+        record["run"],
+        record.get("rationale") or "",
+        flatten(config),
+        lowest_validation_loss(Path(plan.train_dir(run, runs))),
+        selected,
+    )
 
 
 def compare(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]:
@@ -149,8 +189,16 @@ def compare(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]:
     keys = sorted({k for r in runs for k in r.settings} - {"run", "rationale"})
     differing = [k for k in keys if len({r.settings.get(k, "(unset)") for r in runs}) > 1]
     header = ["run", "rationale", "lowest validation loss (epoch)", "selected epoch", *differing]
-    rows = [[r.run, r.rationale, f"{r.lowest_val[1]:.6g} ({r.lowest_val[0]})" if r.lowest_val else "not yet",
-             r.selected, *(r.settings.get(k, "(unset)") for k in differing)] for r in runs]
+    rows = [
+        [
+            r.run,
+            r.rationale,
+            f"{r.lowest_val[1]:.6g} ({r.lowest_val[0]})" if r.lowest_val else "not yet",
+            r.selected,
+            *(r.settings.get(k, "(unset)") for k in differing),
+        ]
+        for r in runs
+    ]
     return header, rows
 
 

@@ -40,6 +40,7 @@ SAMPLERS = {
 @dataclass(frozen=True)
 class Settings:
     """config `validate:`, the part that decides the pixels (meanings and defaults: config/schema.yaml)."""
+
     sampler: str
     steps: int
     cfg: float
@@ -59,8 +60,8 @@ class Settings:
 
 @dataclass(frozen=True)
 class Prompt:
-    name: str      # p01, p02, ...: the prefix of its image files
-    origin: str    # where it comes from: token, validation image <id>, extra
+    name: str  # p01, p02, ...: the prefix of its image files
+    origin: str  # where it comes from: token, validation image <id>, extra
     text: str
 
 
@@ -86,8 +87,10 @@ def parameters_text(prompt: str, settings: Settings, seed: int, model: str) -> s
     if settings.negative_prompt:
         lines.append(f"Negative prompt: {settings.negative_prompt}")
     size = f"{settings.resolution}x{settings.resolution}"
-    lines.append(f"Steps: {settings.steps}, Sampler: {SAMPLERS[settings.sampler][2]}, CFG scale: {settings.cfg:g}, "
-                 f"Seed: {seed}, Size: {size}, Model: {model}, Version: charlora")
+    lines.append(
+        f"Steps: {settings.steps}, Sampler: {SAMPLERS[settings.sampler][2]}, CFG scale: {settings.cfg:g}, "
+        f"Seed: {seed}, Size: {size}, Model: {model}, Version: charlora"
+    )
     return "\n".join(lines)
 
 
@@ -104,11 +107,18 @@ def pipeline(base_model: Path, unet: torch.nn.Module, settings: Settings, device
 
     parts = sdxl.load_sdxl(base_model, with_unet=False)
     class_name, options, _ = SAMPLERS[settings.sampler]
-    scheduler = getattr(diffusers, class_name).from_pretrained(sdxl.config_dir(base_model), subfolder="scheduler",
-                                                              **options)
+    scheduler = getattr(diffusers, class_name).from_pretrained(
+        sdxl.config_dir(base_model), subfolder="scheduler", **options
+    )
     pipe = diffusers.StableDiffusionXLPipeline(
-        vae=parts.vae, text_encoder=parts.text_encoder, text_encoder_2=parts.text_encoder_2,
-        tokenizer=parts.tokenizer, tokenizer_2=parts.tokenizer_2, unet=unet, scheduler=scheduler)
+        vae=parts.vae,
+        text_encoder=parts.text_encoder,
+        text_encoder_2=parts.text_encoder_2,
+        tokenizer=parts.tokenizer,
+        tokenizer_2=parts.tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device, torch.float16 if device.type == "cuda" else torch.float32)
 
@@ -122,13 +132,27 @@ def starting_noise(seed: int, settings: Settings, pipe) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(pipe, prompt: str, seed: int, settings: Settings) -> Image.Image:
-    return pipe(prompt=prompt, negative_prompt=settings.negative_prompt or None, height=settings.resolution,
-                width=settings.resolution, num_inference_steps=settings.steps, guidance_scale=settings.cfg,
-                latents=starting_noise(seed, settings, pipe), output_type="pil").images[0]
+    return pipe(
+        prompt=prompt,
+        negative_prompt=settings.negative_prompt or None,
+        height=settings.resolution,
+        width=settings.resolution,
+        num_inference_steps=settings.steps,
+        guidance_scale=settings.cfg,
+        latents=starting_noise(seed, settings, pipe),
+        output_type="pil",
+    ).images[0]
 
 
-def sample_epoch(base_model: Path, epoch_file: Path | None, prompts: list[Prompt], settings: Settings,
-                 out_dir: Path, model: str, progress: bool = True) -> list[Path]:
+def sample_epoch(
+    base_model: Path,
+    epoch_file: Path | None,
+    prompts: list[Prompt],
+    settings: Settings,
+    out_dir: Path,
+    model: str,
+    progress: bool = True,
+) -> list[Path]:
     """Every prompt x seed from one epoch's UNet (`epoch_file`; None: the base model's) into `out_dir`,
     which appears whole or not at all. Returns the image paths, prompt by prompt."""
     from tqdm import tqdm
@@ -138,8 +162,17 @@ def sample_epoch(base_model: Path, epoch_file: Path | None, prompts: list[Prompt
     unet = sdxl.load_epoch_unet(epoch_file, base_model) if epoch_file else sdxl.load_unet(base_model)
     pipe = pipeline(base_model, unet, settings, device)
     jobs = [(p, seed) for p in prompts for seed in settings.seed_values]
-    log.info("sampling %s on %s: %d prompts x %d seeds, %s, %d steps, cfg %g, %d px", model, device, len(prompts),
-             settings.seeds, settings.sampler, settings.steps, settings.cfg, settings.resolution)
+    log.info(
+        "sampling %s on %s: %d prompts x %d seeds, %s, %d steps, cfg %g, %d px",
+        model,
+        device,
+        len(prompts),
+        settings.seeds,
+        settings.sampler,
+        settings.steps,
+        settings.cfg,
+        settings.resolution,
+    )
     started = time.perf_counter()
     with atomic.atomic_dir(out_dir) as tmp:
         for prompt, seed in tqdm(jobs, desc=model, unit="image", disable=not progress):

@@ -49,17 +49,23 @@ from PIL import Image, ImageOps
 
 from charlora import atomic, faces, masks, validate_prompts
 
-COMPARE_SIDE = 256      # sharpness and the subject are measured at this short side
-THUMB = 64              # SSIM is measured on grey thumbnails of this size
-WHITE = 250             # a pixel whose every channel is at least this is blown out
-TRAINING_PERCENTILE = 95       # beyond this of the training photos: sharper, more blown
-SOFT_PERCENTILE = 5            # below this: softer than the training photos
-BACKDROP_TOLERANCE = 30.0      # RGB distance from the fitted backdrop that still counts as backdrop
+COMPARE_SIDE = 256  # sharpness and the subject are measured at this short side
+THUMB = 64  # SSIM is measured on grey thumbnails of this size
+WHITE = 250  # a pixel whose every channel is at least this is blown out
+TRAINING_PERCENTILE = 95  # beyond this of the training photos: sharper, more blown
+SOFT_PERCENTILE = 5  # below this: softer than the training photos
+BACKDROP_TOLERANCE = 30.0  # RGB distance from the fitted backdrop that still counts as backdrop
 # The framings of a training photo that a copy is looked for in: (name, left, top, right, bottom) as
 # shares of the width and height. A sample shifted or zoomed by up to a tenth matches one of them.
-FRAMINGS = [("whole", 0, 0, 1, 1), ("centre 90 %", .05, .05, .95, .95), ("centre 80 %", .1, .1, .9, .9),
-            ("top left 90 %", 0, 0, .9, .9), ("top right 90 %", .1, 0, 1, .9),
-            ("bottom left 90 %", 0, .1, .9, 1), ("bottom right 90 %", .1, .1, 1, 1)]
+FRAMINGS = [
+    ("whole", 0, 0, 1, 1),
+    ("centre 90 %", 0.05, 0.05, 0.95, 0.95),
+    ("centre 80 %", 0.1, 0.1, 0.9, 0.9),
+    ("top left 90 %", 0, 0, 0.9, 0.9),
+    ("top right 90 %", 0.1, 0, 1, 0.9),
+    ("bottom left 90 %", 0, 0.1, 0.9, 1),
+    ("bottom right 90 %", 0.1, 0.1, 1, 1),
+]
 
 
 def resized(image: Image.Image, short_side: int, resample=Image.Resampling.LANCZOS) -> Image.Image:
@@ -93,8 +99,9 @@ def subject(image: Image.Image) -> np.ndarray:
     key = masks.colour_key_mask(small, BACKDROP_TOLERANCE)
     if key.border_distance > BACKDROP_TOLERANCE * masks.PLAIN_BACKDROP_SHARE or not (key.alpha >= 0.5).any():
         return np.ones((rgb.height, rgb.width), bool)
-    alpha = Image.fromarray(np.where(key.alpha >= 0.5, 255, 0).astype(np.uint8)).resize(rgb.size,
-                                                                                       Image.Resampling.NEAREST)
+    alpha = Image.fromarray(np.where(key.alpha >= 0.5, 255, 0).astype(np.uint8)).resize(
+        rgb.size, Image.Resampling.NEAREST
+    )
     return np.asarray(alpha) > 0
 
 
@@ -142,16 +149,18 @@ def mask_thumbnail(region: np.ndarray) -> np.ndarray:
 @dataclass
 class Photo:
     """What is compared of one training photo."""
+
     id: str
-    face: list[float] | None         # dlib descriptor of its largest face
-    hashes: dict[str, str]           # perceptual hash of each framing ("whole", ..., "whole mirrored", ...)
+    face: list[float] | None  # dlib descriptor of its largest face
+    hashes: dict[str, str]  # perceptual hash of each framing ("whole", ..., "whole mirrored", ...)
     high_frequency: float
-    blown: float                     # share of the subject blown to white
+    blown: float  # share of the subject blown to white
 
 
 @dataclass
 class Reference:
     """The training photos, as the samples are measured against them (validate/reference.json)."""
+
     photos: list[Photo]
     min_face: int
 
@@ -160,8 +169,9 @@ class Reference:
         rows = [p.face for p in self.photos if p.face is not None]
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), 128)
 
-    def limit(self, values: list[float], percentile: float = TRAINING_PERCENTILE,
-              without_photos: float = float("inf")) -> float:
+    def limit(
+        self, values: list[float], percentile: float = TRAINING_PERCENTILE, without_photos: float = float("inf")
+    ) -> float:
         """The training photos' `percentile` of a measure (`without_photos` when there are none: no flag)."""
         return float(np.percentile(values, percentile)) if values else without_photos
 
@@ -192,8 +202,11 @@ class Reference:
 
 
 def framing_hashes(image: Image.Image) -> dict[str, str]:
-    return {f"{name}{' mirrored' if mirrored else ''}": phash(framing(image, name, mirrored))
-            for mirrored in (False, True) for name, *_ in FRAMINGS}
+    return {
+        f"{name}{' mirrored' if mirrored else ''}": phash(framing(image, name, mirrored))
+        for mirrored in (False, True)
+        for name, *_ in FRAMINGS
+    }
 
 
 def describe_photo(image_id: str, image: Image.Image, min_face: int, sample_side: int | None = None) -> Photo:
@@ -202,8 +215,13 @@ def describe_photo(image_id: str, image: Image.Image, min_face: int, sample_side
     1024-pixel photo's detail, and is not softer for that)."""
     face = faces.largest_face(image, min_face)
     at_sample_size = resized(image, sample_side) if sample_side and sample_side < min(image.size) else image
-    return Photo(image_id, face.descriptor.round(6).tolist() if face else None, framing_hashes(image),
-                 round(high_frequency(at_sample_size), 6), round(blown_share(image), 6))
+    return Photo(
+        image_id,
+        face.descriptor.round(6).tolist() if face else None,
+        framing_hashes(image),
+        round(high_frequency(at_sample_size), 6),
+        round(blown_share(image), 6),
+    )
 
 
 def write_reference(path: Path, reference: Reference) -> None:
@@ -219,27 +237,33 @@ def read_reference(path: Path) -> Reference:
 @dataclass
 class SampleScore:
     """One sample's measurements (None: not measurable, e.g. no face in the picture)."""
+
     prompt: str
     seed: int
-    unseen: bool                       # the token, an intent, a variant or an extra prompt (not a photo's caption)
-    origin: str = ""                   # the prompt's origin (validate_prompts: "variant of p03: ...", ...)
+    unseen: bool  # the token, an intent, a variant or an extra prompt (not a photo's caption)
+    origin: str = ""  # the prompt's origin (validate_prompts: "variant of p03: ...", ...)
     face: bool = False
     face_distance: float | None = None
     face_match: bool | None = None
     adherence: float | None = None
     adherence_shuffled: float | None = None  # the same measure against another prompt of the set: chance
-    copy_bits: int | None = None       # perceptual-hash distance to the nearest framing of a training photo
-    copy_ssim: float | None = None     # SSIM to that framing over the subject
-    nearest: str = ""                  # that photo and framing ("<id> (whole mirrored)")
+    copy_bits: int | None = None  # perceptual-hash distance to the nearest framing of a training photo
+    copy_ssim: float | None = None  # SSIM to that framing over the subject
+    nearest: str = ""  # that photo and framing ("<id> (whole mirrored)")
     high_frequency: float = 0.0
     sharper_than_training: bool = False
     softer_than_training: bool = False
-    blown: float = 0.0                 # share of the subject blown to white
+    blown: float = 0.0  # share of the subject blown to white
     blown_beyond_training: bool = False
 
 
-def score_sample(image: Image.Image, reference: Reference, pictures: dict[str, Image.Image], face_threshold: float,
-                 score: SampleScore) -> SampleScore:
+def score_sample(
+    image: Image.Image,
+    reference: Reference,
+    pictures: dict[str, Image.Image],
+    face_threshold: float,
+    score: SampleScore,
+) -> SampleScore:
     """Fill in everything but the adherence (which runs one model over all samples at once);
     `pictures`: Reference.pictures. A training caption's sample (the memorisation probe) is compared with
     its own photo only; every other sample with the nearest training photo."""
@@ -251,8 +275,11 @@ def score_sample(image: Image.Image, reference: Reference, pictures: dict[str, I
     sample_hash, region = phash(image), subject(image)
     own = validate_prompts.training_photo(score.origin)
     candidates = [p for p in reference.photos if p.id == own] or reference.photos
-    nearest = min(((hamming(sample_hash, h), photo.id, name) for photo in candidates
-                   for name, h in photo.hashes.items()), key=lambda n: n[0], default=None)  # ties: the first
+    nearest = min(
+        ((hamming(sample_hash, h), photo.id, name) for photo in candidates for name, h in photo.hashes.items()),
+        key=lambda n: n[0],
+        default=None,
+    )  # ties: the first
     if nearest is not None:
         bits, image_id, name = nearest
         theirs = framing(pictures[image_id], name.removesuffix(" mirrored"), name.endswith(" mirrored"))
@@ -280,8 +307,10 @@ def diversity(thumbs: dict[tuple[str, int], np.ndarray]) -> tuple[float | None, 
     per_seed = [mean_dissimilarity([thumbs[p, s] for p in prompts if (p, s) in thumbs]) for s in seeds]
     across_seeds = [v for v in per_prompt if v is not None]
     across_prompts = [v for v in per_seed if v is not None]
-    return (round(statistics.fmean(across_seeds), 4) if across_seeds else None,
-            round(statistics.fmean(across_prompts), 4) if across_prompts else None)
+    return (
+        round(statistics.fmean(across_seeds), 4) if across_seeds else None,
+        round(statistics.fmean(across_prompts), 4) if across_prompts else None,
+    )
 
 
 class ClipScorer:
@@ -298,8 +327,9 @@ class ClipScorer:
     def __call__(self, image: Image.Image, *texts: str) -> list[float]:
         """The image's CLIP score against each text (one forward pass of the image for all of them)."""
         torch = self.torch
-        inputs = self.processor(text=list(texts), images=[image.convert("RGB")], return_tensors="pt", padding=True,
-                                truncation=True).to(self.device)
+        inputs = self.processor(
+            text=list(texts), images=[image.convert("RGB")], return_tensors="pt", padding=True, truncation=True
+        ).to(self.device)
         with torch.no_grad():
             out = self.model(**inputs)  # image_embeds and text_embeds: projected and L2-normalised
         cosines = (out.text_embeds @ out.image_embeds[0]).tolist()
@@ -321,9 +351,10 @@ def tag_recall(prompt: str, token: str, tags: list[str], vocabulary=None) -> flo
 @dataclass
 class EpochScores:
     """validate/epoch-<eee>.scores.json: every sample's measurements and the epoch's diversity."""
+
     epoch: int
-    adherence_method: str                   # "CLIP score (<folder>)", "tag recall (<tagger>)" or "n/a: <why>"
-    identity_method: str                    # how faces were compared, or "n/a: <why>"
+    adherence_method: str  # "CLIP score (<folder>)", "tag recall (<tagger>)" or "n/a: <why>"
+    identity_method: str  # how faces were compared, or "n/a: <why>"
     training_face_share: float | None = None  # the training photos' share with a face (Reference.face_share)
     diversity_seeds: float | None = None
     diversity_prompts: float | None = None
@@ -346,8 +377,10 @@ def adherence_method(clip_folder: str | None, captions_config: dict) -> str:
         return f"CLIP score ({clip_folder})"
     if captions_config["tagger"] in ("wd14", "vlm"):
         return f"tag recall ({captions_config['tagger']}: {captions_config[captions_config['tagger']]['folder']})"
-    return (f"n/a: no CLIP model folder (select.clip), and captions.tagger {captions_config['tagger']} cannot tag "
-            "new pictures")
+    return (
+        f"n/a: no CLIP model folder (select.clip), and captions.tagger {captions_config['tagger']} cannot tag "
+        "new pictures"
+    )
 
 
 def unseen(origin: str) -> bool:
@@ -355,9 +388,20 @@ def unseen(origin: str) -> bool:
     return not origin.startswith((validate_prompts.VALIDATION_PHOTO, validate_prompts.TRAINING_PHOTO))
 
 
-def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], reference: Reference,
-                reference_images: Path, face_threshold: float, clip_folder: str | None, captions_config: dict,
-                token: str, device: str = "cpu", progress=None) -> EpochScores:
+def score_epoch(
+    epoch: int,
+    folder: Path,
+    prompts: list,
+    seeds: list[int],
+    reference: Reference,
+    reference_images: Path,
+    face_threshold: float,
+    clip_folder: str | None,
+    captions_config: dict,
+    token: str,
+    device: str = "cpu",
+    progress=None,
+) -> EpochScores:
     """Measure every prompt x seed sample of one epoch's folder (sample.image_name's files)."""
     from charlora import sample, tags
     from charlora.captions import Vocabulary
@@ -367,10 +411,12 @@ def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], refer
     tagger = tags.make_tagger(captions_config) if clip is None and not method.startswith("n/a") else None
     vocabulary = Vocabulary.load(captions_config["vocabulary"]) if tagger is not None else None
     has_faces = len(reference.face_descriptors) > 0
-    identity = (f"dlib ResNet descriptor, mean distance to {len(reference.face_descriptors)} training faces, "
-                f"faces of {reference.min_face} px or more" if has_faces else
-                f"n/a: no face of {reference.min_face} px or more in any training photo (a drawn or faceless "
-                "character)")
+    identity = (
+        f"dlib ResNet descriptor, mean distance to {len(reference.face_descriptors)} training faces, "
+        f"faces of {reference.min_face} px or more"
+        if has_faces
+        else f"n/a: no face of {reference.min_face} px or more in any training photo (a drawn or faceless character)"
+    )
     result = EpochScores(epoch, method, identity, reference.face_share)
     pictures = reference.pictures(reference_images)
     thumbs = {}
@@ -380,8 +426,13 @@ def score_epoch(epoch: int, folder: Path, prompts: list, seeds: list[int], refer
             path = folder / sample.image_name(prompt, seed)
             with Image.open(path) as im:
                 image = im.convert("RGB")
-            score = score_sample(image, reference, pictures, face_threshold,
-                                 SampleScore(prompt.name, seed, unseen(prompt.origin), prompt.origin))
+            score = score_sample(
+                image,
+                reference,
+                pictures,
+                face_threshold,
+                SampleScore(prompt.name, seed, unseen(prompt.origin), prompt.origin),
+            )
             if clip is not None:
                 score.adherence, *shuffled = clip(image, prompt.text, *([other.text] if other else []))
                 score.adherence_shuffled = shuffled[0] if shuffled else None
@@ -407,14 +458,28 @@ def write_tiny_clip(folder: Path, seed: int = 0) -> None:
 
     torch.manual_seed(seed)
     config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
-                         max_position_embeddings=77, vocab_size=49408),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            vocab_size=49408,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
     model = CLIPModel(config)
-    processor = CLIPProcessor(CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-                              clip_tokenizer())
+    processor = CLIPProcessor(
+        CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}), clip_tokenizer()
+    )
     with atomic.atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

@@ -41,9 +41,9 @@ class ModelError(Exception):
 
 @dataclass
 class SDXL:
-    unet: torch.nn.Module            # UNet2DConditionModel
-    vae: torch.nn.Module             # AutoencoderKL
-    text_encoder: torch.nn.Module    # CLIPTextModel (ViT-L)
+    unet: torch.nn.Module  # UNet2DConditionModel
+    vae: torch.nn.Module  # AutoencoderKL
+    text_encoder: torch.nn.Module  # CLIPTextModel (ViT-L)
     text_encoder_2: torch.nn.Module  # CLIPTextModelWithProjection (ViT-bigG)
     tokenizer: object
     tokenizer_2: object
@@ -65,6 +65,7 @@ def pick_device(name: str) -> torch.device:
 def tokenizers():
     """SDXL's two tokenizers: same vocabulary; the first pads with the end token, the second with '!'."""
     from charlora.tokenizer import clip_tokenizer
+
     return clip_tokenizer("<|endoftext|>"), clip_tokenizer("!")
 
 
@@ -77,27 +78,42 @@ def check_base_model(path: str | os.PathLike) -> str:
         if not (path / "model_index.json").is_file():
             raise ModelError(f"base model {path}: a folder must be a diffusers model (model_index.json missing)")
         if not list((path / "unet").glob("*.safetensors")):
-            raise ModelError(f"base model {path}: unet/ has no .safetensors weights (pickled .bin weights "
-                             "are refused: loading a pickle runs code from the file)")
+            raise ModelError(
+                f"base model {path}: unet/ has no .safetensors weights (pickled .bin weights "
+                "are refused: loading a pickle runs code from the file)"
+            )
         return "sdxl"
     if refusal := pickle_refusal(path):
         raise ModelError(f"base model {path} {refusal}")
     try:
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
-            conv_in = f.get_slice(ldm_layout.UNET_PREFIX + "input_blocks.0.0.weight").get_shape() \
-                if ldm_layout.UNET_PREFIX + "input_blocks.0.0.weight" in keys else None
+            conv_in = (
+                f.get_slice(ldm_layout.UNET_PREFIX + "input_blocks.0.0.weight").get_shape()
+                if ldm_layout.UNET_PREFIX + "input_blocks.0.0.weight" in keys
+                else None
+            )
     except Exception as exc:  # safetensors raises its own error types for bad headers
         raise ModelError(f"base model {path}: not a readable .safetensors file ({exc})") from None
     if not any(k.startswith(ldm_layout.TEXT_ENCODER_2_PREFIX) for k in keys):
-        kind = ("an SDXL refiner" if any(k.startswith("conditioner.embedders.0.model.") for k in keys)
-                else "an SD 1.x/2.x checkpoint" if any(k.startswith("cond_stage_model.") for k in keys)
-                else "a LoRA or partial file" if conv_in is None else "not an SDXL base checkpoint")
-        raise ModelError(f"base model {path}: {kind} (no {ldm_layout.TEXT_ENCODER_2_PREFIX}* keys); "
-                         "charlora fine-tunes SDXL base models")
+        kind = (
+            "an SDXL refiner"
+            if any(k.startswith("conditioner.embedders.0.model.") for k in keys)
+            else "an SD 1.x/2.x checkpoint"
+            if any(k.startswith("cond_stage_model.") for k in keys)
+            else "a LoRA or partial file"
+            if conv_in is None
+            else "not an SDXL base checkpoint"
+        )
+        raise ModelError(
+            f"base model {path}: {kind} (no {ldm_layout.TEXT_ENCODER_2_PREFIX}* keys); "
+            "charlora fine-tunes SDXL base models"
+        )
     if conv_in is None or conv_in[0] not in UNET_CHANNELS:
-        raise ModelError(f"base model {path}: UNet input channels {conv_in and conv_in[0]} match no shipped "
-                         f"config ({', '.join(UNET_CHANNELS.values())}) in {MODEL_CONFIGS}")
+        raise ModelError(
+            f"base model {path}: UNet input channels {conv_in and conv_in[0]} match no shipped "
+            f"config ({', '.join(UNET_CHANNELS.values())}) in {MODEL_CONFIGS}"
+        )
     return UNET_CHANNELS[conv_in[0]]
 
 
@@ -135,8 +151,9 @@ def encode_prompt(model: SDXL, prompt: str, device) -> dict[str, torch.Tensor]:
     encoders' penultimate hidden states side by side (77, 2048) and text_encoder_2's pooled output."""
     hidden = []
     for tokenizer, encoder in ((model.tokenizer, model.text_encoder), (model.tokenizer_2, model.text_encoder_2)):
-        ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
+        ids = tokenizer(
+            prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
         out = encoder(ids.to(device), output_hidden_states=True)
         hidden.append(out.hidden_states[-2][0])
     return {"prompt_embeds": torch.cat(hidden, dim=-1).float().cpu(), "pooled": out.text_embeds[0].float().cpu()}
@@ -154,10 +171,12 @@ def load_unet(base_model: str | os.PathLike) -> torch.nn.Module:
 
     base_model = Path(base_model)
     if base_model.is_dir():
-        return UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", use_safetensors=True,
-                                                    local_files_only=True)
-    return UNet2DConditionModel.from_single_file(str(base_model), config=str(config_dir(base_model)),
-                                                 subfolder="unet", local_files_only=True)
+        return UNet2DConditionModel.from_pretrained(
+            base_model, subfolder="unet", use_safetensors=True, local_files_only=True
+        )
+    return UNet2DConditionModel.from_single_file(
+        str(base_model), config=str(config_dir(base_model)), subfolder="unet", local_files_only=True
+    )
 
 
 def noise_scheduler(base_model: str | os.PathLike):
@@ -238,8 +257,11 @@ class UNetWeights:
         missing = [n for n in expected if n not in self]
         if missing:
             return f"{len(missing)} UNet weights missing, e.g. {', '.join(map(self._key, missing[:3]))}"
-        wrong = [f"{self._key(n)} is {list(self.shape(n))}, expected {list(s)}" for n, s in expected.items()
-                 if self.shape(n) != s and math.prod(self.shape(n)) != math.prod(s)]
+        wrong = [
+            f"{self._key(n)} is {list(self.shape(n))}, expected {list(s)}"
+            for n, s in expected.items()
+            if self.shape(n) != s and math.prod(self.shape(n)) != math.prod(s)
+        ]
         return f"{len(wrong)} UNet weights of other shapes, e.g. {'; '.join(wrong[:3])}" if wrong else None
 
     def metadata(self) -> dict[str, str]:
@@ -291,8 +313,9 @@ def write_metadata(path: str | os.PathLike, metadata: dict[str, str]) -> None:
     with open(path, "rb") as f:
         length = int.from_bytes(f.read(8), "little")
         tensors = {k: v for k, v in json.loads(f.read(length)).items() if k != "__metadata__"}
-    header = json.dumps({"__metadata__": dict(sorted(metadata.items())), **tensors}, separators=(",", ":"),
-                        ensure_ascii=False).encode()
+    header = json.dumps(
+        {"__metadata__": dict(sorted(metadata.items())), **tensors}, separators=(",", ":"), ensure_ascii=False
+    ).encode()
     header += b" " * (-len(header) % 8)
     if len(header) == length:  # the usual case: the same metadata, reordered
         with open(path, "r+b") as f:
@@ -316,8 +339,12 @@ def write_tiny(path: str | os.PathLike, seed: int = 0) -> None:
     save_safetensors(state, path, metadata={"charlora": "tiny SDXL topology, random init", "seed": str(seed)})
 
 
-def export_checkpoint(base_model: str | os.PathLike, unet_state: dict[str, torch.Tensor], out: str | os.PathLike,
-                      dtype: torch.dtype = torch.float16) -> None:
+def export_checkpoint(
+    base_model: str | os.PathLike,
+    unet_state: dict[str, torch.Tensor],
+    out: str | os.PathLike,
+    dtype: torch.dtype = torch.float16,
+) -> None:
     """A full single-file checkpoint for ComfyUI: the base's text encoders and VAE with a tuned UNet."""
     base_model = Path(base_model)
     state = ldm_layout.unet_to_ldm(unet_state, unet_config(base_model))

@@ -53,30 +53,30 @@ from pathlib import Path
 from charlora import atomic, loss_trend
 from charlora.scorecard import CRITERIA, LEVELS, Row
 
-REACH = 4              # the candidates' distance from the start, and the farthest step
-STEP = 2               # the nearest step the guide takes ("2-4 epochs")
+REACH = 4  # the candidates' distance from the start, and the farthest step
+STEP = 2  # the nearest step the guide takes ("2-4 epochs")
 OVER, UNDER = "overtraining", "undertraining"
 
 
 @dataclass(frozen=True)
 class Sign:
-    kind: str          # OVER, UNDER or "" (counts in the ranking, points no way)
+    kind: str  # OVER, UNDER or "" (counts in the ranking, points no way)
     text: str
-    weight: int        # the rank of the level behind it: 1 (slight, moderate) or 2 (present, poor, low, ...)
-    beside: int | None = None   # the epoch 1 away whose sign this echoes (it ranks, it does not step)
+    weight: int  # the rank of the level behind it: 1 (slight, moderate) or 2 (present, poor, low, ...)
+    beside: int | None = None  # the epoch 1 away whose sign this echoes (it ranks, it does not step)
 
 
 @dataclass
 class Selection:
-    epoch: int | None                    # None: no eligible epoch was sampled
-    lowest_validation_loss: int | None   # the epoch of the lowest smoothed validation loss
+    epoch: int | None  # None: no eligible epoch was sampled
+    lowest_validation_loss: int | None  # the epoch of the lowest smoothed validation loss
     knee: int | None
     start: int | None
     reasons: list[str]
     flat: bool = False
     noise: float | None = None
-    steps: list[dict] = field(default_factory=list)      # {"epoch", "action", "why"}, one per step
-    to_sample: list[int] = field(default_factory=list)   # epochs whose samples would settle the choice
+    steps: list[dict] = field(default_factory=list)  # {"epoch", "action", "why"}, one per step
+    to_sample: list[int] = field(default_factory=list)  # epochs whose samples would settle the choice
 
 
 def level_rank(criterion: str, level: str) -> int:
@@ -94,8 +94,10 @@ class Judge:
         self.cache: dict[int, list[Sign]] = {}
         self.own_cache: dict[int, list[Sign]] = {}
         before = [r for e, r in rows.items() if self.start is None or e <= self.start]
-        self.best_before = {c: min((level_rank(c, r.levels[c]) for r in before if r.levels[c] in LEVELS[c]),
-                                   default=None) for c in ("prompt_accuracy", "generalisation")}
+        self.best_before = {
+            c: min((level_rank(c, r.levels[c]) for r in before if r.levels[c] in LEVELS[c]), default=None)
+            for c in ("prompt_accuracy", "generalisation")
+        }
 
     def past_start(self, epoch: int) -> bool:
         return self.start is not None and epoch > self.start
@@ -136,8 +138,11 @@ class Judge:
 
     def eligible(self, epoch: int) -> bool:
         """Sampled, not rejected, with a finite validation loss (where the run has one)."""
-        return (epoch in self.rows and not self.rows[epoch].reject
-                and (not self.minimum.smoothed or epoch in self.minimum.smoothed))
+        return (
+            epoch in self.rows
+            and not self.rows[epoch].reject
+            and (not self.minimum.smoothed or epoch in self.minimum.smoothed)
+        )
 
     def shows(self, epoch: int, kind: str) -> bool:
         return any(s.kind == kind for s in self.own_signs(epoch))
@@ -167,8 +172,11 @@ class Judge:
                 best = LEVELS[criterion][self.best_before[criterion]]
                 out.append(Sign(OVER, f"{words} {level} past the start, {best} at or before it", weight[criterion]))
             elif level == worst:
-                out.append(self.early_sign(epoch, criterion) if criterion == "prompt_accuracy"
-                           else Sign("", f"{words} {level}", weight[criterion]))
+                out.append(
+                    self.early_sign(epoch, criterion)
+                    if criterion == "prompt_accuracy"
+                    else Sign("", f"{words} {level}", weight[criterion])
+                )
         return out
 
     def early_sign(self, epoch: int, criterion: str) -> Sign:
@@ -180,18 +188,27 @@ class Judge:
         trend = loss_trend.slope(self.train, epoch)
         if not trend.falling:
             return Sign("", f"{words}, but the training loss no longer falls ({trend.words()})", weight)
-        since = [r.levels[criterion] for e, r in self.rows.items()
-                 if self.past_start(epoch) and self.start <= e < epoch]
+        since = [
+            r.levels[criterion] for e, r in self.rows.items() if self.past_start(epoch) and self.start <= e < epoch
+        ]
         if all(x == level for x in since):
-            return Sign(UNDER, f"{words} while the training loss still falls ({trend.words()})"
-                        + (" and in every sampled epoch since the start" if self.past_start(epoch) else ""), weight)
+            return Sign(
+                UNDER,
+                f"{words} while the training loss still falls ({trend.words()})"
+                + (" and in every sampled epoch since the start" if self.past_start(epoch) else ""),
+                weight,
+            )
         return Sign("", f"{words} past the start, after better epochs", weight)
 
     def dropped(self, epoch: int, criterion: str) -> bool:
         """Past the start, a level worse than the criterion's best at or before the start."""
         best, level = self.best_before[criterion], self.rows[epoch].levels[criterion]
-        return (self.past_start(epoch) and best is not None and level in LEVELS[criterion]
-                and level_rank(criterion, level) > best)
+        return (
+            self.past_start(epoch)
+            and best is not None
+            and level in LEVELS[criterion]
+            and level_rank(criterion, level) > best
+        )
 
     def standing(self, epoch: int) -> tuple[int, int, int]:
         """What a step compares: the number of signs, their weight (the level ranks behind them: slight 1,
@@ -219,8 +236,12 @@ class Judge:
 
     def rank(self, epoch: int) -> tuple:
         """The standing, then the loss (loss_key), then the distance from the start, then the earlier epoch."""
-        return (*self.standing(epoch), self.loss_key(epoch),
-                abs(epoch - self.start) if self.start is not None else 0, epoch)
+        return (
+            *self.standing(epoch),
+            self.loss_key(epoch),
+            abs(epoch - self.start) if self.start is not None else 0,
+            epoch,
+        )
 
     def describe(self, epoch: int) -> str:
         signs = self.signs(epoch)
@@ -236,8 +257,9 @@ def epochs_words(epochs) -> str:
     return ", ".join(map(str, epochs))
 
 
-def select(rows: list[Row], val: dict[int, float], train: dict[int, float],
-           saved: list[int] | None = None) -> Selection:
+def select(
+    rows: list[Row], val: dict[int, float], train: dict[int, float], saved: list[int] | None = None
+) -> Selection:
     """The guide's selection on the scorecard rows (sampled epochs > 0), the per-epoch mean validation
     and training losses, and the saved epochs (default: every epoch with a loss or a row)."""
     minimum = loss_trend.minimum(val, train)
@@ -261,16 +283,27 @@ def select(rows: list[Row], val: dict[int, float], train: dict[int, float],
     if not eligible:
         if minimum.start is not None:
             selection.to_sample = [e for e in saved if abs(e - minimum.start) <= REACH and e not in by_epoch]
-        reasons.append("no epoch can be selected: " + (
-            "no epoch was sampled" if not by_epoch else "every sampled epoch is rejected or has no finite "
-            "validation loss") + "; sample other epochs (validate.epochs), change a review, or set lora.epoch"
-            + "".join(f"; {words}" for words in settle_words(selection.to_sample, last)))
+        reasons.append(
+            "no epoch can be selected: "
+            + (
+                "no epoch was sampled"
+                if not by_epoch
+                else "every sampled epoch is rejected or has no finite validation loss"
+            )
+            + "; sample other epochs (validate.epochs), change a review, or set lora.epoch"
+            + "".join(f"; {words}" for words in settle_words(selection.to_sample, last))
+        )
         return selection
     chosen, opening, unsampled = first_choice(judge, eligible, saved)
     selection.to_sample += unsampled
     order = "; ".join(f"{e}: {judge.describe(e)}" for e in sorted(opening[1], key=judge.rank))
-    selection.steps.append({"epoch": chosen, "action": "best candidate",
-                            "why": f"{opening[0]}; ranked by signs, then levels, then smoothed loss: {order}"})
+    selection.steps.append(
+        {
+            "epoch": chosen,
+            "action": "best candidate",
+            "why": f"{opening[0]}; ranked by signs, then levels, then smoothed loss: {order}",
+        }
+    )
     reasons.append(f"{opening[0]}; best ranked: epoch {chosen} ({judge.describe(chosen)})")
     visited = [chosen]
     while True:
@@ -303,31 +336,46 @@ def first_choice(judge: Judge, eligible: list[int], saved: list[int]) -> tuple[i
     within REACH of the start that were not sampled when no candidate lies there."""
     start = judge.start
     if start is None:
-        return min(eligible, key=judge.rank), (f"candidates: every eligible sampled epoch ({epochs_words(eligible)})",
-                                              eligible), []
+        return (
+            min(eligible, key=judge.rank),
+            (f"candidates: every eligible sampled epoch ({epochs_words(eligible)})", eligible),
+            [],
+        )
     candidates = [e for e in eligible if abs(e - start) <= REACH]
     if candidates:
-        return min(candidates, key=judge.rank), (f"candidates within {REACH} of epoch {start}: "
-                                                 f"{epochs_words(candidates)}", candidates), []
+        return (
+            min(candidates, key=judge.rank),
+            (f"candidates within {REACH} of epoch {start}: {epochs_words(candidates)}", candidates),
+            [],
+        )
     distance = min(abs(e - start) for e in eligible)
     nearest = [e for e in eligible if abs(e - start) == distance]
     words = f"no eligible sampled epoch within {REACH} of epoch {start}; the nearest: {epochs_words(nearest)}"
-    return (min(nearest, key=judge.rank), (words, nearest),
-            [e for e in saved if abs(e - start) <= REACH and e not in judge.rows])
+    return (
+        min(nearest, key=judge.rank),
+        (words, nearest),
+        [e for e in saved if abs(e - start) <= REACH and e not in judge.rows],
+    )
 
 
-def step(judge: Judge, chosen: int, eligible: list[int], visited: list[int], saved: list[int],
-         last: int) -> tuple[int | None, str, str, list[int]]:
+def step(
+    judge: Judge, chosen: int, eligible: list[int], visited: list[int], saved: list[int], last: int
+) -> tuple[int | None, str, str, list[int]]:
     """One of the guide's steps from `chosen`: (the epoch it lands on, or None where the walk stops;
     the action; why; the unsampled epochs whose samples would settle it)."""
     signs = judge.signs(chosen)
     if not signs:
         return None, "stop", "no overtraining or undertraining signs", []
     if all(s.beside is not None for s in signs):  # 1 epoch from another's signs: the guide's 2-4 were not better
-        unsampled = [e for s in signs for e in away(s.beside, -1 if s.kind == OVER else 1)
-                     if e not in judge.rows and e in saved]
-        return (None, "stop", f"{judge.describe(chosen)}, and no sampled epoch {STEP}-{REACH} epochs from it "
-                f"stands better", unsampled)
+        unsampled = [
+            e for s in signs for e in away(s.beside, -1 if s.kind == OVER else 1) if e not in judge.rows and e in saved
+        ]
+        return (
+            None,
+            "stop",
+            f"{judge.describe(chosen)}, and no sampled epoch {STEP}-{REACH} epochs from it stands better",
+            unsampled,
+        )
     kinds = {s.kind for s in signs if s.beside is None} - {""}
     standing = judge.standing(chosen)
     if len(kinds) == 1:  # the guide's step, onto a row that stands as well or better
@@ -337,22 +385,33 @@ def step(judge: Judge, chosen: int, eligible: list[int], visited: list[int], sav
         acceptable = [e for e in near if e in eligible and e not in visited and judge.standing(e) <= standing]
     else:  # signs that point no way (or both ways): a row that stands better on either side
         action, side = "move", "either way"
-        what = ("overtraining and undertraining signs at once" if kinds else
-                "signs that point neither to overtraining nor to undertraining")
+        what = (
+            "overtraining and undertraining signs at once"
+            if kinds
+            else "signs that point neither to overtraining nor to undertraining"
+        )
         near = [chosen + d for d in range(-REACH, REACH + 1) if d]
         acceptable = [e for e in near if e in eligible and e not in visited and judge.standing(e) < standing]
     unsampled = [e for e in near if e not in judge.rows and (e in saved or e > last)]
     if not acceptable:
         stands = "better" if action == "move" else "as well or better"
-        return (None, "stop", f"{what} ({judge.describe(chosen)}), but no sampled epoch within {REACH} {side} "
-                f"stands {stands}", unsampled)
+        return (
+            None,
+            "stop",
+            f"{what} ({judge.describe(chosen)}), but no sampled epoch within {REACH} {side} stands {stands}",
+            unsampled,
+        )
     # a better standing first, then 2-4 epochs away before 1, then the rank
     landing = min(acceptable, key=lambda e: (judge.standing(e), abs(e - chosen) < STEP, judge.rank(e)))
     why = f"epoch {chosen}: {what} ({judge.describe(chosen)}); epoch {landing}: {judge.describe(landing)}"
     if abs(landing - chosen) >= STEP:
         return landing, action, why, []
-    return (landing, action, why + f"; 1 epoch: no sampled epoch {STEP}-{REACH} away stands as well",
-            [e for e in unsampled if abs(e - chosen) >= STEP])
+    return (
+        landing,
+        action,
+        why + f"; 1 epoch: no sampled epoch {STEP}-{REACH} away stands as well",
+        [e for e in unsampled if abs(e - chosen) >= STEP],
+    )
 
 
 def settle_words(to_sample: list[int], last: int) -> list[str]:

@@ -31,6 +31,7 @@ def assign(ids: list[str], val_fraction: float) -> dict[str, str]:
 def write_table(path, sides: dict[str, str]) -> None:
     """split.tsv: id and side, sorted by id."""
     from charlora import atomic
+
     atomic.write_tsv(path, ["id", "split"], sorted(sides.items()))
 
 

@@ -58,8 +58,11 @@ def find_stale(dataset_root: str | Path, rows: list[DedupRow]) -> list[StaleFile
             elif row is None:
                 reason = f"no photo {image_id!r} in the current dataset"
             elif kept_only and row.status != KEPT:
-                reason = (f"{row.file} is now a duplicate of {row.duplicate_of}" if row.status == DUPLICATE
-                          else f"{row.file} is now rejected: {row.reason}")
+                reason = (
+                    f"{row.file} is now a duplicate of {row.duplicate_of}"
+                    if row.status == DUPLICATE
+                    else f"{row.file} is now rejected: {row.reason}"
+                )
             else:
                 continue
             stale.append(StaleFile(path, reason))

@@ -25,8 +25,28 @@ from PIL import Image
 from charlora.config import ConfigError, require_file
 
 CATEGORIES = {0: "general", 4: "character", 9: "rating"}
-KAOMOJI = {"^_^", "o_o", "0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3",
-           "6_9", ">_o", "@_@", "^_^;", "u_u", "x_x", "|_|", "||_||"}
+KAOMOJI = {
+    "^_^",
+    "o_o",
+    "0_0",
+    "(o)_(o)",
+    "+_+",
+    "+_-",
+    "._.",
+    "<o>_<o>",
+    "<|>_<|>",
+    "=_=",
+    ">_<",
+    "3_3",
+    "6_9",
+    ">_o",
+    "@_@",
+    "^_^;",
+    "u_u",
+    "x_x",
+    "|_|",
+    "||_||",
+}
 
 
 @dataclass
@@ -57,8 +77,10 @@ class WD14Tagger:
         self.size = int(shape[1]) if isinstance(shape[1], int) else 448
         outputs = self.session.get_outputs()[0].shape[-1]
         if isinstance(outputs, int) and outputs != len(self.tags):
-            raise ConfigError(f"{model} scores {outputs} tags but {table} lists {len(self.tags)}: "
-                              "the model and the tag list do not belong together")
+            raise ConfigError(
+                f"{model} scores {outputs} tags but {table} lists {len(self.tags)}: "
+                "the model and the tag list do not belong together"
+            )
         self.thresholds = {"general": general_threshold, "character": character_threshold}
 
     @staticmethod
@@ -81,17 +103,22 @@ class WD14Tagger:
     def __call__(self, image: Image.Image) -> list[Tag]:
         inputs = {self.session.get_inputs()[0].name: self.preprocess(image)}
         scores = self.session.run(None, inputs)[0][0]
-        found = [Tag(tag_name(name), category, round(float(score), 4))
-                 for (name, category), score in zip(self.tags, scores)
-                 if category in self.thresholds and score >= self.thresholds[category]]
+        found = [
+            Tag(tag_name(name), category, round(float(score), 4))
+            for (name, category), score in zip(self.tags, scores)
+            if category in self.thresholds and score >= self.thresholds[category]
+        ]
         return sorted(found, key=lambda t: (-t.score, t.name))
 
 
 class VLMTagger:
     def __init__(self, folder: str | Path, prompt: str, max_new_tokens: int):
         folder = Path(folder) if folder else None
-        require_file(folder and folder / "config.json", "captions.vlm.folder",
-                     "a transformers model folder (config.json, weights, processor files)")
+        require_file(
+            folder and folder / "config.json",
+            "captions.vlm.folder",
+            "a transformers model folder (config.json, weights, processor files)",
+        )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub, whatever the folder says
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -117,9 +144,12 @@ class VLMTagger:
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         prompt_ids = inputs.get("input_ids")
-        if prompt_ids is not None and out.shape[1] >= prompt_ids.shape[1] and \
-                torch.equal(out[0, :prompt_ids.shape[1]], prompt_ids[0]):
-            out = out[:, prompt_ids.shape[1]:]  # decoder-only models repeat the prompt
+        if (
+            prompt_ids is not None
+            and out.shape[1] >= prompt_ids.shape[1]
+            and torch.equal(out[0, : prompt_ids.shape[1]], prompt_ids[0])
+        ):
+            out = out[:, prompt_ids.shape[1] :]  # decoder-only models repeat the prompt
         answer = self.processor.batch_decode(out, skip_special_tokens=True)[0]
         seen, tags = set(), []
         for phrase in answer.replace("\n", ",").split(","):
@@ -146,7 +176,11 @@ def tag_image(image_path: str | Path, captions_config: dict, tagger: WD14Tagger 
         return {"backend": "none", "tags": []}
     if backend == "demo":
         from charlora import demo
-        return {"backend": "demo", "tags": [asdict(Tag(name, "general", None)) for name in demo.scene_tags(Path(image_path).stem)]}
+
+        return {
+            "backend": "demo",
+            "tags": [asdict(Tag(name, "general", None)) for name in demo.scene_tags(Path(image_path).stem)],
+        }
     tagger = tagger or make_tagger(captions_config)
     with Image.open(image_path) as im:
         tags = tagger(im.convert("RGB"))

@@ -23,8 +23,10 @@ def bpe_vocabulary_path() -> Path:
     spec = importlib.util.find_spec("open_clip")
     path = Path(spec.submodule_search_locations[0]) / VOCAB_FILE if spec else None
     if path is None or not path.is_file():
-        raise FileNotFoundError(f"the CLIP vocabulary {VOCAB_FILE} was not found: install open-clip-torch "
-                                "(envs/requirements.txt), which ships it")
+        raise FileNotFoundError(
+            f"the CLIP vocabulary {VOCAB_FILE} was not found: install open-clip-torch "
+            "(envs/requirements.txt), which ships it"
+        )
     return path
 
 
@@ -35,12 +37,13 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>"):
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     lines = gzip.open(bpe_vocabulary_path()).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1:MERGES + 1]]
+    merges = [tuple(line.split()) for line in lines[1 : MERGES + 1]]
     byte_symbols = list(bytes_to_unicode().values())
     tokens = byte_symbols + [s + "</w>" for s in byte_symbols] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, pad_token=pad_token,
-                         model_max_length=MAX_LENGTH)
+    return CLIPTokenizer(
+        vocab={t: i for i, t in enumerate(tokens)}, merges=merges, pad_token=pad_token, model_max_length=MAX_LENGTH
+    )
 
 
 @dataclass
@@ -58,4 +61,4 @@ class CaptionTokens:
     def cut(self, text: str, max_tokens: int) -> str:
         """The part of `text` beyond `max_tokens` (start and end tokens included), as text."""
         ids = self.tokenizer(text, verbose=False).input_ids
-        return self.tokenizer.decode(ids[max_tokens - 1:-1], skip_special_tokens=True).strip()
+        return self.tokenizer.decode(ids[max_tokens - 1 : -1], skip_special_tokens=True).strip()

@@ -44,8 +44,15 @@ from charlora.distributed import World
 from charlora.diffusion import add_noise, draw_noise, masked_mse, predict_noise, training_loss, val_timesteps
 from charlora.ema import EMA
 from charlora.optim import FusedBackward, make_optimizer
-from charlora.sdxl import (load_unet, noise_scheduler, pick_device, save_safetensors, unet_config,
-                           unet_parameter_shapes, unet_with)
+from charlora.sdxl import (
+    load_unet,
+    noise_scheduler,
+    pick_device,
+    save_safetensors,
+    unet_config,
+    unet_parameter_shapes,
+    unet_with,
+)
 from charlora.train_data import EncodingCache, Sample, encode_samples, epoch_batches, make_batch
 from charlora.train_state import TrainerState, optimizer_state
 
@@ -60,6 +67,7 @@ class TrainingDiverged(RuntimeError):
 class Settings:
     """config `train:`, the settings the weights depend on (plan.weight_settings) and the device.
     Meanings and defaults: config/schema.yaml."""
+
     lr: float
     batch_size: int
     grad_accum: int
@@ -96,12 +104,16 @@ class Settings:
         if self.fused_backward and self.optimizer != "adafactor":
             raise ValueError(f"train.fused_backward works with train.optimizer: adafactor only (got {self.optimizer})")
         if self.fused_backward and self.precision == "fp16":
-            raise ValueError("train.fused_backward cannot be used with train.precision: fp16 (the loss scaler "
-                             "needs all gradients before any step); use precision bf16")
+            raise ValueError(
+                "train.fused_backward cannot be used with train.precision: fp16 (the loss scaler "
+                "needs all gradients before any step); use precision bf16"
+            )
         if self.precision == "bf16" and self.optimizer != "adafactor":
-            raise ValueError(f"train.precision: bf16 keeps the weights in bf16, and only adafactor rounds its "
-                             f"updates stochastically; {self.optimizer} would lose 4e-6 updates. Use "
-                             "precision fp16 (fp32 weights) with it")
+            raise ValueError(
+                f"train.precision: bf16 keeps the weights in bf16, and only adafactor rounds its "
+                f"updates stochastically; {self.optimizer} would lose 4e-6 updates. Use "
+                "precision fp16 (fp32 weights) with it"
+            )
 
     @property
     def weight_dtype(self) -> torch.dtype:
@@ -121,8 +133,8 @@ class Settings:
 class EpochResult:
     epoch: int
     steps: list[tuple[int, float, float]] = field(default_factory=list)  # (global step, loss, lr)
-    val: dict[int, float] = field(default_factory=dict)                  # timestep -> loss
-    seconds: float = 0.0                                                 # wall time of the training steps
+    val: dict[int, float] = field(default_factory=dict)  # timestep -> loss
+    seconds: float = 0.0  # wall time of the training steps
 
     @property
     def val_mean(self) -> float:
@@ -150,8 +162,9 @@ def validation_loss(unet, encoded, val_ids, alphas_cumprod, settings, world: Wor
         noise = torch.randn(batch.latents.shape, generator=seeded(settings.seed, "val", i, t)).to(world.device)
         timesteps = torch.tensor([t])
         noisy = add_noise(batch.latents, noise, timesteps, alphas_cumprod)
-        pred = predict_noise(unet, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids,
-                             settings.autocast_dtype)
+        pred = predict_noise(
+            unet, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids, settings.autocast_dtype
+        )
         values[k] = masked_mse(pred, noise, batch.mask, settings).item()
     world.sum(values)  # each pair was computed by one process, zero elsewhere: the sum is exact
     unet.train()
@@ -159,12 +172,20 @@ def validation_loss(unet, encoded, val_ids, alphas_cumprod, settings, world: Wor
     return {t: sum(row) / len(ids) for t, row in zip(fixed, per_timestep)}  # summed in image order
 
 
-def save_epoch(path: Path, weights: dict[str, torch.Tensor], epoch: int, global_step: int, settings: Settings,
-               model_hash: str) -> None:
-    save_safetensors(weights, path, metadata={
-        "charlora.epoch": str(epoch), "charlora.global_step": str(global_step),
-        "charlora.fingerprint": settings.fingerprint(), "charlora.base_model_sha256": model_hash,
-        "format": "diffusers UNet2DConditionModel state dict"})
+def save_epoch(
+    path: Path, weights: dict[str, torch.Tensor], epoch: int, global_step: int, settings: Settings, model_hash: str
+) -> None:
+    save_safetensors(
+        weights,
+        path,
+        metadata={
+            "charlora.epoch": str(epoch),
+            "charlora.global_step": str(global_step),
+            "charlora.fingerprint": settings.fingerprint(),
+            "charlora.base_model_sha256": model_hash,
+            "format": "diffusers UNet2DConditionModel state dict",
+        },
+    )
 
 
 def write_metrics(path: Path, result: EpochResult) -> None:
@@ -179,10 +200,22 @@ def write_metrics(path: Path, result: EpochResult) -> None:
 # The block
 
 
-def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val_ids: list[str], settings: Settings,
-                first: int, last: int, out_dir: Path, previous_state: Path | None, cache_dir: Path,
-                tensorboard_dir: Path | None = None, still_to_write: tuple[int, int] | None = None,
-                progress: bool = True) -> list[EpochResult]:
+def train_block(
+    *,
+    base_model: Path,
+    model_hash: str,
+    samples: list[Sample],
+    val_ids: list[str],
+    settings: Settings,
+    first: int,
+    last: int,
+    out_dir: Path,
+    previous_state: Path | None,
+    cache_dir: Path,
+    tensorboard_dir: Path | None = None,
+    still_to_write: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> list[EpochResult]:
     """Train epochs first..last (1-based) and write epoch files, metrics and the state after `last`.
 
     `still_to_write`: (saved epochs, job states) that this job and the run's later jobs write; the job
@@ -192,26 +225,60 @@ def train_block(*, base_model: Path, model_hash: str, samples: list[Sample], val
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     settings.check()
     epochs, states = still_to_write or (len(plan.saved_epochs(first, last, settings.save_every)), 1)
-    need = disk_space.training_need(unet_parameter_shapes(base_model), settings.weight_dtype.itemsize,
-                                    str(settings.weight_dtype).removeprefix("torch."), settings.optimizer,
-                                    bool(settings.ema_decay), epochs, states)
+    need = disk_space.training_need(
+        unet_parameter_shapes(base_model),
+        settings.weight_dtype.itemsize,
+        str(settings.weight_dtype).removeprefix("torch."),
+        settings.optimizer,
+        bool(settings.ema_decay),
+        epochs,
+        states,
+    )
     free = disk_space.check_free_space(out_dir, need, f"training epochs {first}-{last} and the jobs after them")
     log.info("disk: the rest of the run writes %s; %.2f GB free", need.describe(), free / 1e9)
     device = pick_device(settings.device)
     processes = distributed.process_count(settings.gpus, device)
-    block = dict(base_model=base_model, model_hash=model_hash, samples=samples, val_ids=val_ids, settings=settings,
-                 first=first, last=last, out_dir=out_dir, previous_state=previous_state, cache_dir=cache_dir,
-                 tensorboard_dir=tensorboard_dir, progress=progress)
+    block = dict(
+        base_model=base_model,
+        model_hash=model_hash,
+        samples=samples,
+        val_ids=val_ids,
+        settings=settings,
+        first=first,
+        last=last,
+        out_dir=out_dir,
+        previous_state=previous_state,
+        cache_dir=cache_dir,
+        tensorboard_dir=tensorboard_dir,
+        progress=progress,
+    )
     if processes == 1:
         return train_epochs(world=World(0, 1, device), **block)
-    log.info("training on %d processes (%s), each step %d batch(es) on each: DDP averages their gradients",
-             processes, device.type, settings.grad_accum)
+    log.info(
+        "training on %d processes (%s), each step %d batch(es) on each: DDP averages their gradients",
+        processes,
+        device.type,
+        settings.grad_accum,
+    )
     return distributed.launch(processes, device.type, train_epochs, block)
 
 
-def train_epochs(*, world: World, base_model: Path, model_hash: str, samples: list[Sample], val_ids: list[str],
-                 settings: Settings, first: int, last: int, out_dir: Path, previous_state: Path | None,
-                 cache_dir: Path, tensorboard_dir: Path | None, progress: bool) -> list[EpochResult]:
+def train_epochs(
+    *,
+    world: World,
+    base_model: Path,
+    model_hash: str,
+    samples: list[Sample],
+    val_ids: list[str],
+    settings: Settings,
+    first: int,
+    last: int,
+    out_dir: Path,
+    previous_state: Path | None,
+    cache_dir: Path,
+    tensorboard_dir: Path | None,
+    progress: bool,
+) -> list[EpochResult]:
     """The training loop of one process (train_block's arguments; `world`: this process among them)."""
     from tqdm import tqdm
 
@@ -220,55 +287,40 @@ def train_epochs(*, world: World, base_model: Path, model_hash: str, samples: li
     train_ids = [s.id for s in samples if s.id not in set(val_ids)]
     if not train_ids:
         raise ValueError("no training images: every kept photo is in the validation split")
-    if not world.is_main:
-        world.barrier()  # the first process fills the encoding cache; the others then only read it
-    encoded, empty = encode_samples(base_model, model_hash, samples, settings, EncodingCache(cache_dir, model_hash), device)
-    if world.is_main:
-        world.barrier()
-    alphas_cumprod = noise_scheduler(base_model).alphas_cumprod.float()
+    data = step_data(base_model, model_hash, samples, settings, cache_dir, world)
+    encoded, alphas_cumprod = data.encoded, data.alphas_cumprod
 
-    unet, optimizer, scaler, ema, global_step = start_or_resume(base_model, settings, first, out_dir,
-                                                                previous_state, world)
-    names = {p: n for n, p in unet.named_parameters()}
-    # What the forward pass calls. With several processes, DDP's wrapper: its backward averages the
-    # gradients over the processes. The fused backward's step would run before that average, so
-    # there the optimizer steps after the backward pass instead (DDP's buckets hold the gradients
-    # anyway; gradient_as_bucket_view keeps them from being held twice).
-    model = unet
-    if world.size > 1:
-        model = DistributedDataParallel(unet, device_ids=[device] if device.type == "cuda" else None,
-                                        gradient_as_bucket_view=True)
+    unet, optimizer, scaler, ema, global_step = start_or_resume(
+        base_model, settings, first, out_dir, previous_state, world
+    )
+    model = forward_model(unet, world)
+    # The fused backward's step would run before DDP's average of the gradients, so with several
+    # processes the optimizer steps after the backward pass instead.
     fused = FusedBackward(optimizer) if settings.fused_backward and world.size == 1 else None
     writer = tensorboard(tensorboard_dir, global_step) if world.is_main else None
     batches_per_step = settings.grad_accum * world.size
     if world.is_main:
-        log.info("training epochs %d-%d on %s: %d train / %d val images, %s, %s, lr %g, %d batch(es) of %d per step%s",
-                 first, last, device, len(train_ids), len(val_ids), settings.optimizer, settings.precision,
-                 settings.lr, batches_per_step, settings.batch_size,
-                 f" ({world.size} processes x {settings.grad_accum})" if world.size > 1 else "")
+        log.info(
+            "training epochs %d-%d on %s: %s", first, last, device, block_summary(train_ids, val_ids, settings, world)
+        )
 
     results = []
     for epoch in range(first, last + 1):
         result = EpochResult(epoch)
         batches = epoch_batches(encoded, train_ids, settings.batch_size, settings.seed, epoch)
         steps = range(0, len(batches), batches_per_step)  # each step's first batch
-        bar = tqdm(steps, desc=f"epoch {epoch}", unit="step", disable=not (progress and world.is_main),
-                   mininterval=1.0)
+        bar = tqdm(steps, desc=f"epoch {epoch}", unit="step", disable=not (progress and world.is_main), mininterval=1.0)
         started = time.perf_counter()
         for step, step_start in enumerate(bar):
-            step_batches = batches[step_start:step_start + batches_per_step]  # fewer in an epoch's last step
+            step_batches = batches[step_start : step_start + batches_per_step]  # fewer in an epoch's last step
             # stochastic rounding of this step's updates: the same draws in every process and any job
-            optimizer.step_seed = int(torch.randint(0, 2**62, (1,), generator=seeded(settings.seed, epoch, step, "rounding")))
-            losses = accumulate_gradients(model, step_batches, first_index=step_start, epoch=epoch, world=world,
-                                          encoded=encoded, empty=empty, alphas_cumprod=alphas_cumprod,
-                                          settings=settings, scaler=scaler, fused=fused)
+            optimizer.step_seed = int(
+                torch.randint(0, 2**62, (1,), generator=seeded(settings.seed, epoch, step, "rounding"))
+            )
+            losses = accumulate_gradients(model, step_batches, step_start, epoch, data, world, settings, scaler, fused)
             step_loss = losses.mean().item()
             if not math.isfinite(step_loss):
-                kept = (f"the epochs saved by earlier jobs (up to epoch {first - 1}) are kept" if first > 1
-                        else "no earlier job saved an epoch")
-                raise TrainingDiverged(f"loss is {step_loss} at epoch {epoch}, step {step} (global step "
-                                       f"{global_step}); {kept}. Lower train.lr or check the images of this "
-                                       "step: " + ", ".join(i for ids in step_batches for i in ids))
+                raise TrainingDiverged(diverged(step_loss, epoch, step, global_step, first, step_batches))
             if fused is None:
                 scaler.step(optimizer)
                 scaler.update()
@@ -291,16 +343,15 @@ def train_epochs(*, world: World, base_model: Path, model_hash: str, samples: li
         log_epoch(result, writer, global_step)
         if plan.is_saved(epoch, last, settings.save_every):
             weights = ema.state_dict(settings.weight_dtype) if ema is not None else unet.state_dict()
-            save_epoch(out_dir / plan.epoch_name(epoch, "safetensors"), weights, epoch, global_step, settings,
-                       model_hash)
+            save_epoch(
+                out_dir / plan.epoch_name(epoch, "safetensors"), weights, epoch, global_step, settings, model_hash
+            )
         write_metrics(out_dir / plan.epoch_name(epoch, "metrics.tsv"), result)
 
     if world.is_main:
-        tensors, scalars = optimizer_state(optimizer, names)
-        TrainerState(last, global_step, settings.fingerprint(), tensors, scalars,
-                     scaler.state_dict() if scaler.is_enabled() else None,
-                     unet.state_dict() if ema is not None else None, ema.weights if ema is not None else None,
-                     processes=world.size).save(out_dir / plan.epoch_name(last, "state"), asdict(settings))
+        save_state(
+            out_dir / plan.epoch_name(last, "state"), last, global_step, unet, optimizer, scaler, ema, settings, world
+        )
     if fused is not None:
         fused.remove()
     if writer:
@@ -308,8 +359,9 @@ def train_epochs(*, world: World, base_model: Path, model_hash: str, samples: li
     return results
 
 
-def start_or_resume(base_model: Path, settings: Settings, first: int, out_dir: Path, previous_state: Path | None,
-                    world: World):
+def start_or_resume(
+    base_model: Path, settings: Settings, first: int, out_dir: Path, previous_state: Path | None, world: World
+):
     """The UNet in training mode, its optimizer, loss scaler and EMA, and the global step: fresh from the
     base model, or going on from the previous job's state (train_state.py)."""
     device = world.device
@@ -329,27 +381,74 @@ def start_or_resume(base_model: Path, settings: Settings, first: int, out_dir: P
         state.restore(optimizer, scaler, unet, device)
     ema = None
     if settings.ema_decay:
-        ema = (EMA({n: t.to(device) for n, t in state.ema.items()}, settings.ema_decay) if state
-               else EMA.of(unet, settings.ema_decay))
+        ema = (
+            EMA({n: t.to(device) for n, t in state.ema.items()}, settings.ema_decay)
+            if state
+            else EMA.of(unet, settings.ema_decay)
+        )
     return unet, optimizer, scaler, ema, state.global_step if state else 0
 
 
-def accumulate_gradients(model, step_batches: list[list[str]], *, first_index: int, epoch: int, world: World,
-                         encoded, empty, alphas_cumprod: torch.Tensor, settings: Settings, scaler,
-                         fused: FusedBackward | None) -> torch.Tensor:
+@dataclass
+class StepData:
+    """What every training step draws its batches from: the encoded samples (train_data.encode_samples),
+    the empty prompt's encoding (caption dropout) and the noise schedule's cumulative alphas."""
+
+    encoded: dict
+    empty: object
+    alphas_cumprod: torch.Tensor
+
+
+def step_data(
+    base_model: Path, model_hash: str, samples: list[Sample], settings: Settings, cache_dir: Path, world: World
+) -> StepData:
+    """The samples encoded once (the first process fills the encoding cache; the others then only read
+    it), and the noise schedule."""
+    if not world.is_main:
+        world.barrier()
+    cache = EncodingCache(cache_dir, model_hash)
+    encoded, empty = encode_samples(base_model, model_hash, samples, settings, cache, world.device)
+    if world.is_main:
+        world.barrier()
+    return StepData(encoded, empty, noise_scheduler(base_model).alphas_cumprod.float())
+
+
+def forward_model(unet, world: World):
+    """What the forward pass calls: the UNet, or with several processes DDP's wrapper, whose backward
+    averages the gradients over the processes (gradient_as_bucket_view: DDP's buckets hold them once)."""
+    if world.size == 1:
+        return unet
+    device = world.device
+    return DistributedDataParallel(
+        unet, device_ids=[device] if device.type == "cuda" else None, gradient_as_bucket_view=True
+    )
+
+
+def accumulate_gradients(
+    model,
+    step_batches: list[list[str]],
+    first_index: int,
+    epoch: int,
+    data: StepData,
+    world: World,
+    settings: Settings,
+    scaler,
+    fused: FusedBackward | None,
+) -> torch.Tensor:
     """The backward passes of one optimizer step: every batch of the step (`step_batches`, the epoch's
     batches from `first_index`), spread over the processes in rounds; each batch's loss (float64).
 
     Each round, process r takes batch r of the next world.size. A batch's loss is scaled by
     world.size / len(step_batches): summed over rounds and averaged over processes (DDP), every batch
     of the step weighs the same, as in one process accumulating them all (train.grad_accum)."""
+    encoded, empty, alphas_cumprod = data.encoded, data.empty, data.alphas_cumprod
     device = world.device
     rounds = -(-len(step_batches) // world.size)
     losses = torch.zeros(len(step_batches), dtype=torch.float64)
     for round_ in range(rounds):
         index = round_ * world.size + world.rank
         counted = index < len(step_batches)  # no batch left for this process in the last round:
-        if not counted:                       # it repeats one with weight 0 (DDP needs every process)
+        if not counted:  # it repeats one with weight 0 (DDP needs every process)
             index = round_ * world.size
         ids = step_batches[index]
         rng = seeded(settings.seed, epoch, first_index + index)  # this batch's draws, the same in any process
@@ -363,8 +462,9 @@ def accumulate_gradients(model, step_batches: list[list[str]], *, first_index: i
             fused.armed = last_round  # steps in the last round's backward, on the summed gradients
         with model.no_sync() if world.size > 1 and not last_round else contextlib.nullcontext():
             noisy = add_noise(batch.latents, noise, timesteps, alphas_cumprod)
-            pred = predict_noise(model, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids,
-                                 settings.autocast_dtype)
+            pred = predict_noise(
+                model, noisy, timesteps, batch.prompt, batch.pooled, batch.time_ids, settings.autocast_dtype
+            )
             loss = training_loss(pred, noise, batch.mask, timesteps, alphas_cumprod, settings).mean()
             weight = world.size / len(step_batches) if counted else 0.0
             scaler.scale(loss * weight).backward()  # with fused_backward, each weight is updated in here
@@ -374,12 +474,59 @@ def accumulate_gradients(model, step_batches: list[list[str]], *, first_index: i
     return losses
 
 
+def block_summary(train_ids: list[str], val_ids: list[str], settings: Settings, world: World) -> str:
+    """What a training job trains on and how, for its log."""
+    processes = f" ({world.size} processes x {settings.grad_accum})" if world.size > 1 else ""
+    return (
+        f"{len(train_ids)} train / {len(val_ids)} val images, {settings.optimizer}, {settings.precision}, "
+        f"lr {settings.lr:g}, {settings.grad_accum * world.size} batch(es) of {settings.batch_size} per step{processes}"
+    )
+
+
+def diverged(loss: float, epoch: int, step: int, global_step: int, first: int, step_batches: list[list[str]]) -> str:
+    """The message of a step whose loss is not finite: what is kept, and what to do."""
+    kept = (
+        f"the epochs saved by earlier jobs (up to epoch {first - 1}) are kept"
+        if first > 1
+        else "no earlier job saved an epoch"
+    )
+    return (
+        f"loss is {loss} at epoch {epoch}, step {step} (global step {global_step}); {kept}. Lower train.lr or check "
+        "the images of this step: " + ", ".join(i for ids in step_batches for i in ids)
+    )
+
+
+def save_state(
+    path: Path, epoch: int, global_step: int, unet, optimizer, scaler, ema: EMA | None, settings: Settings, world: World
+) -> None:
+    """What the next job goes on from (train_state.py): the optimizer's moments, the loss scale, and with
+    EMA the raw weights (the epoch file holds the average) and the average's own."""
+    names = {p: n for n, p in unet.named_parameters()}
+    tensors, scalars = optimizer_state(optimizer, names)
+    TrainerState(
+        epoch,
+        global_step,
+        settings.fingerprint(),
+        tensors,
+        scalars,
+        scaler.state_dict() if scaler.is_enabled() else None,
+        unet.state_dict() if ema is not None else None,
+        ema.weights if ema is not None else None,
+        processes=world.size,
+    ).save(path, asdict(settings))
+
+
 def log_epoch(result: EpochResult, writer, global_step: int) -> None:
     """An epoch's losses in the job's log and in TensorBoard (val/loss, and one curve per timestep)."""
-    log.info("epoch %d: train loss %.5f (mean of %d steps, %.2f steps/s), val loss %.5f (%s)", result.epoch,
-             sum(s[1] for s in result.steps) / max(1, len(result.steps)), len(result.steps),
-             len(result.steps) / result.seconds, result.val_mean,
-             ", ".join(f"t={t}: {v:.4f}" for t, v in result.val.items()))
+    log.info(
+        "epoch %d: train loss %.5f (mean of %d steps, %.2f steps/s), val loss %.5f (%s)",
+        result.epoch,
+        sum(s[1] for s in result.steps) / max(1, len(result.steps)),
+        len(result.steps),
+        len(result.steps) / result.seconds,
+        result.val_mean,
+        ", ".join(f"t={t}: {v:.4f}" for t, v in result.val.items()),
+    )
     if writer:
         writer.add_scalar("val/loss", result.val_mean, global_step)
         for t, v in result.val.items():
@@ -392,5 +539,5 @@ def tensorboard(folder: Path | None, global_step: int):
     if folder is None:
         return None
     from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(str(folder), purge_step=global_step + 1 if global_step else None)
 
+    return SummaryWriter(str(folder), purge_step=global_step + 1 if global_step else None)

@@ -37,13 +37,13 @@ class Sample:
 @dataclass
 class Encoded:
     """One image as the UNet sees it: latent, mask at latent size, text embeddings, size conditioning."""
-    latent: torch.Tensor          # (4, h/8, w/8)
-    mask: torch.Tensor            # (1, h/8, w/8), 1 where the loss counts fully
-    prompt_embeds: torch.Tensor   # (77, 2048): both encoders' penultimate hidden states
-    pooled: torch.Tensor          # (1280,): text_encoder_2's projected output
-    time_ids: torch.Tensor        # (6,)
-    bucket: tuple[int, int]
 
+    latent: torch.Tensor  # (4, h/8, w/8)
+    mask: torch.Tensor  # (1, h/8, w/8), 1 where the loss counts fully
+    prompt_embeds: torch.Tensor  # (77, 2048): both encoders' penultimate hidden states
+    pooled: torch.Tensor  # (1280,): text_encoder_2's projected output
+    time_ids: torch.Tensor  # (6,)
+    bucket: tuple[int, int]
 
 
 class EncodingCache:
@@ -59,6 +59,7 @@ class EncodingCache:
 
     def get(self, path: Path) -> dict[str, torch.Tensor] | None:
         from safetensors.torch import load_file
+
         return load_file(str(path)) if path.is_file() else None
 
     def put(self, path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -80,8 +81,9 @@ def encode_image(model, image: Image.Image, device) -> torch.Tensor:
     return latent[0].float().cpu()
 
 
-def encode_samples(base_model: Path, model_hash: str, samples: list[Sample], settings,
-                   cache: EncodingCache, device) -> tuple[dict[str, Encoded], dict[str, torch.Tensor]]:
+def encode_samples(
+    base_model: Path, model_hash: str, samples: list[Sample], settings, cache: EncodingCache, device
+) -> tuple[dict[str, Encoded], dict[str, torch.Tensor]]:
     """Encode every sample (and the empty caption, for dropout); load the VAE and text encoders
     only when something is not cached yet."""
     buckets = bucket_sizes(settings.resolution, settings.bucket_step)
@@ -91,8 +93,11 @@ def encode_samples(base_model: Path, model_hash: str, samples: list[Sample], set
             fitted = fit(*im.size, choose_bucket(*im.size, buckets))
         image_hash = file_sha256(s.image)
         # the key names everything that shapes the latent: the photo's bytes, bucket and crop, resampling
-        plans[s.id] = (fitted, cache.key("latent", image_hash, fitted, "lanczos", "vae-fp32-mean"),
-                       cache.key("text", s.caption))
+        plans[s.id] = (
+            fitted,
+            cache.key("latent", image_hash, fitted, "lanczos", "vae-fp32-mean"),
+            cache.key("text", s.caption),
+        )
     empty_key = cache.key("text", "")
     missing = [p for plan in plans.values() for p in plan[1:] if not p.is_file()]
     missing += [] if empty_key.is_file() else [empty_key]
@@ -119,13 +124,21 @@ def encode_samples(base_model: Path, model_hash: str, samples: list[Sample], set
             mask = F.interpolate(mask[None, None], size=latent.shape[-2:], mode="area")[0]
         else:
             mask = torch.ones(1, *latent.shape[-2:])
-        encoded[s.id] = Encoded(latent, mask, text["prompt_embeds"], text["pooled"],
-                                torch.tensor(fitted.time_ids(), dtype=torch.float32), fitted.bucket)
+        encoded[s.id] = Encoded(
+            latent,
+            mask,
+            text["prompt_embeds"],
+            text["pooled"],
+            torch.tensor(fitted.time_ids(), dtype=torch.float32),
+            fitted.bucket,
+        )
     del model
     return encoded, cache.get(empty_key)
 
 
-def epoch_batches(encoded: dict[str, Encoded], ids: list[str], batch_size: int, seed: int, epoch: int) -> list[list[str]]:
+def epoch_batches(
+    encoded: dict[str, Encoded], ids: list[str], batch_size: int, seed: int, epoch: int
+) -> list[list[str]]:
     """Shuffle within each bucket (one batch holds one size), then shuffle the batches: seeded by epoch."""
     rng = random.Random(f"{seed}/shuffle/{epoch}")
     by_bucket: dict[tuple[int, int], list[str]] = {}
@@ -135,7 +148,7 @@ def epoch_batches(encoded: dict[str, Encoded], ids: list[str], batch_size: int, 
     for bucket in sorted(by_bucket):
         members = by_bucket[bucket]
         rng.shuffle(members)
-        batches += [members[k:k + batch_size] for k in range(0, len(members), batch_size)]
+        batches += [members[k : k + batch_size] for k in range(0, len(members), batch_size)]
     rng.shuffle(batches)
     return batches
 
@@ -143,15 +156,17 @@ def epoch_batches(encoded: dict[str, Encoded], ids: list[str], batch_size: int, 
 @dataclass
 class Batch:
     """The UNet's inputs for a batch of images (one bucket size), on the training device."""
-    latents: torch.Tensor    # (b, 4, h/8, w/8)
-    mask: torch.Tensor       # (b, 1, h/8, w/8)
-    prompt: torch.Tensor     # (b, 77, 2048)
-    pooled: torch.Tensor     # (b, 1280)
-    time_ids: torch.Tensor   # (b, 6)
+
+    latents: torch.Tensor  # (b, 4, h/8, w/8)
+    mask: torch.Tensor  # (b, 1, h/8, w/8)
+    prompt: torch.Tensor  # (b, 77, 2048)
+    pooled: torch.Tensor  # (b, 1280)
+    time_ids: torch.Tensor  # (b, 6)
 
 
-def make_batch(encoded: dict[str, Encoded], ids: list[str], device, empty: dict | None = None,
-               drop: torch.Tensor | None = None) -> Batch:
+def make_batch(
+    encoded: dict[str, Encoded], ids: list[str], device, empty: dict | None = None, drop: torch.Tensor | None = None
+) -> Batch:
     """Stack the images `ids`; where `drop` is true, the empty caption's embeddings (caption dropout)."""
     items = [encoded[i] for i in ids]
     prompt = torch.stack([e.prompt_embeds for e in items])
@@ -159,5 +174,10 @@ def make_batch(encoded: dict[str, Encoded], ids: list[str], device, empty: dict 
     if drop is not None and drop.any():
         prompt[drop] = empty["prompt_embeds"]
         pooled[drop] = empty["pooled"]
-    return Batch(torch.stack([e.latent for e in items]).to(device), torch.stack([e.mask for e in items]).to(device),
-                 prompt.to(device), pooled.to(device), torch.stack([e.time_ids for e in items]).to(device))
+    return Batch(
+        torch.stack([e.latent for e in items]).to(device),
+        torch.stack([e.mask for e in items]).to(device),
+        prompt.to(device),
+        pooled.to(device),
+        torch.stack([e.time_ids for e in items]).to(device),
+    )

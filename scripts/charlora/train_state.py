@@ -20,15 +20,15 @@ from charlora.sdxl import save_safetensors
 
 @dataclass
 class TrainerState:
-    epoch: int                                   # the last epoch trained
+    epoch: int  # the last epoch trained
     global_step: int
-    fingerprint: str                             # of the settings it was trained with (plan.fingerprint)
-    optimizer: dict[str, torch.Tensor]           # '<parameter name>/<state key>' -> tensor
-    optimizer_scalars: dict                      # '<parameter name>/<state key>' -> number
-    grad_scaler: dict | None                     # torch.amp.GradScaler's state, fp16 only
+    fingerprint: str  # of the settings it was trained with (plan.fingerprint)
+    optimizer: dict[str, torch.Tensor]  # '<parameter name>/<state key>' -> tensor
+    optimizer_scalars: dict  # '<parameter name>/<state key>' -> number
+    grad_scaler: dict | None  # torch.amp.GradScaler's state, fp16 only
     unet: dict[str, torch.Tensor] | None = None  # the raw weights, with EMA only
-    ema: dict[str, torch.Tensor] | None = None   # the fp32 average, with EMA only
-    processes: int = 1                           # training processes (train.gpus): batches per step = grad_accum x processes
+    ema: dict[str, torch.Tensor] | None = None  # the fp32 average, with EMA only
+    processes: int = 1  # training processes (train.gpus): batches per step = grad_accum x processes
 
     def save(self, folder: Path, settings: dict) -> None:
         with atomic.atomic_dir(folder) as tmp:
@@ -36,10 +36,18 @@ class TrainerState:
             if self.ema is not None:
                 save_safetensors(self.unet, tmp / "unet.safetensors")
                 save_safetensors(self.ema, tmp / "ema.safetensors")
-            atomic.write_json(tmp / "trainer.json", {
-                "epoch": self.epoch, "global_step": self.global_step, "optimizer_scalars": self.optimizer_scalars,
-                "grad_scaler": self.grad_scaler, "processes": self.processes, "settings": settings,
-                "fingerprint": self.fingerprint})
+            atomic.write_json(
+                tmp / "trainer.json",
+                {
+                    "epoch": self.epoch,
+                    "global_step": self.global_step,
+                    "optimizer_scalars": self.optimizer_scalars,
+                    "grad_scaler": self.grad_scaler,
+                    "processes": self.processes,
+                    "settings": settings,
+                    "fingerprint": self.fingerprint,
+                },
+            )
 
     @classmethod
     def load(cls, folder: Path, fingerprint: str, epoch: int, processes: int) -> "TrainerState":
@@ -48,16 +56,24 @@ class TrainerState:
         if record["fingerprint"] != fingerprint or record["epoch"] != epoch:
             raise ValueError(f"{folder} is from other settings or epoch {record['epoch']}, not {epoch}")
         if record.get("processes", 1) != processes:
-            raise ValueError(f"{folder} was trained on {record.get('processes', 1)} process(es) and this job has "
-                             f"{processes}: a step takes train.grad_accum batches on each, so the run would go on "
-                             f"with another batch per step. Set train.gpus: {record.get('processes', 1)}, or "
-                             "retrain from epoch 1")
+            raise ValueError(
+                f"{folder} was trained on {record.get('processes', 1)} process(es) and this job has "
+                f"{processes}: a step takes train.grad_accum batches on each, so the run would go on "
+                f"with another batch per step. Set train.gpus: {record.get('processes', 1)}, or "
+                "retrain from epoch 1"
+            )
         with_ema = (folder / "ema.safetensors").is_file()
-        return cls(record["epoch"], record["global_step"], record["fingerprint"],
-                   load_file(str(folder / "optimizer.safetensors")), record["optimizer_scalars"],
-                   record.get("grad_scaler"),
-                   load_file(str(folder / "unet.safetensors")) if with_ema else None,
-                   load_file(str(folder / "ema.safetensors")) if with_ema else None, record.get("processes", 1))
+        return cls(
+            record["epoch"],
+            record["global_step"],
+            record["fingerprint"],
+            load_file(str(folder / "optimizer.safetensors")),
+            record["optimizer_scalars"],
+            record.get("grad_scaler"),
+            load_file(str(folder / "unet.safetensors")) if with_ema else None,
+            load_file(str(folder / "ema.safetensors")) if with_ema else None,
+            record.get("processes", 1),
+        )
 
     def restore(self, optimizer, scaler: torch.amp.GradScaler, unet, device: torch.device) -> None:
         """Put the optimizer's state and the loss scale back where the previous job left them."""

@@ -22,9 +22,9 @@ from PIL import Image
 from charlora import atomic
 from charlora.sample import Prompt, image_name
 
-SMOOTHING = 0.999      # TensorBoard's smoothing weight for the training loss
-THUMBNAIL = 192        # px, the longer side of a sample in a sheet
-LABEL_CHARS = 36       # a row label's line length
+SMOOTHING = 0.999  # TensorBoard's smoothing weight for the training loss
+THUMBNAIL = 192  # px, the longer side of a sample in a sheet
+LABEL_CHARS = 36  # a row label's line length
 
 
 def mosaic(cells: list[list[Path | None]], size: int) -> Image.Image:
@@ -42,8 +42,9 @@ def mosaic(cells: list[list[Path | None]], size: int) -> Image.Image:
     return sheet
 
 
-def labelled_sheet(cells: list[list[Path | None]], row_labels: list[str], column_labels: list[str], title: str,
-                   out: Path) -> None:
+def labelled_sheet(
+    cells: list[list[Path | None]], row_labels: list[str], column_labels: list[str], title: str, out: Path
+) -> None:
     """The mosaic with a label per row (left) and per column (top), as a PNG."""
     import matplotlib
 
@@ -52,16 +53,18 @@ def labelled_sheet(cells: list[list[Path | None]], row_labels: list[str], column
 
     size = min(THUMBNAIL, max(Image.open(p).size[0] for row in cells for p in row if p is not None))
     image = mosaic(cells, size)
-    dpi, left, top = 100, 3.2, 0.7                    # margins in inches, for the labels
+    dpi, left, top = 100, 3.2, 0.7  # margins in inches, for the labels
     width, height = image.width / dpi + left + 0.2, image.height / dpi + top + 0.2
     fig = plt.figure(figsize=(width, height), dpi=dpi)
     ax = fig.add_axes((left / width, 0.2 / height, image.width / dpi / width, image.height / dpi / height))
     ax.imshow(image, interpolation="none")
     ax.set_xticks([size * (c + 0.5) for c in range(len(column_labels))], column_labels, fontsize=9)
     ax.xaxis.tick_top()
-    ax.set_yticks([size * (r + 0.5) for r in range(len(row_labels))],  # at most 3 lines each
-                  ["\n".join(textwrap.wrap(textwrap.shorten(label, 3 * LABEL_CHARS), LABEL_CHARS))
-                   for label in row_labels], fontsize=8)
+    ax.set_yticks(
+        [size * (r + 0.5) for r in range(len(row_labels))],  # at most 3 lines each
+        ["\n".join(textwrap.wrap(textwrap.shorten(label, 3 * LABEL_CHARS), LABEL_CHARS)) for label in row_labels],
+        fontsize=8,
+    )
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
@@ -90,7 +93,7 @@ def smoothed(values: list[float], weight: float = SMOOTHING) -> list[float]:
     out, average = [], 0.0
     for i, value in enumerate(values, start=1):
         average = weight * average + (1 - weight) * value
-        out.append(average / (1 - weight ** i))
+        out.append(average / (1 - weight**i))
     return out
 
 
@@ -128,11 +131,23 @@ def loss_curves(metrics: dict[int, Path], title: str, out: Path, selected: int |
     timesteps = sorted({t for e in epochs for t in val[e] if t != "mean"}, key=int)
     colours = plt.get_cmap("viridis")
     for i, t in enumerate(timesteps):
-        right.plot(epochs, [val[e].get(t, math.nan) for e in epochs], marker=".", linewidth=1,
-                   color=colours(i / max(1, len(timesteps) - 1)), label=f"t = {t}")
+        right.plot(
+            epochs,
+            [val[e].get(t, math.nan) for e in epochs],
+            marker=".",
+            linewidth=1,
+            color=colours(i / max(1, len(timesteps) - 1)),
+            label=f"t = {t}",
+        )
     if epochs:
-        right.plot(epochs, [val[e].get("mean", math.nan) for e in epochs], color="black", linewidth=2.5, marker="o",
-                   label="mean")
+        right.plot(
+            epochs,
+            [val[e].get("mean", math.nan) for e in epochs],
+            color="black",
+            linewidth=2.5,
+            marker="o",
+            label="mean",
+        )
         right.set_yscale("log")
     if selected is not None:
         right.axvline(selected, color="tab:red", linestyle="--", linewidth=1.5, label=f"selected: epoch {selected}")

@@ -45,9 +45,16 @@ def spread(ids: list[str], count: int) -> list[str]:
     return [ids[i * len(ids) // count] for i in range(count)]
 
 
-def compose(token: str, intent: Intent, vocabulary: Vocabulary, cap: int, val_captions: dict[str, str],
-            extra: list[str], train_captions: dict[str, str] | None = None,
-            probe: int = 0) -> tuple[list[Prompt], list[str]]:
+def compose(
+    token: str,
+    intent: Intent,
+    vocabulary: Vocabulary,
+    cap: int,
+    val_captions: dict[str, str],
+    extra: list[str],
+    train_captions: dict[str, str] | None = None,
+    probe: int = 0,
+) -> tuple[list[Prompt], list[str]]:
     """The evaluation prompts, and the intent values that `cap` (validate.prompts) left out."""
     from charlora.sample import Prompt  # imports torch: here, so that the scorecard can read the origins
 
