@@ -26,153 +26,62 @@ import copy
 
 EVERY_KEY = "*"  # the run record keeps the whole config but the scheduler's keys
 
+# fmt: off
+LORA_KEYS = ("lora.rank", "lora.conv_rank", "lora.clamp_quantile", "lora.min_diff", "lora.save_precision",
+             "lora.device")
+
 TRIGGERS: dict[str, tuple[str, ...]] = {
     # dataset stage (rules/dataset.smk, masks.smk, captions.smk)
     "demo_dataset": (),
-    "audit": (
-        "ingest.min_side",
-        "ingest.max_megapixels",
-        "ingest.alpha_background",
-        "ingest.min_sharpness",
-        "ingest.max_highlight_clip",
-        "ingest.max_shadow_clip",
-        "ingest.min_jpeg_quality",
-        "ingest.framing.close_up_min_face",
-        "ingest.framing.full_body_max_face",
-    ),
+    "audit": ("ingest.min_side", "ingest.max_megapixels", "ingest.alpha_background", "ingest.min_sharpness",
+              "ingest.max_highlight_clip", "ingest.max_shadow_clip", "ingest.min_jpeg_quality",
+              "ingest.framing.close_up_min_face", "ingest.framing.full_body_max_face"),
     "dedup": ("dedup", "ingest.max_megapixels", "ingest.alpha_background", "strict"),
     "ingest": ("ingest.max_megapixels", "ingest.alpha_background"),
     "split": ("ingest.val_fraction",),
     "prune_dataset": (),
-    "mask": (
-        "masks.method",
-        "masks.rembg",
-        "masks.colour_key",
-        "masks.threshold",
-        "masks.fill_holes",
-        "masks.dilate_px",
-        "masks.feather_px",
-        "masks.coverage_range",
-        "strict",
-    ),
+    "mask": ("masks.method", "masks.rembg", "masks.colour_key", "masks.threshold", "masks.fill_holes",
+             "masks.dilate_px", "masks.feather_px", "masks.coverage_range", "strict"),
     "tag": ("captions.tagger", "captions.wd14", "captions.vlm"),
     "caption": ("subject.token", "captions.vocabulary", "captions.generic_tags", "strict"),
-    "caption_lint": ("subject.token", "captions.vocabulary", "captions.generic_tags", "captions.max_tokens", "strict"),
-    "dataset_report": (
-        "dataset",
-        "intent",
-        "captions.vocabulary",
-        "ingest.framing.targets",
-        "ingest.max_years_from_median",
-        "ingest.max_skin_shift",
-    ),
+    "caption_lint": ("subject.token", "captions.vocabulary", "captions.generic_tags", "captions.max_tokens",
+                     "strict"),
+    "dataset_report": ("dataset", "intent", "captions.vocabulary", "ingest.framing.targets",
+                       "ingest.max_years_from_median", "ingest.max_skin_shift"),
     "onetrainer_export": ("subject.token", "train.seed"),
     # training (rules/train.smk): what the weights depend on, also the fingerprint kept with every epoch
     "model_hash": ("base_model",),
-    "train": (
-        "train.lr",
-        "train.batch_size",
-        "train.grad_accum",
-        "train.gpus",
-        "train.optimizer",
-        "train.fused_backward",
-        "train.precision",
-        "train.gradient_checkpointing",
-        "train.resolution",
-        "train.bucket_step",
-        "train.save_every",
-        "train.masked_training",
-        "train.unmasked_weight",
-        "train.normalize_masked_area_loss",
-        "train.caption_dropout",
-        "train.noise_offset",
-        "train.min_snr_gamma",
-        "train.ema_decay",
-        "train.val_timesteps",
-        "train.seed",
-        "masks.method",
-    ),  # masked training needs masks
+    "train": ("train.lr", "train.batch_size", "train.grad_accum", "train.gpus", "train.optimizer",
+              "train.fused_backward", "train.precision", "train.gradient_checkpointing", "train.resolution",
+              "train.bucket_step", "train.save_every", "train.masked_training", "train.unmasked_weight",
+              "train.normalize_masked_area_loss", "train.caption_dropout", "train.noise_offset",
+              "train.min_snr_gamma", "train.ema_decay", "train.val_timesteps", "train.seed",
+              "masks.method"),  # masked training needs masks
     # validation (rules/validate.smk)
-    "validation_prompts": (
-        "subject.token",
-        "intent",
-        "captions.vocabulary",
-        "validate.prompts",
-        "validate.extra_prompts",
-        "validate.train_captions",
-    ),
-    "sample_epoch": (
-        "run",
-        "validate.sampler",
-        "validate.steps",
-        "validate.cfg",
-        "validate.negative_prompt",
-        "validate.resolution",
-        "validate.seeds",
-        "validate.device",
-    ),  # fp16 on CUDA
+    "validation_prompts": ("subject.token", "intent", "captions.vocabulary", "validate.prompts",
+                           "validate.extra_prompts", "validate.train_captions"),
+    "sample_epoch": ("run", "validate.sampler", "validate.steps", "validate.cfg", "validate.negative_prompt",
+                     "validate.resolution", "validate.seeds", "validate.device"),  # fp16 on CUDA
     "refine_sampling": (),
     "compare_epochs": ("run", "base_model", "validate.seeds"),
     "loss_curves": ("run",),
     "reference_photos": ("select.min_face", "validate.resolution"),
-    "score_epoch": (
-        "subject.token",
-        "validate.seeds",
-        "select.clip",
-        "select.face_threshold",
-        "select.device",
-        "captions.tagger",
-        "captions.wd14",
-        "captions.vlm",
-        "captions.vocabulary",
-    ),
+    "score_epoch": ("subject.token", "validate.seeds", "select.clip", "select.face_threshold", "select.device",
+                    "captions.tagger", "captions.wd14", "captions.vlm", "captions.vocabulary"),
     "select_epoch": ("select.copy_bits",),
     # the LoRA and the run's record (rules/lora.smk, runs.smk)
-    "extract_lora": (
-        "run",
-        "subject.token",
-        "subject.rights_holder",
-        "subject.consent",
-        "train.resolution",
-        "lora.rank",
-        "lora.conv_rank",
-        "lora.clamp_quantile",
-        "lora.min_diff",
-        "lora.save_precision",
-        "lora.device",
-    ),
-    "verify_lora": (
-        "subject.token",
-        "lora.rank",
-        "lora.conv_rank",
-        "lora.clamp_quantile",
-        "lora.min_diff",
-        "lora.save_precision",
-        "lora.device",
-    ),
+    "extract_lora": ("run", "subject.token", "subject.rights_holder", "subject.consent", "train.resolution",
+                     *LORA_KEYS),
+    "verify_lora": ("subject.token", *LORA_KEYS),
     "run_record": (EVERY_KEY, "rationale"),  # the rationale is read by nothing else
 }
 
-PLAN = (
-    "subject.real_person",
-    "train.epochs",
-    "train.epochs_per_job",
-    "train.device",
-    "train.export",
-    "lora.epoch",
-    "validate.every",
-    "validate.epochs",
-)
+PLAN = ("subject.real_person", "train.epochs", "train.epochs_per_job", "train.device", "train.export", "lora.epoch",
+        "validate.every", "validate.epochs")
 
-SCHEDULER = (
-    "gpu_jobs",
-    "train.mem_mb",
-    "train.runtime",
-    "validate.mem_mb",
-    "validate.runtime",
-    "select.mem_mb",
-    "select.runtime",
-)
+SCHEDULER = ("gpu_jobs", "train.mem_mb", "train.runtime", "validate.mem_mb", "validate.runtime",
+             "select.mem_mb", "select.runtime")
+# fmt: on
 
 # What a stage's job reads without rerunning for it (from PLAN): the training's device, and the rest of
 # the run's chain for its disk check ("the rest of the run writes ...").
