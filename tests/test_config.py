@@ -166,7 +166,7 @@ def test_every_setting_reruns_the_stages_that_read_it_or_none():
 def test_a_job_gets_only_the_settings_it_reads():
     """triggers.settings: the stage's keys, nested as in the config; never a scheduler key; an option not
     chosen and the tagger where a CLIP model scores adherence left out; the run record all but the
-    scheduler's keys."""
+    scheduler's keys and the options not chosen, in sorted order."""
     from charlora import config as config_module
     from charlora import triggers
 
@@ -187,6 +187,7 @@ def test_a_job_gets_only_the_settings_it_reads():
     assert triggers.settings(config, "score_epoch")["captions"].keys() == {"tagger", "wd14", "vocabulary"}
     record = triggers.settings(config, "run_record")
     assert "gpu_jobs" not in record and "mem_mb" not in record["train"] and record["train"]["epochs"] == 100
+    assert "rembg" not in record["masks"] and "vlm" not in record["captions"] and list(record) == sorted(record)
     for stage in triggers.TRIGGERS:
         assert "mem_mb" not in str(triggers.settings(config, stage)), stage
 

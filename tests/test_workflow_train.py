@@ -108,7 +108,11 @@ def test_the_cost_of_the_run_before_it_runs(trained):
     # the start of a run that trains prints the same estimate (read from the checkpoint's header);
     # a dataset-only run does not
     started = snakemake(ws, "--forcerun", "loss_curves", "results/runs/demo/validate/losses.png").stdout
-    assert "What this run costs, at most" in started and printed.strip() in started
+    table = printed[printed.index("run 'demo': 25 photos") :].split("\n[")[0]  # up to Snakemake's next log line
+    assert (
+        "total, at most about" in table
+        and f"What this run costs, at most (`snakemake cost` prints it again):\n{table}" in started
+    )
 
 
 def test_raising_epochs_plans_only_the_new_block(trained):

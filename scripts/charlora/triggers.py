@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 
-EVERY_KEY = "*"  # the run record keeps the whole config but the scheduler's keys
+EVERY_KEY = "*"  # the run record keeps the whole config but the scheduler's keys and the options not chosen
 
 # fmt: off
 LORA_KEYS = ("lora.rank", "lora.conv_rank", "lora.clamp_quantile", "lora.min_diff", "lora.save_precision",
@@ -126,10 +126,14 @@ def _pick(config: dict, entries) -> dict:
 def settings(config: dict, stage: str) -> dict:
     """The part of the config a stage's jobs read and rerun for, nested as in the config (keys in the
     table's order): the params of its rule."""
-    if EVERY_KEY in TRIGGERS[stage]:
-        return without(config, SCHEDULER)
     skip = unused(config, stage)
+    if EVERY_KEY in TRIGGERS[stage]:  # keys sorted: a --config section merged in another order is no change
+        return _sorted(without(config, [*SCHEDULER, *skip]))
     return _pick(config, [e for e in TRIGGERS[stage] if not any(covers(e, s) for s in skip)])
+
+
+def _sorted(value):
+    return {k: _sorted(value[k]) for k in sorted(value)} if isinstance(value, dict) else value
 
 
 def read_without_rerun(config: dict, stage: str) -> dict:
