@@ -28,6 +28,10 @@ if config.get("dataset") == "demo":
     configfile: os.path.relpath(Path(workflow.basedir) / "config" / "demo.yaml")
 
 
+# `snakemake --report report.zip`: this page first (what to read first and how), then every result by category.
+report: "rules/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/dataset.smk"
 include: "rules/masks.smk"

@@ -135,12 +135,14 @@ rule dataset_report:
         html=report(
             "results/dataset/report.html",
             caption="report/dataset.rst",
-            category="1. Dataset",
+            category="3. Dataset",
+            subcategory="Dataset report",
         ),
         framing=report(
             "results/dataset/framing.png",
             caption="report/framing.rst",
-            category="1. Dataset",
+            category="3. Dataset",
+            subcategory="Framing",
         ),
     params:
         targets=settings_of("dataset_report")["ingest"]["framing"]["targets"],

@@ -42,7 +42,8 @@ rule verify_lora:
         plot=report(
             f"{LORA_DIR}/epoch-{{eee}}.verify.png",
             caption="report/lora_verify.rst",
-            category="3. LoRA",
+            category="4. LoRA",
+            subcategory="Verification per epoch",
         ),
     params:
         settings=settings_of("verify_lora")["lora"],

@@ -31,7 +31,7 @@ rule compare_runs:
         metrics=[plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
         selection=[] if LORA_EPOCH is not None else f"{VALIDATE_DIR}/selected.json",
     output:
-        report(f"{RUN_DIR}/runs.tsv", caption="report/runs.rst", category="4. Runs"),
+        report(f"{RUN_DIR}/runs.tsv", caption="report/runs.rst", category="5. Runs", subcategory="All runs side by side"),
     params:
         runs=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),  # the runs, this one's beside the others
     log:

@@ -44,8 +44,8 @@ rule sample_epoch:
         grid=report(
             f"{VALIDATE_DIR}/epoch-{{eee}}.png",
             caption="report/epoch_grid.rst",
-            category="2. Validation",
-            subcategory="Samples per epoch",
+            category="2. Samples",
+            subcategory="Grids per epoch",
         ),
     params:
         settings=settings_of("sample_epoch")["validate"],
@@ -88,7 +88,7 @@ rule compare_epochs:
         samples=sample_folders,
         refined=f"{VALIDATE_DIR}/refine.tsv",  # re-evaluated when the refinement changes
     output:
-        report(f"{VALIDATE_DIR}/compare.png", caption="report/compare.rst", category="2. Validation"),
+        report(f"{VALIDATE_DIR}/compare.png", caption="report/compare.rst", category="1. Selection", subcategory="Comparison sheet"),
     params:
         epochs=all_sampled_epochs,
         seeds=settings_of("compare_epochs")["validate"]["seeds"],
@@ -110,7 +110,7 @@ rule loss_curves:
         metrics=[plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
         selection=f"{VALIDATE_DIR}/selected.json",
     output:
-        report(f"{VALIDATE_DIR}/losses.png", caption="report/losses.rst", category="2. Validation"),
+        report(f"{VALIDATE_DIR}/losses.png", caption="report/losses.rst", category="1. Selection", subcategory="Losses"),
     params:
         epochs=list(range(1, TRAIN["epochs"] + 1)),
         run=settings_of("loss_curves")["run"],
@@ -196,8 +196,15 @@ checkpoint select_epoch:
         metrics=[plan.epoch_file(RUN, e, "metrics.tsv") for e in range(1, TRAIN["epochs"] + 1)],
         reviews=list(REVIEWS.values()),
     output:
-        scorecard=report(f"{VALIDATE_DIR}/scorecard.tsv", caption="report/scorecard.rst", category="2. Validation"),
-        selection=report(f"{VALIDATE_DIR}/selected.json", caption="report/selected.rst", category="2. Validation"),
+        scorecard=report(
+            f"{VALIDATE_DIR}/scorecard.tsv", caption="report/scorecard.rst", category="1. Selection", subcategory="Scorecard"
+        ),
+        selection=report(
+            f"{VALIDATE_DIR}/selected.json",
+            caption="report/selected.rst",
+            category="1. Selection",
+            subcategory="Selected epoch",
+        ),
     params:
         epochs=list(range(1, TRAIN["epochs"] + 1)),
         saved=SAVED_EPOCHS,

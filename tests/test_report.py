@@ -112,3 +112,6 @@ def test_each_warning_is_shown_once_and_links_to_its_section(tmp_path):
         and "d.jpg<br>distance 3<br>near-duplicate of a.jpg, kept for sharper" in page
         and "unsupported file type" in page
     )
+    # a caption is as wide as its picture and stands under it, however long the reason
+    figure_style = re.search(r"figure\{([^}]*)\}", page).group(1)
+    assert "width:160px" in figure_style and "text-align:center" not in figure_style

@@ -49,11 +49,14 @@ def test_runs_side_by_side_show_only_the_settings_that_differ(tmp_path):
     runs = run_record.write_comparison(table, root)
     assert [r.run for r in runs] == ["base", "fixed", "low lr"]
     rows = [line.split("\t") for line in table.read_text().splitlines()]
+    # raw and smoothed minima under their own names: base's raw low is epoch 2, but the line through its
+    # 3 epochs (0.275, 0.25, 0.225) is lowest at epoch 3, where the selection starts
     assert rows == [
-        ["run", "rationale", "lowest validation loss (epoch)", "selected epoch", "lora.epoch", "lora.rank", "train.lr"],
-        ["base", "why base", "0.2 (2)", "2 (scorecard)", "auto", "64", "4e-06"],
-        ["fixed", "why fixed", "0.4 (1)", "1 (lora.epoch)", "1", "64", "4e-06"],
-        ["low lr", "why low lr", "0.29 (2)", "not yet", "auto", "32", "1e-06"],
+        ["run", "rationale", "lowest validation loss (raw)", "lowest validation loss (smoothed)", "selected epoch"]
+        + ["lora.epoch", "lora.rank", "train.lr"],
+        ["base", "why base", "0.2 (epoch 2)", "0.225 (epoch 3)", "2 (scorecard)", "auto", "64", "4e-06"],
+        ["fixed", "why fixed", "0.4 (epoch 1)", "0.4 (epoch 1)", "1 (lora.epoch)", "1", "64", "4e-06"],
+        ["low lr", "why low lr", "0.29 (epoch 2)", "0.29 (epoch 2)", "not yet", "auto", "32", "1e-06"],
     ]
 
 

@@ -300,7 +300,7 @@ def test_the_selection_file_keeps_its_keys_and_adds_the_steps(tmp_path):
     chosen = selection.select(rows(range(2, 31, 2)), u_curve(), FALLING_THEN_FLAT)
     selection.write_selection(tmp_path / "selected.json", chosen)
     record = json.loads((tmp_path / "selected.json").read_text())
-    assert list(record)[:4] == ["epoch", "lowest_validation_loss", "knee", "start"]
+    assert list(record)[:4] == ["epoch", "lowest_validation_loss_smoothed", "knee", "start"]
     assert {"reasons", "steps", "to_sample", "flat", "noise"} <= set(record)
     assert selection.read_selection(tmp_path / "selected.json") == record["epoch"] == 20
 

@@ -108,7 +108,25 @@ def test_loss_curves_read_every_epochs_metrics(tmp_path):
     assert train == [(1, 0.5), (2, 0.4), (3, 0.5), (4, 0.4)]
     assert val == {1: {"62": 0.1, "937": 0.01, "mean": 0.3}, 2: {"62": 0.2, "937": 0.02, "mean": 0.3}}
     validate_plots.loss_curves(metrics, "title", tmp_path / "losses.png")
-    assert Image.open(tmp_path / "losses.png").size == (1200, 450)
+    assert Image.open(tmp_path / "losses.png").size == (1300, 450)
+
+
+def test_no_legend_hides_a_line_of_the_losses(tmp_path):
+    metrics = {}
+    for epoch in range(1, 9):  # the selected epoch last, in the corner where a legend used to stand
+        metrics[epoch] = tmp_path / f"epoch-{epoch:03d}.metrics.tsv"
+        rows = "".join(f"val\t\t{t}\t{1 / (epoch + t)}\t\n" for t in (62, 187, 312, 437, 562, 687, 812, 937))
+        metrics[epoch].write_text(
+            f"kind\tstep\ttimestep\tloss\tlr\ntrain\t{epoch}\t\t0.5\t1e-06\n{rows}val\t\tmean\t0.3\t\n"
+        )
+    fig = validate_plots.loss_figure(metrics, "title", selected=8)
+    fig.canvas.draw()
+    for ax in fig.axes[1:]:
+        legend = ax.get_legend()
+        labels = [t.get_text() for t in legend.get_texts()]
+        assert labels[-3:] == ["mean (raw)", "mean (smoothed)", "selected: epoch 8"]
+        assert not legend.get_window_extent().overlaps(ax.get_window_extent())  # beside the plot, not on it
+        assert fig.bbox.contains(*legend.get_window_extent().corners()[-1])  # and inside the picture
 
 
 # --- the intent ----------------------------------------------------------------------------------

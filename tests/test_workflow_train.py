@@ -366,7 +366,7 @@ def test_the_model_captions_split_and_training_rebuild_byte_identical(second_run
 
 
 def test_the_run_record_and_the_comparison_of_runs(second_run):
-    from charlora import run_record
+    from charlora import loss_trend, run_record
 
     ws, _, _ = second_run
     record = yaml.safe_load((ws / "results/runs/again/run.yaml").read_text())
@@ -391,16 +391,23 @@ def test_the_run_record_and_the_comparison_of_runs(second_run):
     assert metadata["charlora.rights_holder"] == "Mira Example" and metadata["charlora.consent_sha256"] == consent_hash
     # both runs side by side: the demo's record is the trained fixture's; again has trained 2 epochs, selected none
     header, rows = run_record.compare([run_record.read_run(ws / "results/runs", r) for r in ("demo", "again")])
-    assert header[:4] == ["run", "rationale", "lowest validation loss (epoch)", "selected epoch"]
-    assert set(header[4:]) == {"lora.rank", "subject.consent", "subject.real_person", "subject.rights_holder"}
+    assert header[:5] == ["run", "rationale", *run_record.LOSS_COLUMNS, "selected epoch"]
+    assert set(header[5:]) == {"lora.rank", "subject.consent", "subject.real_person", "subject.rights_holder"}
     demo_losses = {e: metrics(ws / TRAIN / f"epoch-{e:03d}.metrics.tsv")[1]["mean"] for e in (1, 2, 3, 4)}
     best = min(demo_losses, key=demo_losses.get)
-    assert rows[0][:4] == [
+    smoothed = loss_trend.smooth(demo_losses)
+    low = min(smoothed, key=smoothed.get)  # where the selection starts: the same epoch in selected.json
+    assert (
+        low
+        == json.loads((ws / "results/runs/demo/validate/selected.json").read_text())["lowest_validation_loss_smoothed"]
+    )
+    assert rows[0][:5] == [
         "demo",
         "The demo, to see every stage run on the CPU in minutes.",
-        f"{demo_losses[best]:.6g} ({best})",
+        f"{demo_losses[best]:.6g} (epoch {best})",
+        f"{smoothed[low]:.6g} (epoch {low})",
         "4 (scorecard)",
     ]
-    assert rows[1][3] == "not yet" and rows[1][2].endswith(f"({min((1, 2), key=demo_losses.get)})")
+    assert rows[1][4] == "not yet" and rows[1][2].endswith(f"(epoch {min((1, 2), key=demo_losses.get)})")
     shown = (ws / "results/runs/demo/runs.tsv").read_text().splitlines()  # written when the demo finished
     assert shown[1].startswith("demo\tThe demo")

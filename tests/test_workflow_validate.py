@@ -3,6 +3,7 @@ what a change of prompts reruns, that a rebuild gives the same bytes, the scorec
 the user's review files."""
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -49,6 +50,15 @@ def test_the_run_samples_the_base_and_every_second_saved_epoch(trained):
             assert image.text["parameters"] == (
                 f"mira\nSteps: 4, Sampler: Euler, CFG scale: 5, Seed: 0, Size: 64x64, Model: {model}, Version: charlora"
             )
+            comfy = {n["class_type"]: n["inputs"] for n in json.loads(image.text["prompt"]).values()}
+        # ComfyUI's test of the epoch: the base checkpoint's file name and the epoch's LoRA as
+        # <run>/epoch-<eee>.safetensors, the name it has in ComfyUI/models/loras/ once the run's lora/ is copied there
+        assert comfy["CheckpointLoaderSimple"]["ckpt_name"] == "tiny.safetensors"
+        if epoch:
+            assert comfy["LoraLoader"]["lora_name"] == f"demo/epoch-{epoch:03d}.safetensors"
+        else:
+            assert "LoraLoader" not in comfy
+        assert (comfy["KSampler"]["seed"], comfy["KSampler"]["steps"], comfy["EmptyLatentImage"]["width"]) == (0, 4, 64)
         assert (validate / f"epoch-{epoch:03d}.png").stat().st_size > 5_000
     base, last = (np.asarray(Image.open(validate / f"epoch-{e}/p01-s0.png"), dtype=float) for e in ("000", "004"))
     assert np.abs(base - last).mean() > 0.5  # training changed what the token draws
@@ -165,7 +175,7 @@ def test_every_sampled_epoch_is_measured_scored_and_one_selected(trained):
     selection = json.loads((validate / "selected.json").read_text())
     # the demo: the validation loss falls to the last epoch; the random model's training loss per epoch
     # is noise around 1.09, with no knee; the samples show no signs
-    assert (selection["epoch"], selection["lowest_validation_loss"], selection["start"]) == (4, 4, 4)
+    assert (selection["epoch"], selection["lowest_validation_loss_smoothed"], selection["start"]) == (4, 4, 4)
     assert selection["knee"] is None and not selection["flat"] and selection["to_sample"] == []
     assert [s["action"] for s in selection["steps"]] == ["best candidate", "stop"]
     assert selection["reasons"][-1] == "epoch 4: no overtraining or undertraining signs"
@@ -183,6 +193,18 @@ def test_every_sampled_epoch_is_measured_scored_and_one_selected(trained):
         "runs.tsv",
     ):
         assert any(n.endswith("/" + name) for n in names), name
+    # the landing page says what to read first; every result sits in a named category and subcategory
+    page = zipfile.ZipFile(ws / "run-report.zip").read(
+        next(n for n in names if n.count("/") == 1 and n.endswith("/report.html"))
+    )
+    page = page.decode()
+    description = json.loads(re.search(r"var workflow_desc = (.*);$", page, re.M).group(1))
+    assert "What to look at first" in description and "Selection / Selected epoch" in description
+    assert "random tiny network" in description  # the demo says what it is
+    categories = json.loads(re.search(r"var categories = (.*);$", page, re.M).group(1))
+    assert sorted(categories) == ["1. Selection", "2. Samples", "3. Dataset", "4. LoRA", "5. Runs"]
+    assert sorted(categories["1. Selection"]) == ["Comparison sheet", "Losses", "Scorecard", "Selected epoch"]
+    assert all(sub != "Other" for subs in categories.values() for sub in subs)
 
 
 def test_a_review_overrides_cells_and_a_rejection_moves_the_lora(trained, tmp_path):

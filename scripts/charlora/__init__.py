@@ -13,8 +13,9 @@ rules/captions.smk  tags, captions, tokenizer (prompt lengths)
 rules/train.smk     train (the loop), train_data (encoding, cache, batches), train_state (resume),
                     distributed (DDP processes), diffusion (noise, loss), optim, ema, buckets,
                     disk_space (will the run fit), run_cost (what the whole run writes: `snakemake cost`)
-rules/validate.smk  sample (SDXL pipeline, PNG parameters), validate_prompts, intent (also the report's
-                    coverage table), loss_trend (smoothing, noise, minimum, knee, slope of the losses),
+rules/validate.smk  sample (SDXL pipeline, PNG parameters), comfyui (each sample as a ComfyUI workflow),
+                    validate_prompts, intent (also the report's coverage table), loss_trend (smoothing,
+                    noise, minimum, knee, slope of the losses),
                     refinement (which epochs around the selection's start), validate_plots, sample_metrics
                     (what is measured on a sample), faces (identity), scorecard (levels, review files),
                     selection (signs, ranking, steps: the selected epoch)

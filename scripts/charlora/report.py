@@ -135,8 +135,8 @@ CSS = """
 body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
 table{border-collapse:collapse;margin:1em 0}\
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-figure{display:inline-block;margin:.3em;text-align:center;font-size:.8em}
-figure img{display:block;max-width:160px;max-height:160px}
+figure{display:inline-block;vertical-align:top;width:160px;margin:.3em;font-size:.8em;overflow-wrap:anywhere}
+figure img{display:block;max-width:160px;max-height:160px}figcaption{margin-top:.2em}
 .group{border:1px solid #ccc;padding:.4em;margin:.5em 0}.warn{color:#a94400}
 """
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from charlora import atomic, plan
+from charlora import atomic, loss_trend, plan
 from charlora.hashing import file_sha256
 
 # The packages whose versions can change a run's bytes or its curation.
@@ -131,7 +131,8 @@ class RunSummary:
     run: str
     rationale: str
     settings: dict[str, str]  # the config, flattened: 'train.lr' -> '4e-06'
-    lowest_val: tuple[int, float] | None  # (epoch, mean validation loss)
+    lowest_val: tuple[int, float] | None  # (epoch, mean validation loss): the raw figure
+    lowest_val_smoothed: tuple[int, float] | None  # (epoch, its value) on the smoothed curve the selection reads
     selected: str  # the epoch the run's LoRA is of, and how it was chosen
 
 
@@ -145,18 +146,21 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def lowest_validation_loss(train_dir: Path) -> tuple[int, float] | None:
-    """The epoch with the lowest mean validation loss among the epochs' metrics.tsv files (the earliest
-    on a tie)."""
+def lowest(curve: dict[int, float]) -> tuple[int, float] | None:
+    """(epoch, value) of the lowest point of a per-epoch curve (the earliest on a tie)."""
+    if not curve:
+        return None
+    best = min(curve, key=lambda epoch: (curve[epoch], epoch))
+    return best, curve[best]
+
+
+def validation_losses(train_dir: Path) -> dict[int, float]:
+    """Each epoch's mean validation loss, from the epochs' metrics.tsv files."""
     from charlora.validate_plots import read_losses
 
     metrics = {int(p.name[len("epoch-") :].split(".")[0]): p for p in train_dir.glob("epoch-*.metrics.tsv")}
     _, val = read_losses(metrics)
-    means = {epoch: losses["mean"] for epoch, losses in val.items() if not math.isnan(losses.get("mean", math.nan))}
-    if not means:
-        return None
-    best = min(means, key=lambda epoch: (means[epoch], epoch))
-    return best, means[best]
+    return loss_trend.finite({epoch: losses.get("mean", math.nan) for epoch, losses in val.items()})
 
 
 def read_run(runs: str | Path, run: str) -> RunSummary | None:
@@ -175,25 +179,32 @@ def read_run(runs: str | Path, run: str) -> RunSummary | None:
         selected = f"{epoch} (scorecard)" if epoch is not None else "none (see validate/selected.json)"
     else:
         selected = "not yet"
+    val = validation_losses(Path(plan.train_dir(run, runs)))
     return RunSummary(
         record["run"],
         record.get("rationale") or "",
         flatten(config),
-        lowest_validation_loss(Path(plan.train_dir(run, runs))),
+        lowest(val),
+        lowest(loss_trend.smooth(val)),
         selected,
     )
+
+
+# The same names as the scorecard's and selected.json's: the raw mean of an epoch's validation losses, and
+# the smoothed curve (loss_trend.smooth) whose minimum the selection starts from.
+LOSS_COLUMNS = ["lowest validation loss (raw)", "lowest validation loss (smoothed)"]
 
 
 def compare(runs: list[RunSummary]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per run; the settings columns are the keys whose values differ."""
     keys = sorted({k for r in runs for k in r.settings} - {"run", "rationale"})
     differing = [k for k in keys if len({r.settings.get(k, "(unset)") for r in runs}) > 1]
-    header = ["run", "rationale", "lowest validation loss (epoch)", "selected epoch", *differing]
+    header = ["run", "rationale", *LOSS_COLUMNS, "selected epoch", *differing]
     rows = [
         [
             r.run,
             r.rationale,
-            f"{r.lowest_val[1]:.6g} ({r.lowest_val[0]})" if r.lowest_val else "not yet",
+            *(f"{low[1]:.6g} (epoch {low[0]})" if low else "not yet" for low in (r.lowest_val, r.lowest_val_smoothed)),
             r.selected,
             *(r.settings.get(k, "(unset)") for k in differing),
         ]

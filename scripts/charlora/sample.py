@@ -7,8 +7,9 @@ starting noise of each image is drawn on the CPU from its seed alone, so the sam
 same image in every epoch, which is what makes the columns of the comparison sheet comparable.
 
 Each image is a PNG with its prompt and settings in a `parameters` text chunk, in the format that
-A1111/Forge write, which image hosts, viewers and ComfyUI's loaders read. The grid of an epoch and
-the comparison sheet (validate_sheets.py) are drawn from those files.
+A1111/Forge write, which image hosts and viewers read, and with a ComfyUI workflow that sets up the
+same test (`prompt` and `workflow` chunks: comfyui.py). The grid of an epoch and the comparison sheet
+(validate_plots.py) are drawn from those files.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 from PIL import Image, PngImagePlugin
 
-from charlora import atomic, sdxl
+from charlora import atomic, comfyui, sdxl
 
 log = logging.getLogger("charlora.sample")
 
@@ -94,9 +95,30 @@ def parameters_text(prompt: str, settings: Settings, seed: int, model: str) -> s
     return "\n".join(lines)
 
 
-def save_png(image: Image.Image, path: Path, parameters: str) -> None:
+def comfyui_test(
+    prompt: str, settings: Settings, seed: int, model: str, checkpoint: str, lora: str | None
+) -> comfyui.Test:
+    """The sample as a ComfyUI test: the base model's `checkpoint` file with the epoch's `lora` (None for
+    the base model), the same prompts, seed, sampler, steps, CFG and size."""
+    return comfyui.Test(
+        prompt=prompt,
+        negative_prompt=settings.negative_prompt,
+        seed=seed,
+        steps=settings.steps,
+        cfg=settings.cfg,
+        sampler=settings.sampler,
+        resolution=settings.resolution,
+        checkpoint=checkpoint,
+        lora=lora,
+        filename_prefix=f"charlora/{model}-s{seed}",
+    )
+
+
+def save_png(image: Image.Image, path: Path, chunks: dict[str, str]) -> None:
+    """`image` as a PNG with `chunks` as text chunks, in their order."""
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", parameters)
+    for key, text in chunks.items():
+        info.add_text(key, text)
     atomic.save_image(image, path, pnginfo=info)
 
 
@@ -151,10 +173,12 @@ def sample_epoch(
     settings: Settings,
     out_dir: Path,
     model: str,
+    lora_name: str | None = None,
     progress: bool = True,
 ) -> list[Path]:
     """Every prompt x seed from one epoch's UNet (`epoch_file`; None: the base model's) into `out_dir`,
-    which appears whole or not at all. Returns the image paths, prompt by prompt."""
+    which appears whole or not at all. `model` names the samples in their metadata, `lora_name` is the
+    epoch's LoRA as ComfyUI will find it. Returns the image paths, prompt by prompt."""
     from tqdm import tqdm
 
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -177,7 +201,9 @@ def sample_epoch(
     with atomic.atomic_dir(out_dir) as tmp:
         for prompt, seed in tqdm(jobs, desc=model, unit="image", disable=not progress):
             image = sample(pipe, prompt.text, seed, settings)
-            save_png(image, tmp / image_name(prompt, seed), parameters_text(prompt.text, settings, seed, model))
+            test = comfyui_test(prompt.text, settings, seed, f"{model}-{prompt.name}", base_model.name, lora_name)
+            chunks = {"parameters": parameters_text(prompt.text, settings, seed, model), **comfyui.png_chunks(test)}
+            save_png(image, tmp / image_name(prompt, seed), chunks)
     seconds = time.perf_counter() - started
     log.info("%d images in %.1f s: %.2f s per image", len(jobs), seconds, seconds / len(jobs))
     return [out_dir / image_name(p, seed) for p, seed in jobs]

@@ -69,7 +69,7 @@ class Sign:
 @dataclass
 class Selection:
     epoch: int | None  # None: no eligible epoch was sampled
-    lowest_validation_loss: int | None  # the epoch of the lowest smoothed validation loss
+    lowest_validation_loss_smoothed: int | None  # the epoch of the lowest smoothed validation loss
     knee: int | None
     start: int | None
     reasons: list[str]

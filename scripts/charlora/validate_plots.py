@@ -112,21 +112,36 @@ def read_losses(metrics: dict[int, Path]) -> tuple[list[tuple[int, float]], dict
 
 
 def loss_curves(metrics: dict[int, Path], title: str, out: Path, selected: int | None = None) -> None:
+    """losses.png: the training loss (left) and the validation loss per timestep (right), with the
+    selected epoch marked."""
+    import matplotlib.pyplot as plt
+
+    fig = loss_figure(metrics, title, selected)
+    with atomic.atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def loss_figure(metrics: dict[int, Path], title: str, selected: int | None = None):
+    """The figure of losses.png. Each plot's legend stands beside it, outside the axes, so that no
+    line (the selected epoch's least of all) is hidden behind it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
+
+    from charlora import loss_trend
 
     train, val = read_losses(metrics)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), dpi=100)
     if train:
         steps, losses = zip(*train)
         left.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss per step")
         left.plot(steps, smoothed(list(losses)), color="tab:blue", linewidth=2, label=f"smoothed ({SMOOTHING})")
         left.set_yscale("log")
     left.set(xlabel="step", ylabel="training loss", title="training loss")
-    left.legend(loc="upper right", fontsize=8)
+    left.legend(loc="upper right", fontsize=8)  # the loss falls to the lower right: the corner stays clear
     epochs = sorted(val)
     timesteps = sorted({t for e in epochs for t in val[e] if t != "mean"}, key=int)
     colours = plt.get_cmap("viridis")
@@ -140,26 +155,23 @@ def loss_curves(metrics: dict[int, Path], title: str, out: Path, selected: int |
             label=f"t = {t}",
         )
     if epochs:
+        means = {e: val[e].get("mean", math.nan) for e in epochs}
+        right.plot(epochs, list(means.values()), color="black", linewidth=2.5, marker="o", label="mean (raw)")
+        curve = loss_trend.smooth(means)  # the curve whose minimum the selection starts from
         right.plot(
-            epochs,
-            [val[e].get("mean", math.nan) for e in epochs],
-            color="black",
-            linewidth=2.5,
-            marker="o",
-            label="mean",
+            list(curve), list(curve.values()), color="tab:orange", linestyle=":", linewidth=2, label="mean (smoothed)"
         )
         right.set_yscale("log")
     if selected is not None:
         right.axvline(selected, color="tab:red", linestyle="--", linewidth=1.5, label=f"selected: epoch {selected}")
     right.set(xlabel="epoch", ylabel="validation loss (fixed noise)", title="validation loss per timestep")
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in (left, right):  # plain numbers on the log axes, not powers of ten
+    for ax in (left, right):  # plain numbers on the log axes, not powers of ten; minor ones within a decade
+        low, high = ax.get_ylim()
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g") if high < 10 * low else NullFormatter())
         ax.tick_params(axis="y", which="minor", labelsize=7)
-    right.legend(loc="upper right", fontsize=7, ncol=2)
+    right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, borderaxespad=0)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic.atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-    plt.close(fig)
+    return fig
