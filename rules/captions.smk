@@ -18,6 +18,7 @@ rule tag:
     resources:
         mem_mb=4000,
         runtime=10,
+        **gpu_job(TAG_GPUS),
     conda:
         "../envs/charlora.yaml"
     shell:

@@ -113,6 +113,13 @@ else:
     LISTING = list_dataset_images(Path(DATASET) / "images")
     USER_MASKS = {p.stem for p in Path(DATASET, "masks").glob("*.png")}
     USER_CAPTIONS = {p.stem for p in Path(DATASET, "captions").glob("*.txt")}
+# Where the masks' and the taggers' models run, and the user's masks (photos rembg need not batch), for
+# the per-photo jobs through the environment like CHARLORA_PYTHON: changing them reruns nothing.
+os.environ.update(
+    CHARLORA_MASKS_DEVICE=config["masks"]["device"],
+    CHARLORA_CAPTIONS_DEVICE=config["captions"]["device"],
+    CHARLORA_USER_MASKS=str(Path(DATASET, "masks")),
+)
 IDS = sorted(LISTING.images)
 if not IDS:
     raise ValueError(f"no photos found in {DATASET}/images (supported: {' '.join(SUPPORTED_SUFFIXES)})")
@@ -192,8 +199,10 @@ def check_models(targets):
 
 
 def dataset_only(targets):
+    """Whether the targets are the dataset stage's alone (its target names, or files it makes)."""
     targets = set(targets or ())
-    return bool(targets) and targets <= DATASET_TARGETS | {"models"}
+    dataset_files = {t for t in targets if t.startswith(f"{plan.DATASET_DIR}/")}
+    return bool(targets) and targets - dataset_files <= DATASET_TARGETS | {"models"}
 
 
 def cost_at_start(targets):

@@ -21,6 +21,7 @@ rule mask:
     resources:
         mem_mb=4000,
         runtime=10,
+        **gpu_job(MASK_GPUS),
     conda:
         "../envs/charlora.yaml"
     shell:

@@ -239,3 +239,14 @@ def test_the_model_files_a_config_names_are_listed_checked_and_described(tmp_pat
         SCHEMA,
     )
     assert model_files.report(demo).startswith("No model files to supply")
+
+
+def test_the_gpu_requirements_are_the_cpu_ones_with_onnxruntime_gpu():
+    def pins(name):
+        text = (REPO / "envs" / name).read_text()
+        return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+    cpu, gpu = pins("requirements.txt"), pins("requirements-gpu.txt")
+    swapped = {"rembg[cpu]==2.0.86": "rembg[gpu]==2.0.86", "onnxruntime==1.32.0": "onnxruntime-gpu==1.31.1"}
+    assert gpu == [swapped.get(line, line) for line in cpu]
+    assert not any(line.startswith("onnxruntime==") for line in gpu)  # the two cannot be installed together

@@ -4,6 +4,7 @@ a bad config, and what reruns after the user edits the folder."""
 import html
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from PIL import Image
 import badfiles
 from charlora import dedup, demo
 from charlora.captions import read_lint_table
-from tiny_onnx import wd14_tagger
+from tiny_onnx import brightness_segmenter, wd14_tagger
 from workflow import copy_workspace, jobs_run, make_workspace, snakemake, snapshot
 
 
@@ -296,6 +297,36 @@ def test_every_bad_file_gets_its_reason_and_the_rest_goes_on(user_ws):
     assert "  not used        captions/studio_wave_mid2.txt, masks/sitting_full.jpg  (no photo has" in result.stdout
 
 
+def test_rembg_loads_once_per_batch_and_a_mask_is_the_same_in_any_batch(user_ws, tmp_path):
+    ws = copy_workspace(user_ws[0], tmp_path / "ws")
+    brightness_segmenter(ws / "models" / "segmenter.onnx")
+    rembg = "masks:\n  method: rembg\n  rembg: {model: models/segmenter.onnx, session: u2net_custom}\n"
+    (ws / "rembg.yaml").write_text(rembg)
+    args = ("dataset", "--configfile", "rembg.yaml", "--config", f"dataset={ws / 'photos'}")
+    ran = jobs_run(snakemake(ws, *args).stdout)
+    kept = [r.id for r in rows_by_file(ws).values() if r.status == "kept"]
+    generated = [i for i in kept if i not in ("park_walk", ODD_NAMES[0])]  # the others have the user's mask
+    assert {("mask", f"id={i.splitlines()[0]}") for i in generated} <= ran
+    # a copied folder reruns its photos' jobs, yet every photo's tags are in the cache: no tagger loaded
+    assert all("tags from the cache" in (ws / "logs/captions/tag" / f"{i}.log").read_text() for i in kept)
+    logs = {i: (ws / "logs/masks" / f"{i}.log").read_text() for i in generated}
+    batches = [re.search(r"computed in a batch of (\d+) photo", log) for log in logs.values()]
+    sizes = [int(b.group(1)) for b in batches if b]
+    assert sum(sizes) == len(generated) and len(sizes) < len(generated) / 2, sizes  # loads: a few, not one per photo
+    assert all("rembg session u2net_custom on CPU" in log for i, log in logs.items() if "batch" in log)
+    for i in generated:
+        assert json.loads((ws / "results/dataset/masks" / f"{i}.json").read_text())["source"] == "rembg", i
+    # a photo's mask is the same bytes made in another batch: here, with every other photo again
+    photo = "studio_wave_mid"
+    before = (ws / f"results/dataset/masks/{photo}.png").read_bytes()
+    for entry in (ws / "results/cache/masks").glob("*.png"):
+        entry.unlink()
+    snakemake(ws, f"results/dataset/masks/{photo}.png", "--force", *args[1:])
+    log = (ws / "logs/masks" / f"{photo}.log").read_text()
+    assert f"computed in a batch of {len(generated) - 1} photo(s)" in log  # red_dress_mid: a user mask, not batched
+    assert (ws / f"results/dataset/masks/{photo}.png").read_bytes() == before
+
+
 def test_the_users_folder_is_left_untouched(user_ws):
     ws, before, _ = user_ws
     assert snapshot(ws / "photos") == before
@@ -324,6 +355,7 @@ def test_incremental_reruns(user_ws):
         ("dataset_report", ""),
         ("dataset", ""),
     }  # dedup.tsv came out the same: no new split
+    assert "tags computed in a batch of 1 photo(s)" in (ws / "logs/captions/tag/park_walk.log").read_text()
     # adding a photo: only the new photo's jobs and the dataset-wide ones (the split too)
     badfiles.photo(seed=12).save(photos / "new shot.png")
     ran = jobs_run(snakemake(ws, *args).stdout)

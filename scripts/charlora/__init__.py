@@ -8,7 +8,8 @@ used by one stage only carries the stage's name (train_data, lora_verify) or is 
 rules/dataset.smk   dataset (listing), images (reading, EXIF, fingerprints), audit, framing, dedup,
                     near_duplicates (the geometric check), stale (files of photos no longer kept), split,
                     report, onetrainer (the export); demo, demo_render (the demo's photos)
-rules/masks.smk     masks
+rules/masks.smk     masks; model_pass (one model load for many photos, the cache by content: also
+                    captions'), devices (CPU or GPU for rembg and the taggers: also captions')
 rules/captions.smk  tags, captions, tokenizer (prompt lengths)
 rules/train.smk     train (the loop), train_data (encoding, cache, batches), train_state (resume),
                     distributed (DDP processes), diffusion (noise, loss), optim, ema, buckets,

@@ -4,7 +4,9 @@ Where a mask comes from, in order: the user's hand-fixed `<dataset>/masks/<id>.p
 configured method: `rembg` (any ONNX model rembg can run, read from a local file, never
 downloaded), `colour_key` (studio shots on a plain background), or `none` (everything is subject).
 Generated masks are then post-processed: threshold, hole filling, dilation, feathering. The result
-is always a single-channel 8-bit PNG of the image's size.
+is always a single-channel 8-bit PNG of the image's size. rembg's model is loaded once per batch of
+photos (model_pass.py: a cache by content), on the CPU or a GPU (`masks.device`: devices.py); each
+photo's job post-processes its photo's model output.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from charlora import devices
 from charlora.config import require_file
 
 USER, REMBG, COLOUR_KEY, NONE = "user", "rembg", "colour_key", "none"
@@ -143,7 +147,7 @@ class RembgMasker:
     would download it when absent; we point U2NET_HOME at a private folder holding a link to the
     user's file under that name, so the file is always found and nothing is fetched."""
 
-    def __init__(self, model_path: str | Path, session: str):
+    def __init__(self, model_path: str | Path, session: str, device: str = "cpu"):
         model_path = require_file(model_path, "masks.rembg.model", "the ONNX model for masks.method: rembg")
         self._home = tempfile.TemporaryDirectory(prefix="charlora-rembg-")
         link = Path(self._home.name) / f"{session}.onnx"
@@ -157,13 +161,18 @@ class RembgMasker:
         options = onnxruntime.SessionOptions()
         threads = int(os.environ.get("OMP_NUM_THREADS", "0"))  # as rembg's new_session: the job's threads
         options.inter_op_num_threads = options.intra_op_num_threads = threads
+        providers = devices.onnx_providers(device, "masks.device")
         try:
             if session in REMBG_CUSTOM_SESSIONS:
-                self.session = session_class(session, options, model_path=str(link))
+                self.session = session_class(session, options, model_path=str(link), providers=providers)
             else:
-                self.session = session_class(session, options)
+                self.session = session_class(session, options, providers=providers)
         except Exception as exc:  # onnxruntime's errors for a corrupt or foreign file
             raise MaskError(f"rembg could not load {model_path} as session {session!r}: {exc}") from None
+
+    @property
+    def runs_on(self) -> str:
+        return devices.onnx_words(self.session.inner_session)
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """The session's mask of an upright RGB image, 0..1 (the union where a model gives several),
@@ -260,16 +269,40 @@ def settings_from_config(masks_config: dict) -> PostProcess:
     )
 
 
+def open_rgb(path: str | Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def rembg_masker(masks_config: dict) -> Callable[[Path], np.ndarray]:
+    """rembg's model for `masks_config`, loaded once: photo file -> its mask before post-processing."""
+    import logging
+
+    rembg = masks_config["rembg"]
+    masker = RembgMasker(rembg["model"], rembg["session"], masks_config.get("device", "cpu"))
+    logging.getLogger("charlora.masks").info("rembg session %s on %s", rembg["session"], masker.runs_on)
+    return lambda path: masker(open_rgb(path))
+
+
+def model_settings(masks_config: dict) -> dict:
+    """What rembg's output depends on beyond the photo and the model file (the cache key, model_pass.py)."""
+    return {"method": REMBG, "session": masks_config["rembg"]["session"]}
+
+
 def make_mask(
-    image_path: str | Path, user_mask: str | Path | None, masks_config: dict, strict: bool = False
+    image_path: str | Path,
+    user_mask: str | Path | None,
+    masks_config: dict,
+    strict: bool = False,
+    rembg_alpha: Callable[[], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """The mask of one ingested photo (uint8, image size) and its record (source, coverage, flags).
 
     A user mask that cannot be used (unreadable, wrong size, in colour) is reported in the
     record's flags and replaced by a generated mask, or raises MaskError when `strict`.
+    `rembg_alpha`: gives the photo's rembg output (model_pass.py: cached, batched); None: run rembg here.
     """
-    with Image.open(image_path) as im:
-        image = im.convert("RGB")
+    image = open_rgb(image_path)
     flags = []
     mask = None
     if user_mask:
@@ -287,8 +320,7 @@ def make_mask(
             mask = np.full((image.height, image.width), 255, np.uint8)
         else:
             if source == REMBG:
-                rembg = masks_config["rembg"]
-                alpha = RembgMasker(rembg["model"], rembg["session"])(image)
+                alpha = rembg_alpha() if rembg_alpha else rembg_masker(masks_config)(Path(image_path))
             else:
                 tolerance = masks_config["colour_key"]["tolerance"]
                 key = colour_key_mask(image, tolerance)

@@ -10,11 +10,15 @@ downloads, and keeps general tags above `general_threshold` and character tags a
 A vision-language model folder is anything transformers loads with AutoProcessor and
 AutoModelForImageTextToText (BLIP, Florence-2, Qwen2-VL, Gemma 3, ...). It is asked `prompt` and its
 answer, split at commas, gives the tags (they carry no score). Loading is local only.
+
+Either is loaded once per batch of photos (model_pass.py: a cache by content), on the CPU or a GPU
+(`captions.device`: devices.py); each photo's job writes its record from its cache entry.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from charlora import devices
 from charlora.config import ConfigError, require_file
 
 CATEGORIES = {0: "general", 4: "character", 9: "rating"}
@@ -62,14 +67,15 @@ def tag_name(raw: str) -> str:
 
 
 class WD14Tagger:
-    def __init__(self, folder: str | Path, general_threshold: float, character_threshold: float):
+    def __init__(self, folder: str | Path, general_threshold: float, character_threshold: float, device: str = "cpu"):
         folder = Path(folder) if folder else None
         model = require_file(folder and folder / "model.onnx", "captions.wd14.folder", "a WD14 tagger's model.onnx")
         table = require_file(folder / "selected_tags.csv", "captions.wd14.folder", "the tagger's selected_tags.csv")
         import onnxruntime as ort
 
         try:
-            self.session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+            providers = devices.onnx_providers(device, "captions.device")
+            self.session = ort.InferenceSession(str(model), providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for corrupt or foreign files
             raise ConfigError(f"{model}: onnxruntime cannot load this tagger model ({exc})") from None
         self.tags = self._read_table(table)
@@ -82,6 +88,7 @@ class WD14Tagger:
                 "the model and the tag list do not belong together"
             )
         self.thresholds = {"general": general_threshold, "character": character_threshold}
+        self.runs_on = devices.onnx_words(self.session)
 
     @staticmethod
     def _read_table(path: Path) -> list[tuple[str, str]]:
@@ -112,7 +119,7 @@ class WD14Tagger:
 
 
 class VLMTagger:
-    def __init__(self, folder: str | Path, prompt: str, max_new_tokens: int):
+    def __init__(self, folder: str | Path, prompt: str, max_new_tokens: int, device: str = "cpu"):
         folder = Path(folder) if folder else None
         require_file(
             folder and folder / "config.json",
@@ -122,9 +129,12 @@ class VLMTagger:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub, whatever the folder says
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        self.device = devices.torch_device(device, "captions.device")
+        self.runs_on = str(self.device)
         try:
             self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
-            self.model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True).eval()
+            model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True)
+            self.model = model.to(self.device).eval()
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"captions.vlm.folder: transformers cannot load {folder} ({exc})") from None
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
@@ -135,7 +145,7 @@ class VLMTagger:
             text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
         else:
             text = self.prompt
-        return self.processor(images=image, text=text, return_tensors="pt")
+        return self.processor(images=image, text=text, return_tensors="pt").to(self.device)
 
     def __call__(self, image: Image.Image) -> list[Tag]:
         import torch
@@ -161,11 +171,37 @@ class VLMTagger:
 
 
 def make_tagger(captions_config: dict) -> WD14Tagger | VLMTagger:
-    """The wd14 or vlm tagger the config names, loaded once (a job that tags many pictures reuses it)."""
+    """The wd14 or vlm tagger the config names, loaded once (a job that tags many pictures reuses it),
+    on `captions.device`."""
     backend, settings = captions_config["tagger"], captions_config[captions_config["tagger"]]
+    device = captions_config.get("device", "cpu")
     if backend == "vlm":
-        return VLMTagger(settings["folder"], settings["prompt"], settings["max_new_tokens"])
-    return WD14Tagger(settings["folder"], settings["general_threshold"], settings["character_threshold"])
+        tagger = VLMTagger(settings["folder"], settings["prompt"], settings["max_new_tokens"], device)
+    else:
+        tagger = WD14Tagger(settings["folder"], settings["general_threshold"], settings["character_threshold"], device)
+    logging.getLogger("charlora.tags").info("%s tagger on %s", backend, tagger.runs_on)
+    return tagger
+
+
+def model_settings(captions_config: dict) -> dict:
+    """What a tagger's record depends on beyond the photo and the model's bytes (the cache key, model_pass.py)."""
+    backend = captions_config["tagger"]
+    return {"tagger": backend, **captions_config[backend]}
+
+
+def model_files(captions_config: dict) -> list[Path]:
+    """The files that make the tagger: WD14's model and tag list; every file of a VLM's folder."""
+    backend = captions_config["tagger"]
+    folder = Path(captions_config[backend]["folder"])
+    if backend == "wd14":
+        return [folder / "model.onnx", folder / "selected_tags.csv"]
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def tagger_of(captions_config: dict):
+    """The tagger loaded once: photo file -> its tags record."""
+    tagger = make_tagger(captions_config)
+    return lambda path: tag_image(path, captions_config, tagger)
 
 
 def tag_image(image_path: str | Path, captions_config: dict, tagger: WD14Tagger | VLMTagger | None = None) -> dict:

@@ -8,10 +8,10 @@ config/schema.yaml is in exactly one of three places (tests/test_config.py check
 
 - TRIGGERS: read by the jobs of one or more stages, whose outputs it changes;
 - PLAN: read when Snakemake plans the run: which jobs and files exist (the epochs and their blocks,
-  which epochs are sampled, the LoRA's epoch, an export) or where a job runs (the training's device: a
-  run may move between GPU nodes, and the last bits of a float may differ between devices as between
-  any two GPU models). A job given part of the plan (the refinement and the selection get the saved
-  and sampled epochs) reruns when that part changes, not for the key;
+  which epochs are sampled, the LoRA's epoch, an export) or where a job runs (the training's, the masks'
+  and the taggers' device: a run may move between GPU nodes, and the last bits of a float may differ
+  between devices as between any two GPU models). A job given part of the plan (the refinement and the
+  selection get the saved and sampled epochs) reruns when that part changes, not for the key;
 - SCHEDULER: what a job asks the scheduler for (memory, time, partition), never a rerun.
 
 A stage's typed settings (train.Settings, sample.Settings, lora.Settings) read exactly its keys.
@@ -77,14 +77,15 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
 }
 
 PLAN = ("subject.real_person", "train.epochs", "train.epochs_per_job", "train.device", "train.export", "lora.epoch",
-        "validate.every", "validate.epochs")
+        "validate.every", "validate.epochs", "masks.device", "captions.device")
 
 SCHEDULER = ("gpu_jobs", "train.mem_mb", "train.runtime", "validate.mem_mb", "validate.runtime",
              "select.mem_mb", "select.runtime")
 # fmt: on
 
 # What a stage's job reads without rerunning for it (from PLAN): the training's device, and the rest of
-# the run's chain for its disk check ("the rest of the run writes ...").
+# the run's chain for its disk check ("the rest of the run writes ..."). The masks' and the taggers'
+# devices reach their jobs through the environment (rules/common.smk).
 READ_WITHOUT_RERUN: dict[str, tuple[str, ...]] = {
     "train": ("train.device", "train.epochs", "train.epochs_per_job"),
 }
