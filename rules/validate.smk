@@ -1,5 +1,5 @@
 # Validation stage: the evaluation prompts (from the intent, the validation photos' captions and the
-# user's own) -> every prompt x seed sampled from epoch 0 (the base model), every `validate.every`-th
+# user's own), encoded once by the frozen text encoders -> every prompt x seed sampled from epoch 0 (the base model), every `validate.every`-th
 # saved epoch, the last and those in validate.epochs, then (a checkpoint, once the losses are known)
 # the saved epochs within 8 of the selection's start (the one minimum of the validation loss) -> a
 # grid per epoch, the comparison sheet (prompts x epochs) and the loss curves; then every sampled
@@ -34,6 +34,25 @@ rule validation_prompts:
         "../envs/charlora.yaml"
     script:
         "../scripts/validation_prompts.py"
+
+
+rule prompt_embeddings:
+    input:
+        model=base_model,
+        prompts=f"{VALIDATE_DIR}/prompts.tsv",
+    output:
+        f"{VALIDATE_DIR}/prompts.safetensors",
+    params:
+        negative_prompt=settings_of("prompt_embeddings")["validate"]["negative_prompt"],
+    log:
+        f"logs/runs/{RUN}/validate/prompts.safetensors.log",
+    resources:
+        mem_mb=16000,  # SDXL's two text encoders in fp32 on the CPU
+        runtime=30,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/prompt_embeddings.py"
 
 
 rule sample_epoch:

@@ -12,7 +12,14 @@ prompts = sample.read_prompts(Path(inp.prompts))
 model = f"{params.run}-epoch-{epoch:03d}" if epoch else f"{params.run}-base"
 lora_name = f"{params.run}/epoch-{epoch:03d}.safetensors" if epoch else None  # ComfyUI/models/loras/<run>/
 sample.sample_epoch(
-    Path(inp.model), Path(inp.weights) if epoch else None, prompts, settings, Path(out.images), model, lora_name
+    Path(inp.model),
+    Path(inp.weights) if epoch else None,
+    prompts,
+    Path(inp.embeddings),
+    settings,
+    Path(out.images),
+    model,
+    lora_name,
 )
 title = f"{params.run}: " + (f"epoch {epoch}" if epoch else "the base model (epoch 0)")
 validate_plots.epoch_grid(Path(out.images), prompts, settings.seed_values, title, Path(out.grid))

@@ -184,8 +184,10 @@ def test_a_sample_png_carries_both_workflows(tiny_model, tmp_path):
         "dpmpp_2m_karras", steps=2, cfg=4.5, negative_prompt="", resolution=64, seeds=1, device="cpu"
     )
     prompts = [sample.Prompt("p01", "token", "mira")]
+    embeddings = tmp_path / "prompts.safetensors"
+    sample.write_embeddings(tiny_model, prompts, settings.negative_prompt, embeddings)
     [path] = sample.sample_epoch(
-        tiny_model, None, prompts, settings, tmp_path / "epoch-000", "demo-base", lora_name=None, progress=False
+        tiny_model, None, prompts, embeddings, settings, tmp_path / "epoch-000", "demo-base", progress=False
     )
     with Image.open(path) as image:
         assert list(image.text) == ["parameters", "prompt", "workflow"]

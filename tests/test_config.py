@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from charlora.config import ConfigError, check_consent, validate_config
+from charlora.config import ConfigError, check_consent, schema_defaults, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -48,6 +48,7 @@ def test_shipped_config_is_the_guides_run_and_the_demo_file_makes_it_the_demo():
 def test_empty_config_gets_the_guides_defaults():
     config = validate_config({}, SCHEMA)
     assert config["ingest"]["min_side"] == 768 and config["strict"] is False
+    assert schema_defaults(SCHEMA) == config  # the same, filled without jsonschema (for the GPU check)
 
 
 @pytest.mark.parametrize(

@@ -414,7 +414,14 @@ def test_the_cost_of_a_run_at_the_guides_defaults_and_with_every_second_epoch_sa
     assert half.need.epochs == 50 and half.need.states == 10 and half.sampled_epochs == 26
     assert 260 < half.total / 1e9 < 270
     assert "UNet checkpoints     100 saved epochs x 5.14 GB (bf16)" in cost.table()
-    # device auto: the time from a public figure, marked as an estimate; on the CPU none is given
-    assert "GPU time, an estimate until measured: about 0.5 min an epoch, 0.8 h for 100 epochs" in cost.table()
+    # device auto: the time projected from public figures; on the CPU none is given. Sampling: (51 + 8)
+    # epochs x 13 prompts x 2 seeds at 3.3 s (30 steps at 1024 px), 1.4 h; 0.8 h of training
+    assert cost.samples == 59 * 13 * 2 and round(cost.sample_seconds, 2) == 3.3
+    table = cost.table()
+    assert "GPU time, projected from public figures until measured: training about 0.5 min an epoch, 0.8 h" in table
+    assert "validation sampling 1.4 h for at most 1534 images (3.3 s an image" in table
+    assert "about 2.2 GPU hours in all" in table
+    small = run_cost.estimate({**config, "validate": {**config["validate"], "resolution": 512, "cfg": 1}}, shapes, 25)
+    assert round(small.sample_seconds, 3) == round(3.3 / 4 / 2, 3)  # a quarter of the pixels, no guidance
     cpu = run_cost.estimate({**config, "train": {**config["train"], "device": "cpu"}}, shapes, photos=25)
     assert "GPU time" not in cpu.table()

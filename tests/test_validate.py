@@ -2,6 +2,8 @@
 sampled epochs, the evaluation prompts from the intent, coverage, TensorBoard's smoothing and the
 sheets' layout."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,9 +20,16 @@ PROMPTS = [sample.Prompt("p01", "token", "mira"), sample.Prompt("p02", "extra", 
 
 
 @pytest.fixture(scope="module")
-def base_samples(tiny_model, tmp_path_factory):
+def embeddings(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("embeddings") / "prompts.safetensors"
+    sample.write_embeddings(tiny_model, PROMPTS, SETTINGS.negative_prompt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_samples(tiny_model, embeddings, tmp_path_factory):
     out = tmp_path_factory.mktemp("samples") / "epoch-000"
-    return out, sample.sample_epoch(tiny_model, None, PROMPTS, SETTINGS, out, "demo-base", progress=False)
+    return out, sample.sample_epoch(tiny_model, None, PROMPTS, embeddings, SETTINGS, out, "demo-base", progress=False)
 
 
 def pixels(path):
@@ -41,12 +50,69 @@ def test_every_prompt_and_seed_is_a_png_with_a1111_parameters(base_samples):
     assert not np.array_equal(pixels(out / "p01-s0.png"), pixels(out / "p02-s0.png"))  # prompts matter
 
 
-def test_same_seed_same_image(base_samples, tiny_model, tmp_path):
+def test_same_seed_same_image(base_samples, tiny_model, embeddings, tmp_path):
     out, paths = base_samples
     again = sample.sample_epoch(
-        tiny_model, None, PROMPTS[1:], SETTINGS, tmp_path / "again", "demo-base", progress=False
+        tiny_model, None, PROMPTS[1:], embeddings, SETTINGS, tmp_path / "again", "demo-base", progress=False
     )
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths[2:]]
+
+
+def test_encoded_once_the_prompts_draw_what_the_pipeline_draws_from_their_text(base_samples, tiny_model):
+    """The embeddings file gives the pixels diffusers' pipeline gives when it encodes the prompt itself."""
+    import diffusers
+    import torch
+
+    from charlora import sdxl
+
+    out, _ = base_samples
+    parts = sdxl.load_sdxl(tiny_model)
+    scheduler = diffusers.EulerDiscreteScheduler.from_pretrained(sdxl.config_dir(tiny_model), subfolder="scheduler")
+    pipe = diffusers.StableDiffusionXLPipeline(**vars(parts), scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    latents = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1))
+    image = pipe(
+        prompt=PROMPTS[1].text,
+        negative_prompt=SETTINGS.negative_prompt,
+        height=64,
+        width=64,
+        num_inference_steps=SETTINGS.steps,
+        guidance_scale=SETTINGS.cfg,
+        latents=latents,
+    ).images[0]
+    assert np.array_equal(np.asarray(image), pixels(out / "p02-s1.png"))
+
+
+def test_embeddings_of_other_prompt_texts_are_refused(embeddings):
+    changed = [PROMPTS[0], sample.Prompt("p02", "extra", "mira, frowning")]
+    with pytest.raises(ValueError, match="p02 were made from other prompt texts"):
+        sample.read_embeddings(embeddings, changed, SETTINGS.negative_prompt)
+    with pytest.raises(ValueError, match="negative"):
+        sample.read_embeddings(embeddings, PROMPTS, "")
+
+
+@pytest.mark.parametrize("sampler", ["euler", "euler_a"])
+def test_an_image_does_not_depend_on_its_batch(tiny_model, embeddings, tmp_path, sampler):
+    """Batches of 3 over 4 images (a full batch, then one of 1): each image's noise, the ancestral
+    sampler's included, comes from its own seed, so a batch changes at most the last bits of a float."""
+    settings = dataclasses.replace(SETTINGS, sampler=sampler)
+    alone, batched = (
+        sample.sample_epoch(
+            tiny_model,
+            None,
+            PROMPTS,
+            embeddings,
+            dataclasses.replace(settings, batch=batch),
+            tmp_path / f"batch-{batch}",
+            "demo-base",
+            progress=False,
+        )
+        for batch in (1, 3)
+    )
+    for one, other in zip(alone, batched):
+        difference = np.abs(pixels(one).astype(int) - pixels(other).astype(int))
+        assert difference.max() <= 1, (one.name, difference.max())
+    assert not np.array_equal(pixels(batched[0]), pixels(batched[1]))  # seeds differ within a batch
 
 
 def test_sampled_epochs_are_0_every_nth_saved_and_the_last():

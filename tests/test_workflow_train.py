@@ -23,6 +23,7 @@ TRAIN = "results/runs/demo/train"
 # 4 epochs of the lowest validation loss)
 VALIDATION = {
     ("validation_prompts", ""),
+    ("prompt_embeddings", ""),
     ("refine_sampling", ""),
     ("compare_epochs", ""),
     ("loss_curves", ""),

@@ -71,6 +71,7 @@ def test_a_new_intent_or_prompt_resamples_every_epoch_and_never_retrains(trained
     ws = copy_workspace(trained[0], tmp_path / "ws")
     resampled = {
         ("validation_prompts", ""),
+        ("prompt_embeddings", ""),
         ("compare_epochs", ""),
         ("select_epoch", ""),
         ("loss_curves", ""),
@@ -97,7 +98,8 @@ def test_a_new_intent_or_prompt_resamples_every_epoch_and_never_retrains(trained
 
 def test_a_setting_reruns_only_the_jobs_that_read_it(trained):
     """The rerun-trigger table (charlora/triggers.py) in dry runs: a scheduler request plans nothing, the
-    selection's threshold re-selects without re-scoring, the sampling device resamples every epoch, the
+    selection's threshold re-selects without re-scoring, the sampling device and batch resample every epoch
+    without encoding the prompts again, a negative prompt encodes and resamples, the
     caption length limit re-lints without re-tagging, the settings of a method not chosen change nothing."""
     ws, _ = trained
 
@@ -118,7 +120,15 @@ def test_a_setting_reruns_only_the_jobs_that_read_it(trained):
     assert "select_epoch" in copy_bits and "score_epoch" not in copy_bits and "sample_epoch" not in copy_bits
     resampled = jobs_run(snakemake(ws, "-n", "--config", "validate={device: auto}").stdout)
     assert {("sample_epoch", f"eee={e:03d}") for e in range(5)} <= resampled
-    assert not {rule for rule, _ in resampled} & {"validation_prompts", "train_epochs_001_002", "reference_photos"}
+    assert not {rule for rule, _ in resampled} & {
+        "validation_prompts",
+        "prompt_embeddings",  # encoded on the CPU whatever the sampling device
+        "train_epochs_001_002",
+        "reference_photos",
+    }
+    assert {"prompt_embeddings", "sample_epoch"} <= planned("validate={negative_prompt: blurry}")
+    batched = planned("validate={batch: 4}")
+    assert "sample_epoch" in batched and "prompt_embeddings" not in batched
     linted = planned("captions={max_tokens: 70}")
     assert "caption_lint" in linted and not linted & {"tag", "caption", "train_epochs_001_002"}
 

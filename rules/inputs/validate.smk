@@ -15,8 +15,13 @@ VALIDATE_GPUS = 0 if VALIDATE["device"] == "cpu" else 1
 
 
 def sample_inputs(wildcards):
-    """What an epoch's samples are made from: the base model's parts, with the epoch's UNet unless it is 0."""
-    files = dict(model=base_model(wildcards), prompts=f"{VALIDATE_DIR}/prompts.tsv")
+    """What an epoch's samples are made from: the base model's VAE and noise schedule, the prompts' embeddings,
+    and the epoch's UNet unless it is 0 (the base model's)."""
+    files = dict(
+        model=base_model(wildcards),
+        prompts=f"{VALIDATE_DIR}/prompts.tsv",
+        embeddings=f"{VALIDATE_DIR}/prompts.safetensors",
+    )
     if int(wildcards.eee) > 0:
         files["weights"] = f"{TRAIN_DIR}/epoch-{wildcards.eee}.safetensors"
     return files

@@ -205,6 +205,25 @@ def validate_config(
     return config
 
 
+def schema_defaults(schema_path: str | Path = SCHEMA) -> dict:
+    """The schema's defaults alone, filled as the validator fills them (a missing property gets its
+    default, then its own properties theirs), without checking anything: for a machine without
+    jsonschema (benchmarks/gpu_check.py). tests/test_config.py checks that it equals `defaults()`."""
+
+    def fill(instance, node: dict) -> None:
+        if not isinstance(instance, dict):
+            return
+        for name, subschema in node.get("properties", {}).items():
+            if "default" in subschema and name not in instance:
+                instance[name] = copy.deepcopy(subschema["default"])
+            if name in instance:
+                fill(instance[name], subschema)
+
+    config: dict = {}
+    fill(config, yaml.safe_load(Path(schema_path).read_text(encoding="utf-8")))
+    return config
+
+
 def defaults(schema_path: str | Path = SCHEMA) -> dict:
     """The whole config as the schema's defaults make it (for code that runs outside the workflow:
     tests and benchmarks); the defaults are written in the schema only."""

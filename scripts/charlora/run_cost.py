@@ -3,8 +3,9 @@ training job's own disk check computes them (disk_space.py), and from the valida
 
 `snakemake cost` prints it (rule `cost`), and so does the start of every run that trains (the
 Snakefile's onstart, from the checkpoint's header: `header_shapes`); the README's cost table is this
-estimate at the guide's defaults. With a GPU device it adds the training time from a public figure
-(SECONDS_PER_IMAGE), marked as an estimate: charlora has not measured one yet.
+estimate at the guide's defaults. With a GPU device it adds the GPU time, projected from public
+figures (SECONDS_PER_IMAGE for training, SECONDS_PER_SAMPLE_STEP for the validation samples) until
+charlora measures its own (benchmarks/gpu_check.py).
 
     saved epochs x the UNet in the training dtype      (train.save_every halves it at 2)
   + one training state per job, kept for the next      (the optimizer's moments; EMA adds two copies)
@@ -27,6 +28,10 @@ REFINED = 8  # refinement.py samples the saved epochs within 8 of the selection'
 # A public figure, not ours: SDXL full fine-tune in bf16 at 1024 px on an RTX 4090, 1.16-1.20 s/it
 # (OneTrainer issue #164), taken as seconds per training image.
 SECONDS_PER_IMAGE = 1.2
+# A public figure, not ours: SDXL base at 1024 px, 30 steps, guidance 5 (both halves of CFG), batch 1,
+# bf16 with PyTorch's SDPA attention on an 80 GB A100: 3.3 s an image (diffusers' "Accelerate inference
+# of text-to-image diffusion models" tutorial), taken as seconds per sampling step at 1024 px.
+SECONDS_PER_SAMPLE_STEP = 3.3 / 30
 
 
 @dataclass
@@ -39,10 +44,16 @@ class RunCost:
     sample_bytes: int  # one validation PNG
     epoch_seconds: float | None = None  # on a GPU, from SECONDS_PER_IMAGE (None: the CPU, not estimated)
     epochs: int = 0
+    sample_seconds: float | None = None  # one validation image on a GPU, from SECONDS_PER_SAMPLE_STEP
+
+    @property
+    def samples(self) -> int:
+        """Validation images, at most: every sampled epoch's prompts x seeds."""
+        return (self.sampled_epochs + self.refined_at_most) * self.prompts * self.seeds
 
     @property
     def samples_bytes(self) -> int:
-        return (self.sampled_epochs + self.refined_at_most) * self.prompts * self.seeds * self.sample_bytes
+        return self.samples * self.sample_bytes
 
     @property
     def total(self) -> int:
@@ -65,15 +76,34 @@ class RunCost:
             ]
             + (
                 [
-                    f"GPU time, an estimate until measured: about {self.epoch_seconds / 60:.1f} min an epoch, "
-                    f"{self.epoch_seconds * self.epochs / 3600:.1f} h for {self.epochs} epochs of training "
-                    f"({SECONDS_PER_IMAGE} s an image: a public figure for SDXL on an RTX 4090, OneTrainer issue "
-                    "#164; validation sampling comes on top)"
+                    f"GPU time, projected from public figures until measured: training about "
+                    f"{self.epoch_seconds / 60:.1f} min an epoch, {self.training_hours:.1f} h for {self.epochs} "
+                    f"epochs ({SECONDS_PER_IMAGE} s a training image: SDXL on an RTX 4090, OneTrainer issue #164);",
+                    " " * 21 + f"validation sampling {self.sampling_hours:.1f} h for at most {self.samples} images "
+                    f"({self.sample_seconds:.1f} s an image: SDXL at 1024 px on an A100, diffusers' benchmark); "
+                    f"about {self.training_hours + self.sampling_hours:.1f} GPU hours in all",
                 ]
                 if self.epoch_seconds is not None
                 else []
             )
         )
+
+    @property
+    def training_hours(self) -> float:
+        return self.epoch_seconds * self.epochs / 3600
+
+    @property
+    def sampling_hours(self) -> float:
+        return self.sample_seconds * self.samples / 3600
+
+
+def sample_seconds(validate: dict) -> float:
+    """One validation image on a GPU, projected: steps x the public figure per step at 1024 px, scaled
+    by the pixels (the UNet's work grows with the latent's area), halved without guidance (cfg <= 1
+    runs the UNet on the prompt alone). A batch is not counted as faster: not measured."""
+    area = (validate["resolution"] / 1024) ** 2
+    guidance = 1.0 if validate["cfg"] > 1 else 0.5
+    return validate["steps"] * SECONDS_PER_SAMPLE_STEP * area * guidance
 
 
 UNET_PREFIX = "model.diffusion_model."  # ldm_layout.UNET_PREFIX (not imported here: that module loads torch)
@@ -149,4 +179,5 @@ def estimate(config: dict, shapes: list[tuple[int, ...]], photos: int) -> RunCos
         round(side * side * PNG_BYTES_PER_PIXEL),
         photos * SECONDS_PER_IMAGE if on_gpu else None,
         train["epochs"],
+        sample_seconds(validate) if on_gpu else None,
     )

@@ -1,10 +1,18 @@
 """Validation samples: every prompt x seed, from one epoch's UNet, through diffusers' SDXL pipeline.
 
 The guide validates each saved epoch by generating images with fixed prompts and seeds and comparing
-them across epochs. One sampling job handles one epoch: the epoch's UNet with the base model's VAE,
-text encoders and noise schedule (epoch 0 is the base model itself, the reference column). The
-starting noise of each image is drawn on the CPU from its seed alone, so the same seed gives the
-same image in every epoch, which is what makes the columns of the comparison sheet comparable.
+them across epochs. One sampling job handles one epoch: the epoch's UNet with the base model's VAE
+and noise schedule (epoch 0 is the base model itself, the reference column). The text encoders are
+frozen, so the prompts are encoded once per run (`write_embeddings`, rule prompt_embeddings: on the
+CPU, in fp32, with diffusers' own encode_prompt) and every epoch reads the same embeddings; a
+sampling job does not load the text encoders at all.
+
+Each image has its own generator, seeded by its seed alone and drawn on the CPU: first its starting
+noise, then whatever noise the sampler adds on the way (the ancestral samplers). So the same seed
+gives the same image in every epoch, which is what makes the columns of the comparison sheet
+comparable, and an image does not depend on which others share its batch (`validate.batch` images
+go through the UNet together; the last bits of a float may differ between batch sizes, as between
+two GPU models, so the batch size is part of what decides the pixels).
 
 Each image is a PNG with its prompt and settings in a `parameters` text chunk, in the format that
 A1111/Forge write, which image hosts and viewers read, and with a ComfyUI workflow that sets up the
@@ -49,6 +57,7 @@ class Settings:
     resolution: int
     seeds: int
     device: str
+    batch: int = 1
 
     @classmethod
     def from_config(cls, section: dict) -> "Settings":
@@ -122,22 +131,77 @@ def save_png(image: Image.Image, path: Path, chunks: dict[str, str]) -> None:
     atomic.save_image(image, path, pnginfo=info)
 
 
-def pipeline(base_model: Path, unet: torch.nn.Module, settings: Settings, device: torch.device):
-    """diffusers' StableDiffusionXLPipeline from the base model's parts and `unet`, offline. fp16 on a
-    GPU (the pipeline decodes in fp32 where SDXL's VAE asks for it), fp32 on the CPU."""
+EMBEDDINGS = ("prompt_embeds", "pooled_prompt_embeds")  # each prompt's, as diffusers' pipeline takes them
+NEGATIVE = "negative"  # the negative prompt's entry in the embeddings file
+
+
+@torch.no_grad()
+def write_embeddings(base_model: Path, prompts: list[Prompt], negative_prompt: str, out: Path) -> None:
+    """Every prompt's embeddings and the negative prompt's, from the base model's text encoders (on the
+    CPU, fp32), into one safetensors file: `<name>.prompt_embeds`, `<name>.pooled_prompt_embeds` per
+    prompt and `negative.*` once (zeros for an empty negative prompt: SDXL's force_zeros_for_empty_prompt,
+    as the pipeline does it). Its metadata names each prompt's text, so that a sampling job can check
+    that the file fits its prompts table."""
     import diffusers
 
     parts = sdxl.load_sdxl(base_model, with_unet=False)
-    class_name, options, _ = SAMPLERS[settings.sampler]
-    scheduler = getattr(diffusers, class_name).from_pretrained(
-        sdxl.config_dir(base_model), subfolder="scheduler", **options
-    )
     pipe = diffusers.StableDiffusionXLPipeline(
         vae=parts.vae,
         text_encoder=parts.text_encoder,
         text_encoder_2=parts.text_encoder_2,
         tokenizer=parts.tokenizer,
         tokenizer_2=parts.tokenizer_2,
+        unet=None,
+        scheduler=None,
+    )
+    tensors: dict[str, torch.Tensor] = {}
+    for prompt in prompts:
+        positive, negative, pooled, negative_pooled = pipe.encode_prompt(
+            prompt.text,
+            device=torch.device("cpu"),
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=True,
+            negative_prompt=negative_prompt or None,
+        )
+        tensors |= {f"{prompt.name}.prompt_embeds": positive, f"{prompt.name}.pooled_prompt_embeds": pooled}
+        tensors |= {f"{NEGATIVE}.prompt_embeds": negative, f"{NEGATIVE}.pooled_prompt_embeds": negative_pooled}
+    metadata = {prompt.name: prompt.text for prompt in prompts} | {NEGATIVE: negative_prompt}
+    sdxl.save_safetensors({k: v.contiguous() for k, v in sorted(tensors.items())}, out, metadata)
+
+
+def read_embeddings(path: Path, prompts: list[Prompt], negative_prompt: str) -> dict[str, dict[str, torch.Tensor]]:
+    """name -> {prompt_embeds, pooled_prompt_embeds} for every prompt and `negative`, after checking
+    that the file was made from these prompts' texts."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        texts = f.metadata() or {}
+        expected = {prompt.name: prompt.text for prompt in prompts} | {NEGATIVE: negative_prompt}
+        wrong = [name for name, text in expected.items() if texts.get(name) != text]
+        if wrong:
+            raise ValueError(
+                f"{path}: the embeddings of {', '.join(wrong)} were made from other prompt texts; "
+                "rebuild it (snakemake makes it from prompts.tsv)"
+            )
+        return {name: {key: f.get_tensor(f"{name}.{key}") for key in EMBEDDINGS} for name in expected}
+
+
+def pipeline(base_model: Path, unet: torch.nn.Module, settings: Settings, device: torch.device, vae=None):
+    """diffusers' StableDiffusionXLPipeline from `unet` and the base model's VAE (or `vae`) and noise
+    schedule, offline, without text encoders (the prompts come as embeddings). fp16 on a GPU (the
+    pipeline decodes in fp32 where SDXL's VAE asks for it), fp32 on the CPU."""
+    import diffusers
+
+    class_name, options, _ = SAMPLERS[settings.sampler]
+    scheduler = getattr(diffusers, class_name).from_pretrained(
+        sdxl.config_dir(base_model), subfolder="scheduler", **options
+    )
+    pipe = diffusers.StableDiffusionXLPipeline(
+        vae=vae if vae is not None else sdxl.load_vae(base_model),
+        text_encoder=None,
+        text_encoder_2=None,
+        tokenizer=None,
+        tokenizer_2=None,
         unet=unet,
         scheduler=scheduler,
     )
@@ -145,65 +209,99 @@ def pipeline(base_model: Path, unet: torch.nn.Module, settings: Settings, device
     return pipe.to(device, torch.float16 if device.type == "cuda" else torch.float32)
 
 
-def starting_noise(seed: int, settings: Settings, pipe) -> torch.Tensor:
-    """The initial latents of a seed, drawn on the CPU (the same numbers on any device)."""
+def generator(seed: int) -> torch.Generator:
+    """An image's own random numbers: its starting noise first, then the sampler's."""
+    return torch.Generator().manual_seed(seed)
+
+
+def starting_noise(generators: list[torch.Generator], settings: Settings, pipe) -> torch.Tensor:
+    """The initial latents of a batch, each image's drawn on the CPU from its own generator (the same
+    numbers on any device and in any batch)."""
     size = settings.resolution // pipe.vae_scale_factor
-    noise = torch.randn((1, pipe.unet.config.in_channels, size, size), generator=torch.Generator().manual_seed(seed))
+    shape = (1, pipe.unet.config.in_channels, size, size)
+    noise = torch.cat([torch.randn(shape, generator=g) for g in generators])
     return noise.to(pipe.device, pipe.unet.dtype)
 
 
 @torch.no_grad()
-def sample(pipe, prompt: str, seed: int, settings: Settings) -> Image.Image:
+def sample(
+    pipe,
+    embeddings: list[dict[str, torch.Tensor]],
+    negative: dict[str, torch.Tensor],
+    seeds: list[int],
+    settings: Settings,
+) -> list[Image.Image]:
+    """One batch: the images of these prompts' `embeddings`, each from its seed."""
+
+    def batch(key: str, items: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        return torch.cat([item[key] for item in items]).to(pipe.device, pipe.unet.dtype)
+
+    generators = [generator(seed) for seed in seeds]
     return pipe(
-        prompt=prompt,
-        negative_prompt=settings.negative_prompt or None,
+        prompt_embeds=batch("prompt_embeds", embeddings),
+        pooled_prompt_embeds=batch("pooled_prompt_embeds", embeddings),
+        negative_prompt_embeds=batch("prompt_embeds", [negative] * len(seeds)),
+        negative_pooled_prompt_embeds=batch("pooled_prompt_embeds", [negative] * len(seeds)),
         height=settings.resolution,
         width=settings.resolution,
         num_inference_steps=settings.steps,
         guidance_scale=settings.cfg,
-        latents=starting_noise(seed, settings, pipe),
+        latents=starting_noise(generators, settings, pipe),
+        generator=generators,
         output_type="pil",
-    ).images[0]
+    ).images
 
 
 def sample_epoch(
     base_model: Path,
     epoch_file: Path | None,
     prompts: list[Prompt],
+    embeddings: Path,
     settings: Settings,
     out_dir: Path,
     model: str,
     lora_name: str | None = None,
     progress: bool = True,
 ) -> list[Path]:
-    """Every prompt x seed from one epoch's UNet (`epoch_file`; None: the base model's) into `out_dir`,
-    which appears whole or not at all. `model` names the samples in their metadata, `lora_name` is the
-    epoch's LoRA as ComfyUI will find it. Returns the image paths, prompt by prompt."""
+    """Every prompt x seed from one epoch's UNet (`epoch_file`; None: the base model's) and the prompts'
+    `embeddings` (write_embeddings) into `out_dir`, which appears whole or not at all, `settings.batch`
+    images at a time. `model` names the samples in their metadata, `lora_name` is the epoch's LoRA as
+    ComfyUI will find it. Returns the image paths, prompt by prompt."""
     from tqdm import tqdm
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = sdxl.pick_device(settings.device)
+    encoded = read_embeddings(embeddings, prompts, settings.negative_prompt)
     unet = sdxl.load_epoch_unet(epoch_file, base_model) if epoch_file else sdxl.load_unet(base_model)
     pipe = pipeline(base_model, unet, settings, device)
     jobs = [(p, seed) for p in prompts for seed in settings.seed_values]
     log.info(
-        "sampling %s on %s: %d prompts x %d seeds, %s, %d steps, cfg %g, %d px",
+        "sampling %s on %s: %d prompts x %d seeds in batches of %d, %s, %d steps, cfg %g, %d px",
         model,
         device,
         len(prompts),
         settings.seeds,
+        settings.batch,
         settings.sampler,
         settings.steps,
         settings.cfg,
         settings.resolution,
     )
     started = time.perf_counter()
-    with atomic.atomic_dir(out_dir) as tmp:
-        for prompt, seed in tqdm(jobs, desc=model, unit="image", disable=not progress):
-            image = sample(pipe, prompt.text, seed, settings)
-            test = comfyui_test(prompt.text, settings, seed, f"{model}-{prompt.name}", base_model.name, lora_name)
-            chunks = {"parameters": parameters_text(prompt.text, settings, seed, model), **comfyui.png_chunks(test)}
-            save_png(image, tmp / image_name(prompt, seed), chunks)
+    with (
+        atomic.atomic_dir(out_dir) as tmp,
+        tqdm(total=len(jobs), desc=model, unit="image", disable=not progress) as bar,
+    ):
+        for first in range(0, len(jobs), settings.batch):
+            batch = jobs[first : first + settings.batch]
+            images = sample(
+                pipe, [encoded[p.name] for p, _ in batch], encoded[NEGATIVE], [seed for _, seed in batch], settings
+            )
+            for (prompt, seed), image in zip(batch, images):
+                test = comfyui_test(prompt.text, settings, seed, f"{model}-{prompt.name}", base_model.name, lora_name)
+                chunks = {"parameters": parameters_text(prompt.text, settings, seed, model), **comfyui.png_chunks(test)}
+                save_png(image, tmp / image_name(prompt, seed), chunks)
+            bar.update(len(batch))
     seconds = time.perf_counter() - started
     log.info("%d images in %.1f s: %.2f s per image", len(jobs), seconds, seconds / len(jobs))
     return [out_dir / image_name(p, seed) for p, seed in jobs]

@@ -179,6 +179,19 @@ def load_unet(base_model: str | os.PathLike) -> torch.nn.Module:
     )
 
 
+def load_vae(base_model: str | os.PathLike) -> torch.nn.Module:
+    """The base model's VAE alone (AutoencoderKL, fp32, CPU); the rest of the file is not read."""
+    _offline()
+    from diffusers import AutoencoderKL
+
+    base_model = Path(base_model)
+    if base_model.is_dir():
+        return AutoencoderKL.from_pretrained(base_model, subfolder="vae", use_safetensors=True, local_files_only=True)
+    return AutoencoderKL.from_single_file(
+        str(base_model), config=str(config_dir(base_model)), subfolder="vae", local_files_only=True
+    )
+
+
 def noise_scheduler(base_model: str | os.PathLike):
     """The base model's training noise schedule (DDPMScheduler: 1000 steps, SDXL's scaled-linear betas)."""
     from diffusers import DDPMScheduler

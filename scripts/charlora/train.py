@@ -39,7 +39,7 @@ from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
 from charlora import atomic, disk_space, distributed, plan
-from charlora.config import defaults
+from charlora.config import schema_defaults
 from charlora.distributed import World
 from charlora.diffusion import add_noise, draw_noise, masked_mse, predict_noise, training_loss, val_timesteps
 from charlora.ema import EMA
@@ -97,7 +97,7 @@ class Settings:
     @classmethod
     def from_schema(cls, **changes) -> "Settings":
         """The schema's defaults with `changes` (for tests and benchmarks; the workflow passes its config)."""
-        train = defaults()["train"] | changes
+        train = schema_defaults()["train"] | changes
         return cls.from_config(plan.weight_settings(train, masks_made=True), train["device"])
 
     def check(self) -> None:
@@ -313,18 +313,14 @@ def train_epochs(
         started = time.perf_counter()
         for step, step_start in enumerate(bar):
             step_batches = batches[step_start : step_start + batches_per_step]  # fewer in an epoch's last step
-            # stochastic rounding of this step's updates: the same draws in every process and any job
-            optimizer.step_seed = int(
-                torch.randint(0, 2**62, (1,), generator=seeded(settings.seed, epoch, step, "rounding"))
+            losses = training_step(
+                model, step_batches, step_start, epoch, step, data, world, settings, optimizer, scaler, fused
             )
-            losses = accumulate_gradients(model, step_batches, step_start, epoch, data, world, settings, scaler, fused)
             step_loss = losses.mean().item()
             if not math.isfinite(step_loss):
                 raise TrainingDiverged(diverged(step_loss, epoch, step, global_step, first, step_batches))
             if fused is None:
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer_step(optimizer, scaler)
             if ema is not None:
                 ema.update(unet)
             global_step += 1
@@ -422,6 +418,34 @@ def forward_model(unet, world: World):
     return DistributedDataParallel(
         unet, device_ids=[device] if device.type == "cuda" else None, gradient_as_bucket_view=True
     )
+
+
+def training_step(
+    model,
+    step_batches: list[list[str]],
+    first_index: int,
+    epoch: int,
+    step: int,
+    data: StepData,
+    world: World,
+    settings: Settings,
+    optimizer,
+    scaler,
+    fused: FusedBackward | None,
+) -> torch.Tensor:
+    """One training step's gradients (accumulate_gradients), with the fused backward's optimizer step
+    inside them; each batch's loss. Without the fused backward the caller steps (optimizer_step) once
+    the loss is known to be finite."""
+    # stochastic rounding of this step's updates: the same draws in every process and any job
+    optimizer.step_seed = int(torch.randint(0, 2**62, (1,), generator=seeded(settings.seed, epoch, step, "rounding")))
+    return accumulate_gradients(model, step_batches, first_index, epoch, data, world, settings, scaler, fused)
+
+
+def optimizer_step(optimizer, scaler) -> None:
+    """The optimizer's step on the accumulated gradients (through the fp16 loss scaler), then no gradients."""
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def accumulate_gradients(

@@ -60,8 +60,9 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     # validation (rules/validate.smk)
     "validation_prompts": ("subject.token", "intent", "captions.vocabulary", "validate.prompts",
                            "validate.extra_prompts", "validate.train_captions"),
+    "prompt_embeddings": ("validate.negative_prompt",),  # on the CPU in fp32, whatever validate.device
     "sample_epoch": ("run", "validate.sampler", "validate.steps", "validate.cfg", "validate.negative_prompt",
-                     "validate.resolution", "validate.seeds", "validate.device"),  # fp16 on CUDA
+                     "validate.resolution", "validate.seeds", "validate.batch", "validate.device"),  # fp16 on CUDA
     "refine_sampling": (),
     "compare_epochs": ("run", "base_model", "validate.seeds"),
     "loss_curves": ("run",),
