@@ -64,7 +64,7 @@ def test_edited_copies_and_mirrors_are_found_and_bursts_and_distinct_shots_kept(
     assert similar["park_walk"] == ["park_walk [burst]"] and similar["astronaut"] == ["astronaut [burst]"]
     rows = {r.id: r for r in dedup.build_table(audits, {}, duplicates, similar)}
     assert rows["astronaut [burst]"].status == "kept" and rows["astronaut [burst]"].similar_to == "astronaut"
-    assert rows["astronaut (mirror)"].reason.startswith("mirror image of astronaut.png, kept for ")
+    assert rows["astronaut (mirror)"].reason.startswith("mirror image, otherwise equal: kept astronaut.png ")
     assert "matched points" in rows["park_walk (rotate -5)"].reason
     # dedup.mirrors: keep leaves the mirror images (and only those) as photos of their own
     kept_mirrors = dedup.group_duplicates(relations, audits, "keep")
@@ -188,6 +188,27 @@ def test_the_copy_with_the_most_real_content_then_the_least_processed_is_kept(tm
     assert dedup.why_kept(audits["original"], audits["letterboxed"]) == (  # same content, same format
         "no added borders (no borders vs borders around 512x512)"
     )
+
+
+def test_a_mirror_pair_equal_in_every_other_way_says_so_and_names_the_kept_photo():
+    """A mirror image loses nothing but its orientation, so no quality criterion tells the two apart:
+    its reason says that, not a criterion, and names the photo kept (the first name)."""
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 64, 3), dtype=np.uint8))
+    audits = {
+        "a pose": audit_of("a pose", image),
+        "a pose (mirror)": audit_of("a pose (mirror)", image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+    }
+    assert dedup.why_kept(audits["a pose"], audits["a pose (mirror)"]) is None
+    mirror = dedup.Relation("a pose", "a pose (mirror)", dedup.MIRROR, 0, "mirrored: 200 matched points")
+    duplicates = dedup.group_duplicates([mirror], audits, "duplicate")
+    assert duplicates == {"a pose (mirror)": ("a pose", mirror)}
+    rows = {r.id: r.reason for r in dedup.build_table(audits, {}, duplicates)}
+    assert rows["a pose (mirror)"] == (
+        "mirror image, otherwise equal: kept a pose.png (the first name); mirrored: 200 matched points"
+    )
+    copy = dedup.Relation("a pose", "a pose (mirror)", dedup.COPY, 0, "200 matched points")
+    rows = {r.id: r.reason for r in dedup.build_table(audits, {}, {"a pose (mirror)": ("a pose", copy)})}
+    assert rows["a pose (mirror)"].startswith("near-duplicate of a pose.png, equal by every measure: kept a pose.png")
 
 
 def test_a_colour_cast_on_the_skin_is_flagged_against_the_dataset(shots):

@@ -39,7 +39,9 @@ def test_demo_runs_to_the_dataset_report(demo_ws):
         assert (rows[copy].status, rows[copy].duplicate_of) == ("duplicate", original.rsplit(".", 1)[0])
         assert int(rows[copy].distance) <= 22  # dedup.max_distance: the hashes made them candidates
         relation = "mirror image" if "mirror" in demo.NEAR_DUPLICATES[copy][1] else "near-duplicate"
-        assert rows[copy].reason.startswith(f"{relation} of {original}, kept for "), rows[copy].reason
+        assert rows[copy].reason.startswith(
+            (f"{relation} of {original}, kept for ", f"mirror image, otherwise equal: kept {original} ")
+        ), rows[copy].reason
     assert rows["brick_hands_hips_flipped.jpg"].distance == "16"  # beyond the plain hash's old limit of 10
     assert rows[demo.TRUNCATED].status == "rejected" and "truncated" in rows[demo.TRUNCATED].reason
     assert rows[demo.TOO_SMALL].status == "rejected" and "too small: 150x200" in rows[demo.TOO_SMALL].reason

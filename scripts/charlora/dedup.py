@@ -90,12 +90,23 @@ def _quality_key(audit: dict):
     return (*(-value for _, value, _ in _criteria(audit)), audit["id"])
 
 
-def why_kept(kept: dict, other: dict) -> str:
-    """Why `kept` (an audit record) was kept over `other`: the first criterion that tells them apart."""
+def why_kept(kept: dict, other: dict) -> str | None:
+    """Why `kept` (an audit record) was kept over `other`: the first criterion that tells them apart
+    (None: none does, and the first name is kept)."""
     for (what, value, words), (_, other_value, other_words) in zip(_criteria(kept), _criteria(other)):
         if value != other_value:
             return f"{what} ({words} vs {other_words})"
-    return "equal by every measure: the first name is kept"
+    return None
+
+
+def duplicate_reason(kind: str, kept_file: str, via: str, why: str | None) -> str:
+    """What a duplicate's row says: what it is of the kept photo, and what decided which one stays."""
+    what = "mirror image" if kind == MIRROR else "near-duplicate"
+    if why is not None:
+        return f"{what} of {kept_file}{via}, kept for {why}"
+    if kind == MIRROR:
+        return f"mirror image{via}, otherwise equal: kept {kept_file} (the first name)"
+    return f"near-duplicate of {kept_file}{via}, equal by every measure: kept {kept_file} (the first name)"
 
 
 def group_duplicates(
@@ -164,7 +175,6 @@ def build_table(
             rows.append(DedupRow(audit["file"], image_id, REJECTED, reason=audit["reason"]))
         elif image_id in duplicates:
             kept, relation = duplicates[image_id]
-            what = "mirror image" if relation.kind == MIRROR else "near-duplicate"
             via = (
                 ""
                 if kept in (relation.a, relation.b)
@@ -177,8 +187,8 @@ def build_table(
                     DUPLICATE,
                     kept,
                     str(relation.hash_distance),
-                    f"{what} of {audits[kept]['file']}{via}, kept for "
-                    f"{why_kept(audits[kept], audit)}; {relation.evidence}",
+                    f"{duplicate_reason(relation.kind, audits[kept]['file'], via, why_kept(audits[kept], audit))}; "
+                    f"{relation.evidence}",
                 )
             )
         else:
