@@ -3,8 +3,9 @@ UNet (and VAE) with random weights built from config/models/sdxl, on one CUDA de
 per figure, printed (and flushed) as soon as it is measured:
 
   1. training at 1024 x 1024, batch 2, the default settings (Adafactor, fused backward, bf16), then
-     with fused_backward: false: peak memory, seconds per step after warm-up (train.training_step and
-     train.optimizer_step, the functions the training loop calls);
+     with fused_backward: false: peak memory (from the UNet in place: weights, optimizer state,
+     activations), seconds per step after warm-up (train.training_step and train.optimizer_step, the
+     functions the training loop calls);
   2. one 1024 px sample at 30 steps, CFG 5, fp16 (sample.pipeline and sample.sample, the validation
      jobs' functions; random prompt embeddings stand in for the encoded prompts): s/image, peak memory;
   3. the extraction of a full-size pair (a base UNet and an epoch file that differs from it by a small
@@ -129,11 +130,11 @@ def check_training(model: str, device, resolution: int, steps: int, fused_backwa
     data = train.StepData(encoded, empty, sdxl.noise_scheduler(sdxl.MODEL_CONFIGS / model).alphas_cumprod.float())
     world = distributed.World(rank=0, size=1, device=device)
     name = FIGURES[0] if fused_backward else FIGURES[1]
+    unet = random_unet(model, device, settings.weight_dtype)  # built before the peak is measured:
+    if settings.gradient_checkpointing:  # its fp32 draw is not the training's
+        unet.enable_gradient_checkpointing()
+    unet.train()
     with Peak(device) as whole:
-        unet = random_unet(model, device, settings.weight_dtype)
-        if settings.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        unet.train()
         optimizer = make_optimizer(settings.optimizer, unet.parameters(), settings.lr, settings.seed)
         scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
         fused = FusedBackward(optimizer) if settings.fused_backward else None
@@ -183,12 +184,10 @@ def check_sampling(model: str, device, resolution: int, steps: int) -> None:
         "pooled_prompt_embeds": torch.randn(1, pooled_dim, generator=generator),
     }
     negative = {key: torch.zeros_like(value) for key, value in prompt.items()}
-    with Peak(device) as whole:
-        with torch.device(device):
-            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(sdxl.MODEL_CONFIGS / model / "vae"))
-        pipe = sample.pipeline(
-            sdxl.MODEL_CONFIGS / model, random_unet(model, device, torch.float32), settings, device, vae
-        )
+    with torch.device(device):
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(sdxl.MODEL_CONFIGS / model / "vae"))
+    pipe = sample.pipeline(sdxl.MODEL_CONFIGS / model, random_unet(model, device, torch.float32), settings, device, vae)
+    with Peak(device) as whole:  # the sampling's peak, from the pipeline in place (fp16 on a GPU)
         sample.sample(pipe, [prompt], negative, [0], sample.Settings(**{**vars(settings), "steps": 2}))  # warm-up
         with _Timer(whole) as timer:
             [image] = sample.sample(pipe, [prompt], negative, [0], settings)
