@@ -1,11 +1,12 @@
 # Validation stage: the evaluation prompts (from the intent, the validation photos' captions and the
-# user's own), encoded once by the frozen text encoders -> every prompt x seed sampled from epoch 0 (the base model), every `validate.every`-th
-# saved epoch, the last and those in validate.epochs, then (a checkpoint, once the losses are known)
-# the saved epochs within 8 of the selection's start (the one minimum of the validation loss) -> a
-# grid per epoch, the comparison sheet (prompts x epochs) and the loss curves; then every sampled
-# epoch measured (identity, prompt adherence, copying, sharpness, highlights, diversity) against the
-# training photos and epoch 0, the scorecard (the guide's four criteria; the user's review files win)
-# and the selected epoch, which `lora.epoch: auto` extracts. All in `snakemake --report`.
+# user's own), encoded once by the frozen text encoders -> every prompt x seed sampled from epoch 0
+# (the base model), every `validate.every`-th saved epoch, the last and those in validate.epochs,
+# then (a checkpoint, once the losses are known) the saved epochs within 8 of the selection's start
+# (the one minimum of the validation loss) -> a grid per epoch, the comparison sheet (prompts x
+# epochs) and the loss curves; then every sampled epoch measured (identity, prompt adherence,
+# copying, sharpness, highlights, diversity) against the training photos and epoch 0, the scorecard
+# (the guide's four criteria; the user's review files win) and the selected epoch, which
+# `lora.epoch: auto` extracts. All in `snakemake --report`.
 # Any saved epoch can be sampled on request: snakemake results/runs/<run>/validate/epoch-003.png
 
 

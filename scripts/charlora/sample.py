@@ -155,18 +155,26 @@ def write_embeddings(base_model: Path, prompts: list[Prompt], negative_prompt: s
         scheduler=None,
     )
     tensors: dict[str, torch.Tensor] = {}
-    for prompt in prompts:
+    for index, prompt in enumerate(prompts):
+        with_negative = index == 0  # the negative prompt is the same for every prompt: encoded once
         positive, negative, pooled, negative_pooled = pipe.encode_prompt(
             prompt.text,
             device=torch.device("cpu"),
             num_images_per_prompt=1,
-            do_classifier_free_guidance=True,
+            do_classifier_free_guidance=with_negative,
             negative_prompt=negative_prompt or None,
         )
         tensors |= {f"{prompt.name}.prompt_embeds": positive, f"{prompt.name}.pooled_prompt_embeds": pooled}
-        tensors |= {f"{NEGATIVE}.prompt_embeds": negative, f"{NEGATIVE}.pooled_prompt_embeds": negative_pooled}
-    metadata = {prompt.name: prompt.text for prompt in prompts} | {NEGATIVE: negative_prompt}
-    sdxl.save_safetensors({k: v.contiguous() for k, v in sorted(tensors.items())}, out, metadata)
+        if with_negative:
+            tensors |= {f"{NEGATIVE}.prompt_embeds": negative, f"{NEGATIVE}.pooled_prompt_embeds": negative_pooled}
+    sdxl.save_safetensors(
+        {k: v.contiguous() for k, v in sorted(tensors.items())}, out, embedded_texts(prompts, negative_prompt)
+    )
+
+
+def embedded_texts(prompts: list[Prompt], negative_prompt: str) -> dict[str, str]:
+    """The embeddings file's metadata: each prompt's name -> its text, and the negative prompt."""
+    return {prompt.name: prompt.text for prompt in prompts} | {NEGATIVE: negative_prompt}
 
 
 def read_embeddings(path: Path, prompts: list[Prompt], negative_prompt: str) -> dict[str, dict[str, torch.Tensor]]:
@@ -176,7 +184,7 @@ def read_embeddings(path: Path, prompts: list[Prompt], negative_prompt: str) -> 
 
     with safe_open(str(path), framework="pt") as f:
         texts = f.metadata() or {}
-        expected = {prompt.name: prompt.text for prompt in prompts} | {NEGATIVE: negative_prompt}
+        expected = embedded_texts(prompts, negative_prompt)
         wrong = [name for name, text in expected.items() if texts.get(name) != text]
         if wrong:
             raise ValueError(

@@ -166,29 +166,26 @@ def unet_config(base_model: str | os.PathLike) -> dict:
 
 def load_unet(base_model: str | os.PathLike) -> torch.nn.Module:
     """The base model's UNet alone (UNet2DConditionModel, fp32, CPU); the rest of the file is not read."""
-    _offline()
     from diffusers import UNet2DConditionModel
 
-    base_model = Path(base_model)
-    if base_model.is_dir():
-        return UNet2DConditionModel.from_pretrained(
-            base_model, subfolder="unet", use_safetensors=True, local_files_only=True
-        )
-    return UNet2DConditionModel.from_single_file(
-        str(base_model), config=str(config_dir(base_model)), subfolder="unet", local_files_only=True
-    )
+    return _load_part(UNet2DConditionModel, "unet", base_model)
 
 
 def load_vae(base_model: str | os.PathLike) -> torch.nn.Module:
     """The base model's VAE alone (AutoencoderKL, fp32, CPU); the rest of the file is not read."""
-    _offline()
     from diffusers import AutoencoderKL
 
+    return _load_part(AutoencoderKL, "vae", base_model)
+
+
+def _load_part(model_class, subfolder: str, base_model: str | os.PathLike) -> torch.nn.Module:
+    """One component of a base model: its diffusers folder's `subfolder`, or its part of a single file."""
+    _offline()
     base_model = Path(base_model)
     if base_model.is_dir():
-        return AutoencoderKL.from_pretrained(base_model, subfolder="vae", use_safetensors=True, local_files_only=True)
-    return AutoencoderKL.from_single_file(
-        str(base_model), config=str(config_dir(base_model)), subfolder="vae", local_files_only=True
+        return model_class.from_pretrained(base_model, subfolder=subfolder, use_safetensors=True, local_files_only=True)
+    return model_class.from_single_file(
+        str(base_model), config=str(config_dir(base_model)), subfolder=subfolder, local_files_only=True
     )
 
 
