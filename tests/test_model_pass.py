@@ -119,12 +119,16 @@ def test_the_batch_is_the_kept_photos_ingested_so_far(tmp_path):
 def test_the_device_setting_picks_cuda_only_where_onnxruntime_has_it(monkeypatch):
     import onnxruntime
 
+    preloaded = []  # onnxruntime-gpu's preload of CUDA's libraries from the nvidia-* packages: CUDA only
+    monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: preloaded.append("cuda"), raising=False)
     assert devices.onnx_providers("cpu", "masks.device") == ["CPUExecutionProvider"]
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert devices.onnx_providers("auto", "masks.device") == ["CPUExecutionProvider"]
     with pytest.raises(ConfigError, match=r"captions.device: cuda, .* install envs/requirements-gpu.txt"):
         devices.onnx_providers("cuda", "captions.device")
+    assert preloaded == []
     gpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: gpu)
     assert devices.onnx_providers("auto", "masks.device")[0] == ("CUDAExecutionProvider", {"device_id": 0})
     assert devices.onnx_providers("cuda:1", "masks.device")[0] == ("CUDAExecutionProvider", {"device_id": 1})
+    assert preloaded == ["cuda", "cuda"]

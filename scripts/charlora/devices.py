@@ -30,6 +30,11 @@ def onnx_providers(device: str, key: str) -> list:
             f"{key}: {device}, but this onnxruntime has no CUDA provider ({', '.join(available)}): "
             "install envs/requirements-gpu.txt (onnxruntime-gpu in place of onnxruntime), or set it to cpu"
         )
+    # The CUDA provider needs CUDA's and cuDNN's libraries; pip puts them in the nvidia-* packages (torch's
+    # too), where the loader does not look. onnxruntime-gpu's own preload finds them there; without it the
+    # provider falls back to the CPU unless torch was imported first.
+    if hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()
     return [(CUDA, {"device_id": _gpu_index(device)}), CPU]
 
 
