@@ -3,7 +3,8 @@ side by side with the plain perceptual hash it replaced (imagededup's PHash, gro
 
 The set: 14 real photos that ship with scikit-image and matplotlib and the demo's 19 drawings of one
 character (few texture features); for each, every edit the issue lists (tests/near_copies.py: half
-size, JPEG q30, 10 % crops, rotations of 3 and 5 degrees, mirror images, letterbox/pillarbox
+size, JPEG q30, 10 % crops, rotations (3 and 5 degrees cut to a frame without empty corners, 3 on
+its own canvas with black wedges, 2 grown and boxed in white), mirror images, letterbox/pillarbox
 borders, brightness and contrast 15 %, and pairs of these); and hard negatives: the 19 drawings are
 distinct photos of one subject, and 45 bursts (the same scene with another expression or arm pose,
 or a region of a real photo twisted or moved) must not be merged with their scene.
@@ -12,10 +13,12 @@ or a region of a real photo twisted or moved) must not be merged with their scen
 - false merges: pairs in one group that are not copies of one photo (distinct photos, or a burst
   and its scene);
 - bursts flagged: bursts named in `similar_to` with their scene (the user sees them side by side);
+- the copy kept: each group whose kept photo is not the original, with what decided (the audit's
+  measures of each image; turned copies with wedges or a box must lose to the upright original);
 - time per image at 200 photos (33 photos, 45 bursts, 122 copies), images already decoded, in one
   thread and in two (the dedup job uses the cores Snakemake gives it).
 
-The edits are run in three batches of six (every photo and burst in each batch) to keep the run
+The edits are run in three batches of seven (every photo and burst in each batch) to keep the run
 to minutes; mirror images count as duplicates (dedup.mirrors: duplicate, the default).
 
     .venv/bin/python benchmarks/dedup_eval.py
@@ -33,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from near_copies import EDITS, demo_bursts, real_bursts, real_photos  # noqa: E402
 
-from charlora import dedup, demo, demo_render, near_duplicates  # noqa: E402
+from charlora import audit, dedup, demo, demo_render, near_duplicates  # noqa: E402
 
 PLAIN_DISTANCE = 10  # the plain hash's old default
 
@@ -65,12 +68,25 @@ def components(images, links) -> dict[str, str]:
     return {i: root(i) for i in images}
 
 
-def checked_groups(images: dict[str, object], workers: int = 1) -> tuple[dict[str, str], list]:
-    """id -> group id with charlora's method (hash candidates, geometric check), and the relations."""
+def audits_of(images: dict[str, object]) -> dict[str, dict]:
+    """The audit's measures of each image (what the kept copy is chosen by), with the JPEG quality
+    that the audit of the saved file would read from its name's edit."""
+    audits = {}
+    for i, image in images.items():
+        audits[i] = {"id": i, "file": f"{i}.png", "status": "ok", **audit.measure(image)}
+        if " q" in i and "JPEG" in i:
+            audits[i]["jpeg_quality"] = int(i.split(" q")[-1][:2])
+    return audits
+
+
+def checked_groups(images: dict[str, object], workers: int = 1, audits=None) -> tuple[dict[str, str], list]:
+    """id -> group id (the kept photo's id) with charlora's method (hash candidates, geometric check),
+    and the relations."""
     encoder = dedup.hasher("phash")
     photos = near_duplicates.prepare_files(images, lambda image: image, encoder, workers)
     relations = near_duplicates.find_relations(photos, 22, workers)
-    audits = {i: {"id": i, "width": im.width, "height": im.height, "sharpness": 0.0} for i, im in images.items()}
+    if audits is None:  # (the timing run: which copy is kept does not matter there)
+        audits = {i: {"id": i, "width": im.width, "height": im.height, "sharpness": 0.0} for i, im in images.items()}
     duplicates = dedup.group_duplicates(relations, audits, "duplicate")
     return {i: duplicates[i][0] if i in duplicates else i for i in images}, relations
 
@@ -101,8 +117,10 @@ def main():
     totals = {"plain hash": [0, [], 0], "charlora": [0, [], 0]}
     per_edit = {name: {"plain hash": 0, "charlora": 0} for name in edit_names}
     pairs_total, bursts_flagged = 0, 0
+    kept_other = []  # (photo, the copy kept instead of it, why)
+    per_batch = -(-len(edit_names) // 3)
     for batch in range(3):
-        names = edit_names[batch * 6 : (batch + 1) * 6]
+        names = edit_names[batch * per_batch : (batch + 1) * per_batch]
         images = dict(photos)
         scene_of = {i: i for i in photos}
         copies = []
@@ -116,7 +134,12 @@ def main():
         start = time.perf_counter()
         for method, groups in (("plain hash", plain_hash_groups(images)), ("charlora", None)):
             if groups is None:
-                groups, relations = checked_groups(images)
+                audits = audits_of(images)
+                groups, relations = checked_groups(images, audits=audits)
+                for photo in photos:
+                    if groups[photo] != photo:
+                        kept = groups[photo]
+                        kept_other.append((photo, kept, dedup.why_kept(audits[kept], audits[photo])))
                 similar = {(r.a, r.b) for r in relations if r.kind == dedup.SIMILAR}
                 bursts_flagged += sum(
                     (scene, name) in similar
@@ -141,6 +164,10 @@ def main():
             + (f": {false[:6]}" if false else "")
         )
     print(f"bursts named in similar_to with their scene: {bursts_flagged}/{len(bursts) * 3} (three batches)")
+    groups_total = len(photos) * 3
+    print(f"the original kept in {groups_total - len(kept_other)} of {groups_total} groups (three batches); otherwise:")
+    for photo, kept, why in kept_other:
+        print(f"  {photo}: kept {kept!r} for {why}")
 
     # time per image at 200 photos
     images = dict(photos)

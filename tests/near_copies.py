@@ -65,6 +65,19 @@ def boxed(image: Image.Image, colour: tuple[int, int, int], wider: bool) -> Imag
     return canvas
 
 
+def wedged(image: Image.Image, degrees: float) -> Image.Image:
+    """Rotated about the centre on the same canvas: black wedges fill the corners it leaves empty."""
+    return image.rotate(degrees, resample=Image.BICUBIC)
+
+
+def turned_and_boxed(image: Image.Image, degrees: float, colour: tuple[int, int, int]) -> Image.Image:
+    """Rotated on a canvas grown to hold it all (wedges in `colour`), then boxed in `colour`."""
+    turned = image.convert("RGB").rotate(degrees, resample=Image.BICUBIC, expand=True, fillcolor=colour)
+    canvas = Image.new("RGB", (turned.width + 40, turned.height + 60), colour)
+    canvas.paste(turned, (20, 30))
+    return canvas
+
+
 def half(image: Image.Image) -> Image.Image:
     return image.resize((image.width // 2, image.height // 2), Image.LANCZOS)
 
@@ -94,6 +107,8 @@ EDITS = {
     "contrast -15%": lambda im: contrast(im, 0.85),
     "contrast +15%": lambda im: contrast(im, 1.15),
     "crop+rotate": lambda im: rotated(cropped(im, 0.08), 4),
+    "rotate 3 wedges": lambda im: wedged(im, 3),
+    "rotate 2 boxed white": lambda im: turned_and_boxed(im, 2, (255, 255, 255)),
     "mirror+JPEG q40": lambda im: reencoded(ImageOps.mirror(im), 40),
     "half+pillarbox": lambda im: boxed(half(im), (20, 20, 20), wider=True),
     "bright+crop": lambda im: cropped(brightness(im, 1.12), 0.07),

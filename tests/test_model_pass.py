@@ -84,6 +84,19 @@ def test_a_photos_output_is_the_same_alone_or_in_a_batch(photos, segmenter, tmp_
     assert np.array_equal(direct, from_cache)
 
 
+def test_a_photo_that_its_ingest_job_is_rewriting_is_left_to_its_own_job(photos, segmenter, tmp_path):
+    """Snakemake deletes an ingest job's old output before the job runs: a batch that listed that
+    photo finds it gone and goes on without it (a race seen in CI), and a photo that is there is read
+    once, so its key and its output come from the same bytes."""
+    settings, model = masks.model_settings(segmenter), [segmenter["rembg"]["model"]]
+    load = lambda: masks.rembg_masker(segmenter)  # noqa: E731
+    others = lambda: [tmp_path / "being rewritten.png", photos["b [2]"]]  # noqa: E731
+    _, where = model_pass.photo_output(model_pass.MASKS, photos["a"], model, settings, load, others, tmp_path / "c")
+    assert where == "computed in a batch of 2 photo(s), one model load"
+    _, where = model_pass.photo_output(model_pass.MASKS, photos["b [2]"], model, settings, load, cache=tmp_path / "c")
+    assert where == "from the cache"
+
+
 def test_the_tagger_batch_gives_the_records_a_job_would(photos, tmp_path):
     folder = wd14_tagger(tmp_path / "tagger")
     config = {

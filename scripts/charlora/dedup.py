@@ -41,6 +41,9 @@ class Relation:
     hash_distance: int
     evidence: str  # what was measured, in words
     differing_region: float = 0.0  # the largest region where the aligned pictures differ (share of the overlap)
+    rotation: float = 0.0  # degrees b is turned against a (the alignment's)
+    fill_only: str = ""  # a or b when that photo is turned against the other and adds only flat fill (its
+    # rotation's corner wedges, a box around it) beyond the other's frame: the rotated, processed copy
 
 
 def hasher(method: str):
@@ -99,6 +102,14 @@ def why_kept(kept: dict, other: dict) -> str | None:
     return None
 
 
+def turned_words(relation: Relation, file: str, other_file: str) -> str:
+    """Why a turned copy with fill lost (`file`: it; `other_file`: the copy it was measured against)."""
+    return (
+        f"no rotation ({file} is turned {abs(relation.rotation):.1f} deg against {other_file} "
+        "and adds only a flat fill beyond its frame)"
+    )
+
+
 def duplicate_reason(kind: str, kept_file: str, via: str, why: str | None) -> str:
     """What a duplicate's row says: what it is of the kept photo, and what decided which one stays."""
     what = "mirror image" if kind == MIRROR else "near-duplicate"
@@ -118,7 +129,9 @@ def group_duplicates(
     the closest first, so A~B and B~C put A, B and C in one group even when A and C were not
     compared; but never two photos found to be second captures of one scene (a crop of one that
     leaves out where they differ is a copy of both: it joins the closer). Each group keeps its
-    best image (`_quality_key`).
+    best image: first one that no relation in the group shows turned with only fill beyond another
+    copy's frame (Relation.fill_only: a rotated copy's wedges or box are fill, not picture), then
+    `_quality_key`. A turned copy's row shows the relation that found it turned.
     """
     joining = {COPY} | ({MIRROR} if mirrors == "duplicate" else set())
     apart = {frozenset((r.a, r.b)) for r in relations if r.kind == SIMILAR}
@@ -138,10 +151,13 @@ def group_duplicates(
         links.setdefault(relation.b, []).append(relation)
     duplicates = {}
     for members in {id(g): g for g in group_of.values()}.values():
-        best, *rest = sorted(members, key=lambda i: _quality_key(audits[i]))
+        inside = [r for r in relations if r.kind in joining and r.a in members and r.b in members]
+        turned = {r.fill_only for r in inside if r.fill_only}
+        best, *rest = sorted(members, key=lambda i: (i in turned, _quality_key(audits[i])))
         for other in rest:
+            shown_turned = [r for r in inside if r.fill_only == other] if best not in turned else []
             direct = [r for r in links[other] if best in (r.a, r.b)]
-            duplicates[other] = (best, (direct or links[other])[0])
+            duplicates[other] = (best, (shown_turned or direct or links[other])[0])
     return dict(sorted(duplicates.items()))
 
 
@@ -180,6 +196,11 @@ def build_table(
                 if kept in (relation.a, relation.b)
                 else f" (through {relation.b if relation.a == image_id else relation.a})"
             )
+            if relation.fill_only == image_id:
+                measured_against = audits[relation.b if relation.a == image_id else relation.a]["file"]
+                why = turned_words(relation, audit["file"], measured_against)
+            else:
+                why = why_kept(audits[kept], audit)
             rows.append(
                 DedupRow(
                     audit["file"],
@@ -187,8 +208,7 @@ def build_table(
                     DUPLICATE,
                     kept,
                     str(relation.hash_distance),
-                    f"{duplicate_reason(relation.kind, audits[kept]['file'], via, why_kept(audits[kept], audit))}; "
-                    f"{relation.evidence}",
+                    f"{duplicate_reason(relation.kind, audits[kept]['file'], via, why)}; {relation.evidence}",
                 )
             )
         else:

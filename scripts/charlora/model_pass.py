@@ -26,6 +26,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -138,14 +140,22 @@ def photo_output(
     path = entry_path(kind, cache, entry_key(image, model, settings))
     if path.is_file():
         return kind.read(path), "from the cache"
-    with locked(Path(cache) / kind.folder):
+    with locked(Path(cache) / kind.folder), tempfile.TemporaryDirectory(prefix="charlora-batch-") as held:
         if path.is_file():  # another job's batch made it while this one waited
             return kind.read(path), "from the cache (another job's batch)"
         batch = {path: image}
         for other in others():
-            other_path = entry_path(kind, cache, entry_key(other, model, settings))
+            # Another photo may be rewritten meanwhile by its ingest job (Snakemake first deletes the
+            # old file): a copy under its own name is hashed and run, so the key and the output come
+            # from the same bytes, and a photo that is not there now is left to its own job.
+            held_copy = Path(held) / other.name
+            try:
+                shutil.copyfile(other, held_copy)
+            except FileNotFoundError:
+                continue
+            other_path = entry_path(kind, cache, entry_key(held_copy, model, settings))
             if not other_path.is_file():
-                batch.setdefault(other_path, other)
+                batch.setdefault(other_path, held_copy)
         started = time.perf_counter()
         compute = load()
         loaded = time.perf_counter()

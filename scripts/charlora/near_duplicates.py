@@ -57,9 +57,16 @@ SIMILAR_MIN_INLIERS = 24  # a second capture needs a well-supported alignment
 MIN_COVER_SMALLER, MIN_COVER_LARGER = 0.85, 0.45
 CLOSE_HASH_DISTANCE = 10  # featureless pictures are compared frame to frame within this distance
 DIFF_LEVEL = 30  # of 255, after the brightness/contrast match and a 1 px blur
+LOW_CONTRAST_STD = 20.0  # grey std below which a picture is low-contrast (stretched, difference_level)
+MIN_DIFF_LEVEL = 4.0  # of 255: the least difference that counts (JPEG noise on a stretched picture)
 MAX_DIFFERING_REGION = 0.0002  # of the overlap: 0.02 %, about 40 pixels of a 512x384 copy
 SIMILAR_MAX_DIFFERING = 0.05  # of the overlap: a blink, a head turn, a gesture; not another pose
 COARSE_MAX_DIFFERING = 0.15  # at half resolution: three times the above (coarse_difference)
+MIN_ROTATION = 0.5  # degrees: a copy turned at least this much is resampled (the kept copy: rotation_fill)
+FILL_MIN_SHARE = 0.003  # of a picture: less beyond the other's frame is nothing (edges, rounding)
+FILL_LEVELS = 12  # of 255: a fill's pixels lie this close to its median colour (JPEG noise included)
+FILL_FLAT = 1.5  # of 255: a fill's grey std over 3x3 pixels at most (a photo's noise has more)
+FILL_SHARE = 0.9  # of the pixels beyond the other's frame, for them to be a fill
 
 
 @dataclass
@@ -69,6 +76,29 @@ class Photo:
     id: str
     pixels: np.ndarray  # RGB uint8
     hashes: dict[str, str]  # photo | centre | mirror | mirror centre
+    fill: np.ndarray | None = None  # corner_fill of the pixels (None: no fill)
+    contrast: float = 255.0  # grey std of the picture, its fill left out (difference_level, stretched)
+
+
+def corner_fill(pixels: np.ndarray) -> np.ndarray | None:
+    """The flat fill in a picture's corners (a rotation's wedges, the rest of a box around a turned
+    picture): the flat pixels (no texture, not even noise: FILL_FLAT) within FILL_LEVELS of the
+    corners' colour, joined to a corner, where all four corners have that colour; None when they do
+    not (most photos)."""
+    corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]].astype(np.int16)
+    colour = np.median(corners, axis=0)
+    if np.abs(corners - colour).max() > FILL_LEVELS:
+        return None
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    local_var = cv2.blur(grey * grey, (3, 3)) - cv2.blur(grey, (3, 3)) ** 2
+    near = (np.abs(pixels.astype(np.int16) - colour).max(axis=2) <= FILL_LEVELS) & (local_var <= FILL_FLAT**2)
+    near = near.astype(np.uint8)
+    _, labels = cv2.connectedComponents(near, connectivity=4)
+    touching = np.unique(labels[[0, 0, -1, -1], [0, -1, 0, -1]])
+    fill = np.isin(labels, touching[touching > 0])
+    if fill.any() and grey[fill].std() > 2 * FILL_FLAT:  # one colour throughout, not a smooth dim picture
+        return None
+    return fill
 
 
 def _centre(image: Image.Image) -> Image.Image:
@@ -89,8 +119,42 @@ def prepare(image_id: str, image: Image.Image, encoder) -> Photo:
         "mirror": ImageOps.mirror(work),
         "mirror centre": ImageOps.mirror(_centre(work)),
     }
+    pixels = np.asarray(work)
+    fill = corner_fill(pixels)
+    if fill is not None and not fill.all():  # hashed with the fill in the picture's mean colour: the
+        painted = pixels.copy()  # wedges' contrast would outweigh a dim picture's in the hash
+        painted[fill] = pixels[~fill].mean(axis=0).astype(np.uint8)
+        work = Image.fromarray(painted)
+        variants = {
+            "photo": work,
+            "centre": _centre(work),
+            "mirror": ImageOps.mirror(work),
+            "mirror centre": ImageOps.mirror(_centre(work)),
+        }
     hashes = {name: encoder.encode_image(image_array=np.asarray(v)) for name, v in variants.items()}
-    return Photo(image_id, np.asarray(work), hashes)
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    if fill is not None:  # the picture's own contrast: the fill and its resampled edge (2 px) left out
+        grey = grey[cv2.dilate(fill.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0]
+    return Photo(image_id, pixels, hashes, fill, float(grey.std()) if grey.size else 0.0)
+
+
+def _oriented_fill(photo: Photo, mirrored: bool) -> np.ndarray | None:
+    if photo.fill is None:
+        return None
+    return np.ascontiguousarray(photo.fill[:, ::-1]) if mirrored else photo.fill
+
+
+def without_fill(inside: np.ndarray, a: Photo, b: Photo, flipped: bool, matrix: np.ndarray) -> np.ndarray:
+    """The overlap less either picture's corner fill (b's aligned onto a): a turned copy's wedges or
+    box are not picture, so where they lie over the other's picture is no difference."""
+    if a.fill is not None:
+        inside = inside & ~a.fill
+    b_fill = _oriented_fill(b, flipped)
+    if b_fill is not None:
+        height, width = a.pixels.shape[:2]
+        warped = cv2.warpAffine(b_fill.astype(np.uint8) * 255, matrix, (width, height), flags=cv2.INTER_LINEAR)
+        inside = inside & (cv2.dilate((warped > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
+    return inside
 
 
 def prepare_files(
@@ -140,9 +204,23 @@ def candidate_pairs(photos: dict[str, Photo], max_distance: int) -> list[tuple[s
 Features = tuple[np.ndarray, np.ndarray | None]  # SIFT point positions (N x 2) and descriptors
 
 
+def stretched(grey: np.ndarray, contrast: float, fill: np.ndarray | None) -> np.ndarray:
+    """A low-contrast picture (`contrast`, its grey std without its fill, under LOW_CONTRAST_STD: a dark
+    wallpaper, a dim room) with the 1st-99th percentiles of its picture stretched over 0-255 after a
+    light blur (not its noise): SIFT finds no points in 6 levels of texture and plenty in the same
+    texture stretched. Others are returned as they are."""
+    if contrast >= LOW_CONTRAST_STD:
+        return grey
+    smooth = cv2.GaussianBlur(grey, (0, 0), 1.0).astype(np.float32)
+    low, high = np.percentile(smooth if fill is None else smooth[~fill], (1, 99))
+    return np.clip((smooth - low) * 255.0 / max(high - low, 1.0), 0, 255).astype(np.uint8)
+
+
 def features(photo: Photo, mirrored: bool) -> Features:
     """SIFT points of a working copy (or of its mirror image): the MAX_FEATURES strongest."""
-    grey = cv2.cvtColor(_oriented(photo, mirrored), cv2.COLOR_RGB2GRAY)
+    grey = stretched(
+        cv2.cvtColor(_oriented(photo, mirrored), cv2.COLOR_RGB2GRAY), photo.contrast, _oriented_fill(photo, mirrored)
+    )
     keypoints, descriptors = cv2.SIFT_create(nfeatures=MAX_FEATURES).detectAndCompute(grey, None)
     return np.float32([k.pt for k in keypoints]).reshape(-1, 2), descriptors
 
@@ -229,7 +307,17 @@ class Difference:
     differing: float  # all differing pixels, as a share of the overlap
 
 
-def difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: np.ndarray) -> Difference:
+def difference_level(contrast: float) -> float:
+    """The residual that counts as a difference: DIFF_LEVEL, scaled down for a low-contrast pair (the
+    lower grey std of the two, fill left out, under LOW_CONTRAST_STD) in proportion to its contrast, to
+    no less than MIN_DIFF_LEVEL: 30 levels is more than all of a dark wallpaper's texture, and any two
+    such pictures would agree."""
+    return max(MIN_DIFF_LEVEL, DIFF_LEVEL * min(1.0, contrast / LOW_CONTRAST_STD))
+
+
+def difference(
+    a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: np.ndarray, level: float = DIFF_LEVEL
+) -> Difference:
     """Step 3 of the rule: how much of the overlap (`inside`, from `overlap`) still differs once b
     is aligned onto a and its brightness and contrast matched."""
     height, width = a.shape[:2]
@@ -255,7 +343,7 @@ def difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: np.ndar
         low = cv2.dilate((warped[..., c] <= 3).astype(np.uint8), near) > 0
         gap = np.where(high, np.minimum(gap, 0), np.where(low, np.maximum(gap, 0), gap)) if gain > 0 else gap
         residual = np.maximum(residual, np.abs(gap))
-    differs = ((residual > DIFF_LEVEL) & inside).astype(np.uint8)
+    differs = ((residual > level) & inside).astype(np.uint8)
     differs = cv2.morphologyEx(differs, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(differs, connectivity=8)
     largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0
@@ -263,7 +351,9 @@ def difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: np.ndar
     return Difference(largest / area, float(differs.sum()) / area)
 
 
-def coarse_difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: np.ndarray) -> Difference:
+def coarse_difference(
+    a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: np.ndarray, level: float = DIFF_LEVEL
+) -> Difference:
     """`difference` at half the resolution: a quarter of the work. Halving blurs fine detail and
     halves any misalignment, so it marks fewer pixels than the full check, never many more; a pair
     that differs in over COARSE_MAX_DIFFERING of it (most candidate pairs: distinct photos of one
@@ -278,7 +368,39 @@ def coarse_difference(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inside: 
     halved = matrix.copy()
     halved[:, 2] = (matrix[:, 2] + matrix[:, :2].sum(axis=1) * 0.5 - 0.5) / 2
     small_inside = half(inside.astype(np.uint8), cv2.INTER_NEAREST) > 0
-    return difference(half(a), half(b), halved, small_inside)
+    return difference(half(a), half(b), halved, small_inside, level)
+
+
+def beyond_frame(shape: tuple[int, ...], other_shape: tuple[int, ...], matrix: np.ndarray) -> np.ndarray:
+    """The pixels of a picture of `shape` that the other picture's frame does not cover once aligned
+    (`matrix` maps the other's pixels onto this one's), 3 px clear of the frame's resampled edge."""
+    covered = cv2.warpAffine(
+        np.full(other_shape[:2], 255, np.uint8), matrix, (shape[1], shape[0]), flags=cv2.INTER_NEAREST
+    )
+    return cv2.dilate((covered > 128).astype(np.uint8), np.ones((7, 7), np.uint8)) == 0
+
+
+def only_fill(pixels: np.ndarray, region: np.ndarray) -> bool | None:
+    """Whether `region` of `pixels` is a flat fill (FILL_SHARE of it within FILL_LEVELS of its median
+    colour); None when the region is too small to say (FILL_MIN_SHARE)."""
+    if region.mean() < FILL_MIN_SHARE:
+        return None
+    values = pixels[region].astype(np.int16)
+    median = np.median(values, axis=0)
+    return bool(np.mean(np.abs(values - median).max(axis=1) <= FILL_LEVELS) >= FILL_SHARE)
+
+
+def rotation_fill(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> str:
+    """Of two copies turned against each other ("a" or "b", else ""), the one whose pixels beyond the
+    other's frame are only a flat fill: the corner wedges a rotation leaves, a box added around it.
+    The other one shows real picture there (the corners the rotation cut off) or nothing at all."""
+    a_fill = only_fill(a, beyond_frame(a.shape, b.shape, matrix))
+    b_fill = only_fill(b, beyond_frame(b.shape, a.shape, cv2.invertAffineTransform(matrix)))
+    if b_fill and not a_fill:
+        return "b"
+    if a_fill and not b_fill:
+        return "a"
+    return ""
 
 
 def compare(
@@ -299,9 +421,14 @@ def compare(
         shared = overlap(a.pixels.shape, b_pixels.shape, alignment.matrix)
         if not shared.covers():
             continue
-        if coarse_difference(a.pixels, b_pixels, alignment.matrix, shared.inside).differing > COARSE_MAX_DIFFERING:
+        turned = how == "SIFT" and abs(alignment.rotation) >= MIN_ROTATION
+        if turned:  # only a turned copy has wedges: elsewhere a plain backdrop is picture
+            shared.inside = without_fill(shared.inside, a, b, flipped, alignment.matrix)
+        level = difference_level(min(a.contrast, b.contrast))
+        coarse = coarse_difference(a.pixels, b_pixels, alignment.matrix, shared.inside, level)
+        if coarse.differing > COARSE_MAX_DIFFERING:
             continue
-        diff = difference(a.pixels, b_pixels, alignment.matrix, shared.inside)
+        diff = difference(a.pixels, b_pixels, alignment.matrix, shared.inside, level)
         found.append((diff, flipped, distance, alignment, how))
         if diff.largest_region < MAX_DIFFERING_REGION:
             break
@@ -321,8 +448,17 @@ def compare(
         f"largest differing region {diff.largest_region:.3%} of the overlap, {diff.differing:.2%} differing in all"
     )
     if diff.largest_region < MAX_DIFFERING_REGION:
+        turned = how == "SIFT" and abs(alignment.rotation) >= MIN_ROTATION
+        fill = rotation_fill(a.pixels, _oriented(b, flipped), alignment.matrix) if turned else ""
         return Relation(
-            a.id, b.id, MIRROR if flipped else COPY, distance, f"{aligned}; {measured}", diff.largest_region
+            a.id,
+            b.id,
+            MIRROR if flipped else COPY,
+            distance,
+            f"{aligned}; {measured}",
+            diff.largest_region,
+            round(alignment.rotation, 2),
+            {"a": a.id, "b": b.id}.get(fill, ""),
         )
     if diff.differing <= SIMILAR_MAX_DIFFERING and alignment.inliers >= SIMILAR_MIN_INLIERS:
         return Relation(a.id, b.id, SIMILAR, distance, f"{aligned}; {measured}", diff.largest_region)
