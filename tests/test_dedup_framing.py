@@ -305,3 +305,17 @@ def test_copies_of_a_dark_low_texture_photo_are_found_and_skies_walls_and_night_
     assert {i: kept for i, (kept, _) in duplicates.items()} == {
         f"wallpaper ({edit})": "wallpaper" for edit in ("crop 10%", "rotate 2 boxed white", "JPEG q30", "half size")
     }
+
+
+def test_the_face_detector_is_read_back_from_the_users_cache_with_the_same_faces(shots, tmp_path, monkeypatch):
+    """Every audit job is a process: the detector dlib builds in 0.28 s is saved once in the user's
+    cache folder and read back in milliseconds, finding the same faces with the same scores."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    pixels = np.ascontiguousarray(np.asarray(shots["park_walk.jpg"]))
+    framing._hog.cache_clear()
+    built = framing._hog().run(pixels, 1, 0.0)
+    assert list((tmp_path / "charlora").glob("dlib-*-frontal-face-detector.svm"))
+    framing._hog.cache_clear()
+    read_back = framing._hog().run(pixels, 1, 0.0)
+    framing._hog.cache_clear()
+    assert [list(map(str, built[0])), built[1]] == [list(map(str, read_back[0])), read_back[1]] and built[1]

@@ -17,7 +17,9 @@ region of the picture differs. The rule, in measurable terms (docs/dataset.md, "
    from the photo), and the overlap covers at least MIN_COVER_SMALLER of one picture and
    MIN_COVER_LARGER of the other. The mirror image is tried the same way. A picture with too few
    features (a smooth drawing) is compared frame to frame when its hashes are within
-   CLOSE_HASH_DISTANCE.
+   CLOSE_HASH_DISTANCE. A low-contrast picture (grey std under LOW_CONTRAST_STD: a dark wallpaper)
+   is stretched to its full range first (`stretched`), and a flat fill in a picture's corners
+   (`corner_fill`: a rotation's wedges, a box) is painted in its mean colour before it is hashed.
 3. Content. The aligned copy's colour channels are matched to the other's by a linear fit
    (brightness, contrast), both are blurred (sigma 1 px) and the pixels that still differ by more
    than DIFF_LEVEL of 255 in any channel are marked (where the copy is clipped, only a difference
@@ -27,7 +29,11 @@ region of the picture differs. The rule, in measurable terms (docs/dataset.md, "
    SIMILAR_MAX_DIFFERING of the overlap and the alignment has at least SIMILAR_MIN_INLIERS
    inliers, it is a second capture of one scene ("similar"): both stay, the report shows them
    side by side. Anything else is distinct. (The same check at half the resolution comes first and
-   settles most pairs of distinct photos for a quarter of the work: coarse_difference.)
+   settles most pairs of distinct photos for a quarter of the work: coarse_difference.) For a
+   low-contrast pair DIFF_LEVEL shrinks with its contrast (`difference_level`); for a pair turned
+   against each other the corner fill of both is left out of the overlap (`without_fill`), and
+   the copy whose pixels beyond the other's frame are only fill is named (`rotation_fill`: the
+   rotated copy, which dedup.group_duplicates does not keep while an upright one is there).
 
 The thresholds were set on benchmarks/dedup_eval.py's crafted copies, bursts and distinct photos
 (the figures are in its output and docs/dataset.md).
@@ -113,24 +119,19 @@ def prepare(image_id: str, image: Image.Image, encoder) -> Photo:
     content = image.crop(content_box(image))
     scale = WORK_SIDE / max(content.size)
     work = content.resize((max(1, round(content.width * scale)), max(1, round(content.height * scale))), Image.BILINEAR)
-    variants = {
-        "photo": work,
-        "centre": _centre(work),
-        "mirror": ImageOps.mirror(work),
-        "mirror centre": ImageOps.mirror(_centre(work)),
-    }
     pixels = np.asarray(work)
     fill = corner_fill(pixels)
+    hashed = work
     if fill is not None and not fill.all():  # hashed with the fill in the picture's mean colour: the
         painted = pixels.copy()  # wedges' contrast would outweigh a dim picture's in the hash
         painted[fill] = pixels[~fill].mean(axis=0).astype(np.uint8)
-        work = Image.fromarray(painted)
-        variants = {
-            "photo": work,
-            "centre": _centre(work),
-            "mirror": ImageOps.mirror(work),
-            "mirror centre": ImageOps.mirror(_centre(work)),
-        }
+        hashed = Image.fromarray(painted)
+    variants = {
+        "photo": hashed,
+        "centre": _centre(hashed),
+        "mirror": ImageOps.mirror(hashed),
+        "mirror centre": ImageOps.mirror(_centre(hashed)),
+    }
     hashes = {name: encoder.encode_image(image_array=np.asarray(v)) for name, v in variants.items()}
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     if fill is not None:  # the picture's own contrast: the fill and its resampled edge (2 px) left out
@@ -403,6 +404,11 @@ def rotation_fill(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> str:
     return ""
 
 
+def _turned(alignment: Alignment, how: str) -> bool:
+    """The alignment turns one picture against the other by MIN_ROTATION or more (SIFT's, not frame to frame)."""
+    return how == "SIFT" and abs(alignment.rotation) >= MIN_ROTATION
+
+
 def compare(
     a: Photo, b: Photo, direct: int, mirrored: int, features_of: dict, max_distance: int = 64
 ) -> Relation | None:
@@ -421,8 +427,7 @@ def compare(
         shared = overlap(a.pixels.shape, b_pixels.shape, alignment.matrix)
         if not shared.covers():
             continue
-        turned = how == "SIFT" and abs(alignment.rotation) >= MIN_ROTATION
-        if turned:  # only a turned copy has wedges: elsewhere a plain backdrop is picture
+        if _turned(alignment, how):  # only a turned copy has wedges: elsewhere a plain backdrop is picture
             shared.inside = without_fill(shared.inside, a, b, flipped, alignment.matrix)
         level = difference_level(min(a.contrast, b.contrast))
         coarse = coarse_difference(a.pixels, b_pixels, alignment.matrix, shared.inside, level)
@@ -448,8 +453,7 @@ def compare(
         f"largest differing region {diff.largest_region:.3%} of the overlap, {diff.differing:.2%} differing in all"
     )
     if diff.largest_region < MAX_DIFFERING_REGION:
-        turned = how == "SIFT" and abs(alignment.rotation) >= MIN_ROTATION
-        fill = rotation_fill(a.pixels, _oriented(b, flipped), alignment.matrix) if turned else ""
+        fill = rotation_fill(a.pixels, _oriented(b, flipped), alignment.matrix) if _turned(alignment, how) else ""
         return Relation(
             a.id,
             b.id,
