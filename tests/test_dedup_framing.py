@@ -319,3 +319,22 @@ def test_the_face_detector_is_read_back_from_the_users_cache_with_the_same_faces
     read_back = framing._hog().run(pixels, 1, 0.0)
     framing._hog.cache_clear()
     assert [list(map(str, built[0])), built[1]] == [list(map(str, read_back[0])), read_back[1]] and built[1]
+
+
+def test_an_exposure_or_contrast_edit_of_the_same_size_loses_to_the_photo_whatever_it_does_to_sharpness():
+    """A brightened or contrast-raised copy, lossless and the same size, measures sharper (the
+    Laplacian grows with contrast) and as many tone levels; its histogram's comb and its clipping
+    give it away. A darkened or flattened copy merges levels."""
+    photo = real_photos()["chelsea"]
+    audits = {"chelsea": audit_of("chelsea", photo)}
+    for edit in ("brighter 15%", "contrast +15%", "darker 15%", "contrast -15%"):
+        audits[f"chelsea ({edit})"] = audit_of(f"chelsea ({edit})", EDITS[edit](photo).convert("RGB"))
+        assert audits[f"chelsea ({edit})"]["sharpness"] != audits["chelsea"]["sharpness"]
+    assert audits["chelsea (brighter 15%)"]["sharpness"] > audits["chelsea"]["sharpness"]
+    relations = [dedup.Relation("chelsea", other, dedup.COPY, 2, "aligned") for other in audits if other != "chelsea"]
+    duplicates = dedup.group_duplicates(relations, audits, "duplicate")
+    assert {kept for kept, _ in duplicates.values()} == {"chelsea"}
+    why = {i: dedup.why_kept(audits["chelsea"], audits[i]) for i in duplicates}
+    assert why["chelsea (brighter 15%)"].startswith("fewer gaps between tone levels (7% of its levels' range unused")
+    assert why["chelsea (contrast +15%)"].startswith("more tone levels")
+    assert why["chelsea (darker 15%)"].startswith("more tone levels")

@@ -61,9 +61,23 @@ def tone_levels(image: Image.Image) -> int:
     return int(sum(np.count_nonzero(np.bincount(pixels[:, c], minlength=256)) for c in range(3)))
 
 
+def level_gaps(image: Image.Image) -> float:
+    """The share of the levels between each channel's darkest and brightest value that no pixel
+    uses. A photo's histogram is continuous; a brightening or a raised contrast of an 8-bit photo
+    spreads its levels apart and leaves every few levels empty (the histogram's comb)."""
+    pixels = np.asarray(image).reshape(-1, 3)
+    unused = span = 0
+    for c in range(3):
+        used = np.flatnonzero(np.bincount(pixels[:, c], minlength=256))
+        if len(used):
+            span += int(used[-1] - used[0] + 1)
+            unused += int(used[-1] - used[0] + 1 - len(used))
+    return unused / span if span else 0.0
+
+
 def measure(image: Image.Image) -> dict:
-    """Size, content (inside plain borders), sharpness and tone levels of the content, exposure
-    clipping and a pixel digest of an RGB image."""
+    """Size, content (inside plain borders), sharpness, contrast (grey std), tone levels, gaps between
+    levels and exposure clipping of the content, and a pixel digest of an RGB image."""
     box = content_box(image)
     content = image.crop(box)
     scale = min(1.0, SHARPNESS_SHORT_SIDE / min(content.size))
@@ -74,15 +88,18 @@ def measure(image: Image.Image) -> dict:
     )
     gray = np.asarray(small.convert("L"))
     luma = np.asarray(image.convert("L"))
+    content_luma = np.asarray(content.convert("L"))  # clipping is the picture's, not its borders'
     return {
         "width": image.width,
         "height": image.height,
         "content_size": [box[2] - box[0], box[3] - box[1]],
         "sharpness": round(sharpness(gray), 2),
+        "contrast": round(float(gray.std()), 2),  # of the same copy: sharpness rises with contrast squared
         "tone_levels": tone_levels(content),
+        "level_gaps": round(level_gaps(content), 4),
         "mean_luma": round(float(luma.mean()), 2),
-        "highlight_clip": round(float((luma >= 250).mean()), 5),
-        "shadow_clip": round(float((luma <= 5).mean()), 5),
+        "highlight_clip": round(float((content_luma >= 250).mean()), 5),
+        "shadow_clip": round(float((content_luma <= 5).mean()), 5),
         "pixel_sha256": hashlib.sha256(image.tobytes()).hexdigest(),
     }
 
