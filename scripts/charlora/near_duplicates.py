@@ -73,6 +73,9 @@ FILL_MIN_SHARE = 0.003  # of a picture: less beyond the other's frame is nothing
 FILL_LEVELS = 12  # of 255: a fill's pixels lie this close to its median colour (JPEG noise included)
 FILL_FLAT = 1.5  # of 255: a fill's grey std over 3x3 pixels at most (a photo's noise has more)
 FILL_SHARE = 0.9  # of the pixels beyond the other's frame, for them to be a fill
+# A rotation's wedges (at most MAX_ROTATION) are four separate corner triangles, a quarter of the frame
+# at most (a square turned 10 degrees on a canvas grown to hold it); a plain backdrop is more, or one piece.
+FILL_MAX_AREA = 0.3
 
 
 @dataclass
@@ -89,8 +92,9 @@ class Photo:
 def corner_fill(pixels: np.ndarray) -> np.ndarray | None:
     """The flat fill in a picture's corners (a rotation's wedges, the rest of a box around a turned
     picture): the flat pixels (no texture, not even noise: FILL_FLAT) within FILL_LEVELS of the
-    corners' colour, joined to a corner, where all four corners have that colour; None when they do
-    not (most photos)."""
+    corners' colour, joined to a corner, where all four corners have that colour, each its own
+    piece, and they cover no more of the frame than wedges do (FILL_MAX_AREA); None otherwise (most
+    photos, and a picture on a plain backdrop)."""
     corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]].astype(np.int16)
     colour = np.median(corners, axis=0)
     if np.abs(corners - colour).max() > FILL_LEVELS:
@@ -103,6 +107,8 @@ def corner_fill(pixels: np.ndarray) -> np.ndarray | None:
     touching = np.unique(labels[[0, 0, -1, -1], [0, -1, 0, -1]])
     fill = np.isin(labels, touching[touching > 0])
     if fill.any() and grey[fill].std() > 2 * FILL_FLAT:  # one colour throughout, not a smooth dim picture
+        return None
+    if len(set(touching.tolist()) - {0}) < 4 or fill.mean() > FILL_MAX_AREA:  # a plain backdrop, not wedges
         return None
     return fill
 
