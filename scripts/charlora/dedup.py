@@ -210,14 +210,10 @@ def build_table(
             rows.append(DedupRow(audit["file"], image_id, REJECTED, reason=audit["reason"]))
         elif image_id in duplicates:
             kept, relation = duplicates[image_id]
-            via = (
-                ""
-                if kept in (relation.a, relation.b)
-                else f" (through {relation.b if relation.a == image_id else relation.a})"
-            )
+            partner = relation.b if relation.a == image_id else relation.a  # the photo it was measured against
+            via = "" if kept in (relation.a, relation.b) else f" (through {partner})"
             if relation.fill_only == image_id:
-                measured_against = audits[relation.b if relation.a == image_id else relation.a]["file"]
-                why = turned_words(relation, audit["file"], measured_against)
+                why = turned_words(relation, audit["file"], audits[partner]["file"])
             else:
                 why = why_kept(audits[kept], audit)
             rows.append(

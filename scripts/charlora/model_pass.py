@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -90,9 +89,9 @@ def fingerprint(files: list[str | Path], cache: str | Path) -> str:
     return h.hexdigest()
 
 
-def entry_key(image: str | Path, model: str, settings: dict) -> str:
-    """The cache key of one photo's model output."""
-    what = {"image": file_sha256(image), "model": model, "settings": settings}
+def entry_key(image_sha256: str, model: str, settings: dict) -> str:
+    """The cache key of one photo's model output (`image_sha256`: the SHA-256 of the photo's bytes)."""
+    what = {"image": image_sha256, "model": model, "settings": settings}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
@@ -137,7 +136,7 @@ def photo_output(
 
     image = Path(image)
     model = fingerprint(model_files, cache)
-    path = entry_path(kind, cache, entry_key(image, model, settings))
+    path = entry_path(kind, cache, entry_key(file_sha256(image), model, settings))
     if path.is_file():
         return kind.read(path), "from the cache"
     with locked(Path(cache) / kind.folder), tempfile.TemporaryDirectory(prefix="charlora-batch-") as held:
@@ -146,16 +145,17 @@ def photo_output(
         batch = {path: image}
         for other in others():
             # Another photo may be rewritten meanwhile by its ingest job (Snakemake first deletes the
-            # old file): a copy under its own name is hashed and run, so the key and the output come
-            # from the same bytes, and a photo that is not there now is left to its own job.
-            held_copy = Path(held) / other.name
+            # old file): its bytes are read once, hashed, and run from a copy under its own name, so
+            # the key and the output come from the same bytes; a photo not there now is left to its job.
             try:
-                shutil.copyfile(other, held_copy)
+                data = other.read_bytes()
             except FileNotFoundError:
                 continue
-            other_path = entry_path(kind, cache, entry_key(held_copy, model, settings))
-            if not other_path.is_file():
-                batch.setdefault(other_path, held_copy)
+            other_path = entry_path(kind, cache, entry_key(hashlib.sha256(data).hexdigest(), model, settings))
+            if other_path not in batch and not other_path.is_file():
+                held_copy = Path(held) / other.name
+                held_copy.write_bytes(data)
+                batch[other_path] = held_copy
         started = time.perf_counter()
         compute = load()
         loaded = time.perf_counter()

@@ -108,7 +108,7 @@ def corner_fill(pixels: np.ndarray) -> np.ndarray | None:
     fill = np.isin(labels, touching[touching > 0])
     if fill.any() and grey[fill].std() > 2 * FILL_FLAT:  # one colour throughout, not a smooth dim picture
         return None
-    if len(set(touching.tolist()) - {0}) < 4 or fill.mean() > FILL_MAX_AREA:  # a plain backdrop, not wedges
+    if np.count_nonzero(touching) < 4 or fill.mean() > FILL_MAX_AREA:  # a plain backdrop, not wedges
         return None
     return fill
 
