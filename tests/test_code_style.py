@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = ["scripts", "tests", "benchmarks"]
+FOLDERS = ["scripts", "tests", "benchmarks", "tools"]
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:
@@ -16,7 +16,7 @@ def ruff(*args: str) -> subprocess.CompletedProcess:
 
 def test_the_code_is_formatted_and_lint_clean():
     """`ruff format` (line length 120) leaves every file as it is, and `ruff check` (pycodestyle, pyflakes)
-    finds nothing. Fix with: .venv/bin/python -m ruff format scripts tests benchmarks"""
+    finds nothing. Fix with: .venv/bin/python -m ruff format scripts tests benchmarks tools"""
     formatted = ruff("format", "--check")
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
     checked = ruff("check", "--output-format", "concise")

@@ -17,13 +17,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUBJECT = "mira"
-SKIN, HAIR, EYE = (226, 182, 152), (64, 42, 30), (52, 86, 60)
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a drawn person looks like apart from the outfit: skin, hair and eye colours (RGB)."""
+
+    skin: tuple[int, int, int]
+    hair: tuple[int, int, int]
+    eye: tuple[int, int, int]
+
+
+MIRA = Look(skin=(226, 182, 152), hair=(64, 42, 30), eye=(52, 86, 60))
 OUTFITS = {
     "red dress": ((178, 34, 44), (178, 34, 44)),
     "blue shirt": ((52, 86, 160), (40, 40, 48)),
     "white t-shirt": ((236, 236, 230), (62, 84, 130)),
     "green sweater": ((60, 120, 72), (70, 60, 52)),
 }
+# The backdrops demo_render draws.
+BACKDROPS = ("grey studio", "beige gradient", "blue wall", "sky", "park", "beach", "brick wall")
 # Output size (width, height) and the crop height in head heights for each framing.
 WINDOW_HEADS = {"close_up": 2.0, "mid_shot": 4.3, "full_body": 8.8}
 
@@ -42,6 +55,7 @@ class Shot:
     special: str = ""  # exif-rotated | cmyk | palette
     caption: str = ""  # a hand-written caption goes to captions/<stem>.txt
     seed: int = 0
+    look: Look = MIRA
 
 
 SHOTS = (

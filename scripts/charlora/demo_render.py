@@ -10,12 +10,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from charlora import atomic
 from charlora.demo import (
-    EYE,
-    HAIR,
     HAND_MASKED_BACKGROUNDS,
     OUTFITS,
     SHOTS,
-    SKIN,
     TOO_SMALL,
     TRUNCATED,
     WINDOW_HEADS,
@@ -72,6 +69,7 @@ def _limb(draw, a, b, width, fill):
 def _draw_figure(image: Image.Image, shot: Shot, cx: float, top: float) -> None:
     d = ImageDraw.Draw(image)
     u = HEAD
+    skin = shot.look.skin
     top_colour, bottom_colour = OUTFITS[shot.outfit]
     sitting = shot.pose == "sitting"
     shoulder_y, hip_y = top + 1.35 * u, top + 3.7 * u
@@ -109,7 +107,7 @@ def _draw_figure(image: Image.Image, shot: Shot, cx: float, top: float) -> None:
             ],
             fill=top_colour,
         )
-    d.rectangle([cx - 0.16 * u, top + 0.9 * u, cx + 0.16 * u, shoulder_y + 0.1 * u], fill=SKIN)  # neck
+    d.rectangle([cx - 0.16 * u, top + 0.9 * u, cx + 0.16 * u, shoulder_y + 0.1 * u], fill=skin)  # neck
     # arms
     arm_w, sleeve = int(0.3 * u), top_colour
     for side in (-1, 1):
@@ -130,18 +128,19 @@ def _draw_figure(image: Image.Image, shot: Shot, cx: float, top: float) -> None:
             elbow = (shoulder[0] + side * 0.2 * u, shoulder[1] + 1.3 * u)
             hand = (elbow[0] + side * 0.05 * u, elbow[1] + 1.2 * u)
         _limb(d, shoulder, elbow, arm_w, sleeve)
-        _limb(d, elbow, hand, int(0.24 * u), SKIN)
+        _limb(d, elbow, hand, int(0.24 * u), skin)
     _draw_face(d, shot, cx, top)
 
 
 def _draw_face(d: ImageDraw.ImageDraw, shot: Shot, cx: float, top: float) -> None:
     u = HEAD
+    look = shot.look
     fw, fh = 0.72 * u, 0.95 * u
     fy = top + 0.05 * u
-    d.ellipse([cx - fw / 2 - 0.1 * u, fy - 0.12 * u, cx + fw / 2 + 0.1 * u, fy + 0.75 * fh], fill=HAIR)
-    d.ellipse([cx - fw / 2, fy, cx + fw / 2, fy + fh], fill=SKIN)
+    d.ellipse([cx - fw / 2 - 0.1 * u, fy - 0.12 * u, cx + fw / 2 + 0.1 * u, fy + 0.75 * fh], fill=look.hair)
+    d.ellipse([cx - fw / 2, fy, cx + fw / 2, fy + fh], fill=look.skin)
     d.chord(
-        [cx - fw / 2 - 0.02 * u, fy - 0.1 * u, cx + fw / 2 + 0.02 * u, fy + 0.45 * fh], 180, 360, fill=HAIR
+        [cx - fw / 2 - 0.02 * u, fy - 0.1 * u, cx + fw / 2 + 0.02 * u, fy + 0.45 * fh], 180, 360, fill=look.hair
     )  # fringe
     eye_y = fy + 0.42 * fh
     brow_lift = {"surprised": 0.05, "serious": -0.02}.get(shot.expression, 0.0) * u
@@ -151,7 +150,7 @@ def _draw_face(d: ImageDraw.ImageDraw, shot: Shot, cx: float, top: float) -> Non
             [ex - 0.1 * u, eye_y - 0.12 * u - brow_lift, ex + 0.1 * u, eye_y - 0.09 * u - brow_lift], fill=(60, 40, 32)
         )
         d.ellipse([ex - 0.08 * u, eye_y - 0.04 * u, ex + 0.08 * u, eye_y + 0.04 * u], fill=(245, 245, 245))
-        d.ellipse([ex - 0.04 * u, eye_y - 0.04 * u, ex + 0.04 * u, eye_y + 0.04 * u], fill=EYE)
+        d.ellipse([ex - 0.04 * u, eye_y - 0.04 * u, ex + 0.04 * u, eye_y + 0.04 * u], fill=look.eye)
     d.polygon([(cx, eye_y), (cx - 0.05 * u, eye_y + 0.2 * u), (cx + 0.05 * u, eye_y + 0.2 * u)], fill=(200, 150, 124))
     my = eye_y + 0.31 * u
     lips = (160, 70, 70)
@@ -163,14 +162,35 @@ def _draw_face(d: ImageDraw.ImageDraw, shot: Shot, cx: float, top: float) -> Non
         d.rectangle([cx - 0.11 * u, my, cx + 0.11 * u, my + 0.025 * u], fill=lips)
 
 
-def _apply_light(image: Image.Image, light: str) -> Image.Image:
+def _apply_light(image: Image.Image, light: str, left: int) -> Image.Image:
+    """The light on a crop of the canvas whose left edge is at canvas column `left` (side light
+    falls off across the whole canvas)."""
     arr = np.asarray(image, dtype=np.float64)
     w = arr.shape[1]
     if light == "side light":
-        arr = arr * np.linspace(1.15, 0.6, w)[None, :, None]
+        arr = arr * np.linspace(1.15, 0.6, CANVAS[0])[left : left + w][None, :, None]
     elif light == "backlight":
         arr = arr * 0.75 + 30
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def _crop_box(framing: str, size: tuple[int, int], cx: float, top: float, shift: float) -> tuple[int, ...]:
+    """The canvas box of a `framing` shot of `size`, for a figure centred at `cx` whose head starts at
+    `top`, moved sideways by `shift` of the box's width."""
+    out_w, out_h = size
+    crop_h = WINDOW_HEADS[framing] * HEAD
+    crop_w = crop_h * out_w / out_h
+    head_mid = top + 0.5 * HEAD
+    y0 = {"close_up": head_mid - 0.45 * crop_h, "mid_shot": top - 0.35 * HEAD, "full_body": top - 0.6 * HEAD}[framing]
+    x0 = cx - crop_w / 2 - shift * crop_w
+    return round(x0), round(y0), round(x0 + crop_w), round(y0 + crop_h)
+
+
+def max_shift(framing: str, size: tuple[int, int]) -> float:
+    """The largest sideways shift (share of the crop's width) at which a `framing` shot of `size` stays
+    on the canvas wherever the figure stands; negative where it cannot fit at all."""
+    crop_w = WINDOW_HEADS[framing] * HEAD * size[0] / size[1]
+    return (CANVAS[0] / 2 - 40 - crop_w / 2) / crop_w - 0.04
 
 
 def render(shot: Shot, mask: bool = False) -> Image.Image:
@@ -184,22 +204,26 @@ def render(shot: Shot, mask: bool = False) -> Image.Image:
     if mask:
         canvas = Image.new("RGB", CANVAS, (0, 0, 0))  # every figure colour is brighter than black
     _draw_figure(canvas, shot, cx, top)
-    if not mask:
-        canvas = _apply_light(canvas, shot.light)
-    out_w, out_h = shot.size
-    crop_h = WINDOW_HEADS[shot.framing] * HEAD
-    crop_w = crop_h * out_w / out_h
-    head_mid = top + 0.5 * HEAD
-    y0 = {"close_up": head_mid - 0.45 * crop_h, "mid_shot": top - 0.35 * HEAD, "full_body": top - 0.6 * HEAD}[
-        shot.framing
-    ]
-    x0 = cx - crop_w / 2 - (shot.shift + rng.uniform(-0.04, 0.04)) * crop_w
-    image = canvas.crop((round(x0), round(y0), round(x0 + crop_w), round(y0 + crop_h)))
+    box = _crop_box(shot.framing, shot.size, cx, top, shot.shift + rng.uniform(-0.04, 0.04))
+    image = canvas.crop(box)
     if mask:
         return image.convert("L").point(lambda v: 255 if v > 0 else 0).resize(shot.size, Image.LANCZOS)
+    image = _apply_light(image, shot.light, box[0])
     image = image.resize(shot.size, Image.LANCZOS).filter(ImageFilter.GaussianBlur(0.6))
-    noise = rng.normal(0, 3.0, (out_h, out_w, 3))
+    noise = rng.normal(0, 3.0, (shot.size[1], shot.size[0], 3))
     return Image.fromarray(np.clip(np.asarray(image, dtype=np.float64) + noise, 0, 255).astype(np.uint8), "RGB")
+
+
+def backdrop_crop(
+    background: str, framing: str, light: str, shift: float, seed: int, size: tuple[int, int]
+) -> Image.Image:
+    """The backdrop alone as `render` frames and lights it (no figure, no blur or noise), at `size`:
+    what pixel_probe holds a sample's backdrop against."""
+    rng = np.random.default_rng(seed)
+    canvas = _background(background, rng)
+    cx, top = CANVAS[0] / 2 + rng.uniform(-40, 40), 180.0
+    box = _crop_box(framing, size, cx, top, shift)
+    return _apply_light(canvas.crop(box), light, box[0]).resize(size, Image.BOX)
 
 
 # --- writing the dataset ------------------------------------------------------------------------

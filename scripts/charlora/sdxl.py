@@ -32,7 +32,18 @@ from charlora.atomic import atomic_path
 from charlora.config import pickle_refusal
 
 MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "config" / "models"
-UNET_CHANNELS = {320: "sdxl", 32: "tiny"}  # conv_in output channels -> shipped config
+# Two UNet weights whose shapes tell the shipped configs apart: conv_in's output channels (the first
+# block's width) and the middle block's first conv (the last block's width).
+CONV_IN, MIDDLE_CONV = "input_blocks.0.0.weight", "middle_block.0.in_layers.2.weight"
+
+
+def shipped_configs() -> dict[tuple[int, int], str]:
+    """(first block width, last block width) -> the name of the shipped config folder with that UNet."""
+    widths = {}
+    for folder in sorted(MODEL_CONFIGS.iterdir()):
+        channels = json.loads((folder / "unet" / "config.json").read_text())["block_out_channels"]
+        widths[channels[0], channels[-1]] = folder.name
+    return widths
 
 
 class ModelError(Exception):
@@ -70,7 +81,8 @@ def tokenizers():
 
 
 def check_base_model(path: str | os.PathLike) -> str:
-    """Which shipped config fits the model at `path` ('sdxl' or 'tiny'); ModelError if it cannot be used."""
+    """Which shipped config fits the model at `path` ('sdxl', 'tiny' or 'miniature'); ModelError if it
+    cannot be used."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"base model {path}: no such file or folder")
@@ -88,10 +100,11 @@ def check_base_model(path: str | os.PathLike) -> str:
     try:
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
-            conv_in = (
-                f.get_slice(ldm_layout.UNET_PREFIX + "input_blocks.0.0.weight").get_shape()
-                if ldm_layout.UNET_PREFIX + "input_blocks.0.0.weight" in keys
+            conv_in, middle = (
+                f.get_slice(ldm_layout.UNET_PREFIX + name).get_shape()[0]
+                if ldm_layout.UNET_PREFIX + name in keys
                 else None
+                for name in (CONV_IN, MIDDLE_CONV)
             )
     except Exception as exc:  # safetensors raises its own error types for bad headers
         raise ModelError(f"base model {path}: not a readable .safetensors file ({exc})") from None
@@ -109,12 +122,13 @@ def check_base_model(path: str | os.PathLike) -> str:
             f"base model {path}: {kind} (no {ldm_layout.TEXT_ENCODER_2_PREFIX}* keys); "
             "charlora fine-tunes SDXL base models"
         )
-    if conv_in is None or conv_in[0] not in UNET_CHANNELS:
+    configs = shipped_configs()
+    if (conv_in, middle) not in configs:
         raise ModelError(
-            f"base model {path}: UNet input channels {conv_in and conv_in[0]} match no shipped "
-            f"config ({', '.join(UNET_CHANNELS.values())}) in {MODEL_CONFIGS}"
+            f"base model {path}: a UNet {conv_in} channels wide at its input and {middle} in its middle "
+            f"matches no shipped config ({', '.join(configs.values())}) in {MODEL_CONFIGS}"
         )
-    return UNET_CHANNELS[conv_in[0]]
+    return configs[conv_in, middle]
 
 
 def config_dir(path: str | os.PathLike) -> Path:

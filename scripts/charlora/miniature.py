@@ -1,0 +1,425 @@
+"""The miniature world: people drawn by demo_render.py who are not mira, with captions in the caption
+vocabulary, and the pretraining of a small SDXL-layout base model on them (its VAE, then its UNet),
+so that the demo fine-tunes a model that already draws people and follows prompts.
+
+scripts/pretrain_miniature.py runs it; it is not part of the workflow's graph (an edit here must never
+start a two-hour job). Everything random comes from generators seeded by (seed, what, index), and the
+script fixes the number of CPU threads, so the same settings give the same weights on a machine of
+the same kind.
+
+Per VAE step (AutoencoderKL, the SD recipe without its adversarial and perceptual terms):
+    z ~ q(z | x) = N(μ(x), σ(x)²)        loss = mean |decode(z) - x| + mean (decode(z) - x)² + β KL(q || N(0, I))
+Per UNet step: the fine-tune's loss (diffusion.py, epsilon prediction on SDXL's schedule), on the VAE's
+latents (μ, scaled to unit variance) and the frozen text encoders' embeddings of each caption; a
+caption is dropped (zero embeddings: what the sampler's empty negative prompt is) with
+`caption_dropout`, so that classifier-free guidance has an unconditional model to push away from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from charlora import demo
+from charlora.demo import Look, Shot
+
+log = logging.getLogger("charlora.miniature")
+
+# What the world's people look like. mira's trait (demo.MIRA's hair) is none of these.
+SKINS = ((241, 210, 185), (226, 182, 152), (198, 150, 110), (160, 110, 75), (112, 74, 50))
+HAIRS = ((28, 24, 22), (122, 84, 48), (200, 164, 100), (140, 62, 34), (156, 156, 156))
+EYES = ((52, 86, 60), (60, 90, 150), (80, 55, 35), (90, 90, 90))
+LOOK_CHOICES = tuple(Look(skin, hair, eye) for skin in SKINS for hair in HAIRS for eye in EYES)
+POSES = ("standing", "waving", "hands on hips", "arms crossed", "arms up", "walking", "sitting")
+EXPRESSIONS = ("smiling", "neutral", "serious", "surprised")
+LIGHTS = ("soft frontal light", "side light", "backlight")
+FRAMINGS = ("close_up", "mid_shot", "full_body")
+FRAMING_WORDS = {"close_up": "close-up", "mid_shot": "mid shot", "full_body": "full body"}
+SIZES = ((96, 128), (128, 128), (128, 96))  # (width, height): portrait, square, landscape
+DRAW_SCALE = 4  # drawn at 4x and downscaled, as the demo's photos are for training at 128 px
+CLASS_WORD = "person"  # what a caption of the world starts with (the demo's start with "mira")
+
+
+def person(seed: int, index: int) -> Shot:
+    """The world's picture number `index`: a random person, outfit, pose, backdrop, light and framing."""
+    from charlora.demo_render import max_shift
+
+    rng = np.random.default_rng([seed, index])
+    width, height = SIZES[rng.integers(len(SIZES))]
+    size = (width * DRAW_SCALE, height * DRAW_SCALE)
+    framings = [f for f in FRAMINGS if max_shift(f, size) >= 0]  # a wide full-body shot is off the canvas
+    framing = framings[rng.integers(len(framings))]
+    limit = min(0.2, max_shift(framing, size))
+    return Shot(
+        name=f"person_{index:05d}.png",
+        framing=framing,
+        pose=POSES[rng.integers(len(POSES))],
+        expression=EXPRESSIONS[rng.integers(len(EXPRESSIONS))],
+        outfit=list(demo.OUTFITS)[rng.integers(len(demo.OUTFITS))],
+        background=demo.BACKDROPS[rng.integers(len(demo.BACKDROPS))],
+        light=LIGHTS[rng.integers(len(LIGHTS))],
+        size=size,
+        shift=float(rng.uniform(-limit, limit)),
+        seed=int(rng.integers(2**31)),
+        look=LOOK_CHOICES[rng.integers(len(LOOK_CHOICES))],
+    )
+
+
+def caption(shot: Shot, subject: str = CLASS_WORD) -> str:
+    """The caption of a drawn shot in the guide's format (caption_slots.yaml's order and words):
+    subject, pose, expression, lighting, clothing, background, composition."""
+    expression = "neutral expression" if shot.expression == "neutral" else shot.expression
+    parts = [subject, shot.pose, expression, shot.light, shot.outfit, f"{shot.background} background"]
+    return ", ".join(parts + [FRAMING_WORDS[shot.framing]])
+
+
+def picture(shot: Shot) -> Image.Image:
+    """The shot drawn and downscaled to its training size (a quarter of its drawn size)."""
+    from charlora.demo_render import render
+
+    size = (shot.size[0] // DRAW_SCALE, shot.size[1] // DRAW_SCALE)
+    return render(shot).resize(size, Image.Resampling.LANCZOS)
+
+
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB in [-1, 1], (3, h, w)."""
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+
+
+def as_image(tensor: torch.Tensor) -> Image.Image:
+    array = ((tensor.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the miniature base is made (scripts/pretrain_miniature.py's options)."""
+
+    pictures: int = 6000
+    vae_steps: int = 1500
+    vae_batch: int = 16
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-6
+    unet_steps: int = 6000
+    unet_batch: int = 32
+    unet_lr: float = 1e-3
+    caption_dropout: float = 0.1
+    warmup: int = 200
+    seed: int = 0
+    threads: int = 2
+    device: str = "cpu"  # the committed weights are made on the CPU; cuda to try settings quickly
+
+
+def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
+    """Linear warmup to `peak`, then a cosine down to a tenth of it."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def by_size(shots: list[Shot]) -> dict[tuple[int, int], list[int]]:
+    """The indices of `shots` grouped by training size (a batch holds one size)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, shot in enumerate(shots):
+        groups.setdefault((shot.size[0] // DRAW_SCALE, shot.size[1] // DRAW_SCALE), []).append(i)
+    return groups
+
+
+def batches(groups: dict[tuple[int, int], list[int]], batch: int, seed: int, what: str, step: int) -> list[int]:
+    """Step `step`'s batch: a size drawn in proportion to its pictures, then `batch` of them."""
+    rng = np.random.default_rng([seed, sum(map(ord, what)), step])
+    sizes = sorted(groups)
+    counts = np.array([len(groups[s]) for s in sizes], dtype=np.float64)
+    members = groups[sizes[rng.choice(len(sizes), p=counts / counts.sum())]]
+    return [members[i] for i in rng.choice(len(members), size=min(batch, len(members)), replace=False)]
+
+
+def train_vae(vae, images: list[torch.Tensor], groups, settings: Settings, progress) -> list[float]:
+    """The VAE's steps (AdamW): reconstruction (L1 + L2) and a weak KL term. Returns the losses."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.vae_lr, weight_decay=0.0)
+    losses = []
+    vae.train()
+    for step in progress(range(settings.vae_steps), desc="VAE"):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, settings.vae_steps, settings.vae_lr, settings.warmup)
+        chosen = batches(groups, settings.vae_batch, settings.seed, "vae", step)
+        x = torch.stack([images[i] for i in chosen]).to(settings.device)
+        posterior = vae.encode(x).latent_dist
+        g = torch.Generator().manual_seed(settings.seed * 7919 + step)
+        noise = torch.randn(posterior.mean.shape, generator=g).to(settings.device)
+        z = posterior.mean + posterior.std * noise
+        reconstruction = vae.decode(z).sample
+        error = reconstruction - x
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = error.abs().mean() + (error**2).mean() + settings.kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    vae.eval()
+    return losses
+
+
+@torch.no_grad()
+def encode_latents(vae, images: list[torch.Tensor], groups, device: str) -> tuple[list[torch.Tensor], float]:
+    """Each picture's latent mean, and the scaling factor that gives them unit variance (SD's recipe)."""
+    means: list[torch.Tensor | None] = [None] * len(images)
+    for indices in groups.values():
+        for first in range(0, len(indices), 64):
+            chunk = indices[first : first + 64]
+            mean = vae.encode(torch.stack([images[i] for i in chunk]).to(device)).latent_dist.mean
+            for i, m in zip(chunk, mean.cpu()):
+                means[i] = m
+    std = float(torch.cat([m.flatten() for m in means]).std())
+    return means, 1.0 / std
+
+
+@torch.no_grad()
+def encode_captions(model, captions: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """The frozen text encoders' embeddings of each distinct caption (sdxl.encode_prompt)."""
+    from charlora.sdxl import encode_prompt
+
+    return {text: encode_prompt(model, text, torch.device("cpu")) for text in sorted(set(captions))}
+
+
+def train_unet(unet, optimizer, steps: range, data, scheduler, settings: Settings, progress) -> list[float]:
+    """The UNet's `steps` (AdamW, epsilon prediction, uniform timesteps). Returns their losses.
+    `data`: (latents, embeddings by caption, captions, sizes, groups)."""
+    from charlora.diffusion import add_noise
+
+    latents, embeddings, captions, sizes, groups = data
+    alphas_cumprod = scheduler.alphas_cumprod
+    device = settings.device
+    losses = []
+    unet.train()
+    for step in progress(steps, desc="UNet"):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, settings.unet_steps, settings.unet_lr, settings.warmup)
+        chosen = batches(groups, settings.unet_batch, settings.seed, "unet", step)
+        g = torch.Generator().manual_seed(settings.seed * 104729 + step)
+        x0 = torch.stack([latents[i] for i in chosen])
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, len(alphas_cumprod), (len(chosen),), generator=g)
+        drop = torch.rand(len(chosen), generator=g) < settings.caption_dropout
+        text = torch.stack([embeddings[captions[i]]["prompt_embeds"] for i in chosen])
+        pooled = torch.stack([embeddings[captions[i]]["pooled"] for i in chosen])
+        text[drop], pooled[drop] = 0.0, 0.0
+        w, h = sizes[chosen[0]]
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=torch.float32).repeat(len(chosen), 1)
+        pred = unet(
+            add_noise(x0, noise, t, alphas_cumprod).to(device),
+            t.to(device),
+            text.to(device),
+            added_cond_kwargs={"text_embeds": pooled.to(device), "time_ids": time_ids.to(device)},
+            return_dict=False,
+        )[0]
+        loss = ((pred - noise.to(device)) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    unet.eval()
+    return losses
+
+
+def world(settings: Settings) -> list[Shot]:
+    return [person(settings.seed, i) for i in range(settings.pictures)]
+
+
+def draw(shots: list[Shot], progress=lambda it, **kw: it, processes: int = 1) -> list[torch.Tensor]:
+    """Every shot drawn at its training size, as tensors (in order; the same with any `processes`)."""
+    if processes > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(processes) as pool:
+            pictures = list(progress(pool.imap(picture, shots, chunksize=16), total=len(shots), desc="drawing"))
+    else:
+        pictures = [picture(s) for s in progress(shots, desc="drawing")]
+    return [as_tensor(p) for p in pictures]
+
+
+def build(part: str, seed: int):
+    """A random miniature component ("unet", "vae" or "text_encoders"), its init seeded by `seed`."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from charlora.sdxl import MODEL_CONFIGS
+
+    folder = MODEL_CONFIGS / "miniature"
+    torch.manual_seed(seed)
+    if part == "unet":
+        return UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
+    if part == "vae":
+        return AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
+    te = CLIPTextModel(CLIPTextConfig.from_json_file(folder / "text_encoder" / "config.json"))
+    te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_json_file(folder / "text_encoder_2" / "config.json"))
+    return te.eval(), te2.eval()
+
+
+def probe_prompts(seed: int) -> list[tuple[str, Shot]]:
+    """One prompt per backdrop and outfit (the other slots drawn at random), as a person of the world."""
+    prompts = []
+    for b, backdrop in enumerate(demo.BACKDROPS):
+        for o, outfit in enumerate(demo.OUTFITS):
+            shot = replace(person(seed + 1, b * len(demo.OUTFITS) + o), background=backdrop, outfit=outfit)
+            prompts.append((caption(shot), shot))
+    return prompts
+
+
+@torch.no_grad()
+def probe(unet, vae, text_encoders, seeds: int, out, settings: Settings) -> dict:
+    """Sample the base once per probe prompt and seed (128 px square, Euler, 20 steps, CFG 5) and read
+    each sample with pixel_probe: the share with the prompted backdrop and with the prompted outfit."""
+    import diffusers
+
+    from charlora import pixel_probe
+    from charlora.sdxl import MODEL_CONFIGS, tokenizers
+
+    tokenizer, tokenizer_2 = tokenizers()
+    te, te2 = text_encoders
+    scheduler = diffusers.EulerDiscreteScheduler.from_pretrained(MODEL_CONFIGS / "miniature", subfolder="scheduler")
+    pipe = diffusers.StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=te,
+        text_encoder_2=te2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(settings.device)
+    rows = []
+    for text, shot in probe_prompts(settings.seed):
+        for seed in range(seeds):
+            g = torch.Generator().manual_seed(seed)
+            image = pipe(text, height=128, width=128, num_inference_steps=20, guidance_scale=5.0, generator=g).images[0]
+            name = f"{len(rows):03d}.png"
+            if out is not None:
+                image.save(out / name)
+            wanted = pixel_probe.asked(text)
+            reading = pixel_probe.read(image, wanted.framing)
+            alike = pixel_probe.backdrop_classes(wanted.framing, pixel_probe.aspect(image))[wanted.backdrop]
+            rows.append(
+                {
+                    "image": name,
+                    "prompt": text,
+                    "seed": seed,
+                    "read_backdrop": reading.backdrop,
+                    "read_outfit": reading.outfit,
+                    "backdrop_ok": reading.backdrop in alike,
+                    "outfit_ok": reading.outfit == wanted.outfit,
+                }
+            )
+    return {
+        "samples": len(rows),
+        "backdrop_recognised": sum(r["backdrop_ok"] for r in rows) / len(rows),
+        "outfit_recognised": sum(r["outfit_ok"] for r in rows) / len(rows),
+        "rows": rows,
+    }
+
+
+def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds: int = 4, probe_at=()) -> dict:
+    """Draw the world, train the VAE, then the UNet; write the weights, the losses and the probe."""
+    from charlora import ldm_layout
+    from charlora.sdxl import noise_scheduler, save_safetensors, MODEL_CONFIGS, tokenizers, SDXL
+
+    torch.set_num_threads(settings.threads)
+    figures: dict = {}
+    started = time.perf_counter()
+    shots = world(settings)
+    images = draw(shots, progress, processes=settings.threads)
+    groups = by_size(shots)
+    figures["draw_s"] = round(time.perf_counter() - started)
+    log.info("drew %d pictures in %d s", len(images), figures["draw_s"])
+
+    started = time.perf_counter()
+    vae = build("vae", settings.seed).to(settings.device)
+    vae_losses = train_vae(vae, images, groups, settings, progress)
+    latents, scaling = encode_latents(vae, images, groups, settings.device)
+    latents = [m * scaling for m in latents]
+    figures["vae_s"] = round(time.perf_counter() - started)
+    figures["vae_scaling_factor"] = round(scaling, 5)
+    with torch.no_grad():
+        sample = torch.stack([images[i] for i in groups[min(groups)][:16]]).to(settings.device)
+        error = (vae.decode(vae.encode(sample).latent_dist.mean).sample - sample).abs().mean() * 127.5
+    figures["vae_reconstruction_error_levels"] = round(float(error), 2)
+    log.info("VAE: %d s, scaling %.4f, reconstruction off by %.1f levels", figures["vae_s"], scaling, float(error))
+
+    started = time.perf_counter()
+    text_encoders = build("text_encoders", settings.seed)
+    tokenizer, tokenizer_2 = tokenizers()
+    model = SDXL(None, None, *text_encoders, tokenizer, tokenizer_2)
+    captions = [caption(s) for s in shots]
+    embeddings = encode_captions(model, captions)
+    unet = build("unet", settings.seed).to(settings.device)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=settings.unet_lr, weight_decay=0.01)
+    sizes = [(s.size[0] // DRAW_SCALE, s.size[1] // DRAW_SCALE) for s in shots]
+    data = (latents, embeddings, captions, sizes, groups)
+    scheduler = noise_scheduler(MODEL_CONFIGS / "miniature")
+    vae.config.scaling_factor = scaling
+    unet_losses: list[float] = []
+    for first, last in zip([0, *probe_at], [*probe_at, settings.unet_steps]):
+        unet_losses += train_unet(unet, optimizer, range(first, last), data, scheduler, settings, progress)
+        if last < settings.unet_steps:
+            early = probe(unet, vae, text_encoders, 1, None, settings)
+            figures[f"probe_at_{last}"] = {k: v for k, v in early.items() if k != "rows"}
+            log.info("probe at step %d: %s", last, figures[f"probe_at_{last}"])
+    figures["unet_s"] = round(time.perf_counter() - started)
+    log.info("UNet: %d s", figures["unet_s"])
+
+    state = ldm_layout.unet_to_ldm(unet.state_dict(), dict(unet.config))
+    state |= ldm_layout.vae_to_ldm(vae.state_dict(), dict(vae.config))
+    metadata = {
+        "charlora": "miniature SDXL-layout base: UNet and VAE (text encoders: random, seeded)",
+        "settings": json.dumps(dataclasses.asdict(settings), sort_keys=True),
+        "vae_scaling_factor": f"{scaling:.5f}",
+        "torch": torch.__version__,
+    }
+    save_safetensors({k: v.half() for k, v in sorted(state.items())}, out / "miniature.safetensors", metadata)
+    (out / "losses.json").write_text(json.dumps({"vae": vae_losses, "unet": unet_losses}) + "\n")
+
+    if not probe_seeds:
+        return figures
+    samples = out / "samples"
+    samples.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    result = probe(unet, vae, text_encoders, probe_seeds, samples, settings)
+    figures["probe_s"] = round(time.perf_counter() - started)
+    figures |= {k: v for k, v in result.items() if k != "rows"}
+    (out / "probe.json").write_text(json.dumps(figures | {"rows": result["rows"]}, indent=1) + "\n")
+    return figures
+
+
+def full_checkpoint(weights, out):
+    """A single-file SDXL checkpoint of the miniature base at `out`: the UNet and VAE of `weights`
+    (pretrain's file, fp16) in fp32, with the random text encoders it was trained with (built again
+    from its seed). Returns `out`."""
+    from safetensors import safe_open
+
+    from charlora import ldm_layout
+    from charlora.sdxl import save_safetensors
+
+    with safe_open(str(weights), framework="pt") as f:
+        metadata = f.metadata()
+        state = {k: f.get_tensor(k).float() for k in f.keys()}
+    seed = json.loads(metadata["settings"])["seed"]
+    te, te2 = build("text_encoders", seed)
+    state |= ldm_layout.text_encoder_to_ldm(te.state_dict()) | ldm_layout.text_encoder_2_to_ldm(te2.state_dict())
+    save_safetensors(
+        dict(sorted(state.items())),
+        out,
+        metadata={"charlora": "miniature SDXL-layout base (pretrained UNet and VAE, random text encoders)"}
+        | {k: metadata[k] for k in ("settings", "vae_scaling_factor", "torch")},
+    )
+    return out

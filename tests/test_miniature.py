@@ -1,0 +1,86 @@
+"""The miniature world (miniature.py) and the pixel probe that reads its pictures (pixel_probe.py):
+the world's pictures are what the renderer draws, captioned in the caption vocabulary; the probe
+reads the backdrop and outfit the renderer drew; the pretraining gives the same bytes twice."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from charlora import demo, demo_render, miniature, pixel_probe, sdxl
+from charlora.captions import Vocabulary
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def world():
+    """40 pictures of the world (seed 11: not the pretraining's) with what was drawn."""
+    shots = [miniature.person(11, i) for i in range(40)]
+    return [(shot, miniature.picture(shot)) for shot in shots]
+
+
+def test_the_world_is_drawn_whole_in_three_shapes_and_captioned_in_the_vocabulary(world):
+    vocabulary = Vocabulary.load(REPO / "config" / "caption_slots.yaml")
+    assert {picture.size for _, picture in world} == set(miniature.SIZES)
+    for shot, picture in world:
+        assert shot == miniature.person(11, int(shot.name[7:12]))  # the same person from the same seed
+        assert shot.look != demo.MIRA and shot.look.hair != demo.MIRA.hair
+        tags = miniature.caption(shot).split(", ")
+        assert tags[0] == miniature.CLASS_WORD
+        assert [vocabulary.slot_of(vocabulary.canonical(t)) for t in tags[1:]] == vocabulary.order
+        # on the canvas: no column of the padding black that a crop beyond the canvas leaves
+        columns = np.asarray(picture).max(axis=(0, 2))
+        assert columns.min() > 20, f"{shot} drawn beyond the canvas"
+
+
+def test_the_probe_reads_the_backdrop_and_outfit_the_renderer_drew(world):
+    backdrops = outfits = 0
+    for shot, picture in world:
+        reading = pixel_probe.read(picture, shot.framing)
+        alike = pixel_probe.backdrop_classes(shot.framing, pixel_probe.aspect(picture))[shot.background]
+        backdrops += reading.backdrop in alike
+        outfits += reading.outfit == shot.outfit
+    assert backdrops >= 0.95 * len(world)
+    assert outfits >= 0.9 * len(world)
+
+
+def test_adherence_is_the_share_of_the_prompted_backdrop_and_outfit_shown(world):
+    shot, picture = next((s, p) for s, p in world if s.background == "brick wall" and s.framing != "close_up")
+    other_outfit = next(o for o in demo.OUTFITS if o != shot.outfit)
+    assert pixel_probe.adherence(picture, miniature.caption(shot)) == 1.0
+    assert pixel_probe.adherence(picture, miniature.caption(shot).replace(shot.outfit, other_outfit)) == 0.5
+    assert pixel_probe.adherence(picture, "mira, smiling") is None  # nothing the probe reads
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    assert pixel_probe.adherence(noise, "mira, red dress, grey studio background, mid shot") in (0.0, 0.5, 1.0)
+    assert pixel_probe.asked("Mira, Blue Shirt, sky background, close-up") == pixel_probe.Asked(
+        "sky", "blue shirt", "close_up"
+    )
+
+
+def test_pretraining_gives_the_same_weights_twice_and_a_file_charlora_reads_as_the_miniature(tmp_path):
+    settings = miniature.Settings(
+        pictures=12, vae_steps=2, vae_batch=4, unet_steps=2, unet_batch=4, warmup=1, threads=1
+    )
+    first = miniature.pretrain(settings, tmp_path / "a", probe_seeds=0)
+    miniature.pretrain(settings, tmp_path / "b", probe_seeds=0)
+    a, b = (tmp_path / run / "miniature.safetensors" for run in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
+    assert first["vae_scaling_factor"] > 0
+    losses = json.loads((tmp_path / "a" / "losses.json").read_text())
+    assert len(losses["vae"]) == 2 and len(losses["unet"]) == 2
+    assert sdxl.check_base_model(miniature.full_checkpoint(a, tmp_path / "full.safetensors")) == "miniature"
+
+
+def test_a_shot_within_max_shift_stays_on_the_canvas():
+    for framing in demo.WINDOW_HEADS:
+        for size in ((384, 512), (512, 512), (512, 384)):
+            limit = demo_render.max_shift(framing, size)
+            if limit < 0:
+                continue
+            for cx in (demo_render.CANVAS[0] / 2 - 40, demo_render.CANVAS[0] / 2 + 40):
+                for shift in (-limit - 0.04, limit + 0.04):
+                    left, _, right, _ = demo_render._crop_box(framing, size, cx, 180.0, shift)
+                    assert 0 <= left and right <= demo_render.CANVAS[0], (framing, size, cx, shift)
