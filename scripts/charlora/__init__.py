@@ -7,7 +7,8 @@ used by one stage only carries the stage's name (train_data, lora_verify) or is 
 
 rules/dataset.smk   dataset (listing), images (reading, EXIF, fingerprints), audit, framing, dedup,
                     near_duplicates (the geometric check), stale (files of photos no longer kept), split,
-                    report, onetrainer (the export); demo, demo_render (the demo's photos)
+                    report, onetrainer (the export); demo, demo_render (the demo's photos), miniature
+                    (the world the demo's base is pretrained on by tools/pretrain_miniature.py: no rule)
 rules/masks.smk     masks; model_pass (one model load for many photos, the cache by content: also
                     captions'), devices (CPU or GPU for rembg and the taggers: also captions')
 rules/captions.smk  tags, captions, tokenizer (prompt lengths)
@@ -19,7 +20,8 @@ rules/validate.smk  sample (SDXL pipeline, PNG parameters), comfyui (each sample
                     noise, minimum, knee, slope of the losses),
                     refinement (which epochs around the selection's start), validate_plots, sample_metrics
                     (what is measured on a sample), faces (identity), scorecard (levels, review files),
-                    selection (signs, ranking, steps: the selected epoch)
+                    selection (signs, ranking, steps: the selected epoch), pixel_probe (what a sample of
+                    the demo's world shows, read from its pixels)
 rules/lora.smk      lora (extraction), lora_verify
 rules/runs.smk      run_record (run.yaml, the table of runs)
 every stage         plan (blocks, saved epochs, paths: also read by rules/common.smk), triggers (which

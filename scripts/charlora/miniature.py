@@ -94,11 +94,6 @@ def as_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
 
 
-def as_image(tensor: torch.Tensor) -> Image.Image:
-    array = ((tensor.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(array)
-
-
 @dataclass(frozen=True)
 class Settings:
     """How the miniature base is made (scripts/pretrain_miniature.py's options)."""
@@ -367,7 +362,7 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
     sizes = [(s.size[0] // DRAW_SCALE, s.size[1] // DRAW_SCALE) for s in shots]
     data = (latents, embeddings, captions, sizes, groups)
     scheduler = noise_scheduler(MODEL_CONFIGS / "miniature")
-    vae.config.scaling_factor = scaling
+    vae.register_to_config(scaling_factor=scaling)  # what the sampling pipeline divides latents by
     unet_losses: list[float] = []
     for first, last in zip([0, *probe_at], [*probe_at, settings.unet_steps]):
         unet_losses += train_unet(unet, optimizer, range(first, last), data, scheduler, settings, progress)
