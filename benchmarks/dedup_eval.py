@@ -1,11 +1,14 @@
 """How well charlora's near-duplicate check finds edited copies and leaves distinct photos apart,
 side by side with the plain perceptual hash it replaced (imagededup's PHash, groups within 10 bits).
 
-The set: 14 real photos that ship with scikit-image and matplotlib and the demo's 19 drawings of one
-character (few texture features); for each, every edit the issue lists (tests/near_copies.py: half
-size, JPEG q30, 10 % crops, rotations (3 and 5 degrees cut to a frame without empty corners, 3 on
-its own canvas with black wedges, 2 grown and boxed in white), mirror images, letterbox/pillarbox
-borders, brightness and contrast 15 %, and pairs of these); and hard negatives: the 19 drawings are
+The set: 14 real photos that ship with scikit-image and matplotlib, the demo's 19 drawings of one
+character (few texture features) and 11 generated low-texture photos in families of look-alikes
+(tests/textures.py: dark wallpapers of one design, skies, plain walls of one paint, night shots; SIFT
+finds a handful of points on most, and look-alikes must stay apart); for each, every edit the issue
+lists (tests/near_copies.py: half size, JPEG q30, 10 % crops, rotations (3 and 5 degrees cut to a
+frame without empty corners, 3 on its own canvas with black wedges, 2 grown and boxed in white),
+mirror images, letterbox/pillarbox borders, brightness and contrast 15 %, and pairs of these); and
+hard negatives: the 19 drawings are
 distinct photos of one subject, and 45 bursts (the same scene with another expression or arm pose,
 or a region of a real photo twisted or moved) must not be merged with their scene.
 
@@ -15,7 +18,7 @@ or a region of a real photo twisted or moved) must not be merged with their scen
 - bursts flagged: bursts named in `similar_to` with their scene (the user sees them side by side);
 - the copy kept: each group whose kept photo is not the original, with what decided (the audit's
   measures of each image; turned copies with wedges or a box must lose to the upright original);
-- time per image at 200 photos (33 photos, 45 bursts, 122 copies), images already decoded, in one
+- time per image at 200 photos (44 photos, 45 bursts, 111 copies), images already decoded, in one
   thread and in two (the dedup job uses the cores Snakemake gives it).
 
 The edits are run in three batches of seven (every photo and burst in each batch) to keep the run
@@ -35,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from near_copies import EDITS, demo_bursts, real_bursts, real_photos  # noqa: E402
+from textures import look_alikes  # noqa: E402
 
 from charlora import audit, dedup, demo, demo_render, near_duplicates  # noqa: E402
 
@@ -107,10 +111,12 @@ def score(groups: dict[str, str], scene_of: dict[str, str], copies: list[tuple[s
 
 
 def main():
-    photos = {**real_photos(), **{s.name.rsplit(".", 1)[0]: demo_render.render(s) for s in demo.SHOTS}}
+    low_texture = look_alikes()
+    photos = {**real_photos(), **low_texture, **{s.name.rsplit(".", 1)[0]: demo_render.render(s) for s in demo.SHOTS}}
     bursts = {**demo_bursts(), **real_bursts(real_photos())}
     print(
-        f"{len(photos)} photos ({len(photos) - len(demo.SHOTS)} real, {len(demo.SHOTS)} drawings), "
+        f"{len(photos)} photos ({len(photos) - len(demo.SHOTS) - len(low_texture)} real, {len(low_texture)} "
+        f"low-texture, {len(demo.SHOTS)} drawings), "
         f"{len(EDITS)} edits each, {len(bursts)} bursts"
     )
     edit_names = list(EDITS)

@@ -338,3 +338,36 @@ def test_an_exposure_or_contrast_edit_of_the_same_size_loses_to_the_photo_whatev
     assert why["chelsea (brighter 15%)"].startswith("fewer gaps between tone levels (7% of its levels' range unused")
     assert why["chelsea (contrast +15%)"].startswith("more tone levels")
     assert why["chelsea (darker 15%)"].startswith("more tone levels")
+
+
+def test_copies_of_a_photo_without_sift_points_are_aligned_by_intensity_and_look_alikes_stay_apart():
+    """The clock has a handful of SIFT points: its crops and turned copies are aligned by intensity
+    (ECC) and found. Three plain walls of one paint, each turned alike with black wedges, match to a
+    few levels once their colours are fitted; their fine detail is unrelated, so they stay apart. A
+    night shot's copy, turned and boxed, loses to the upright original even where only another copy
+    measured it turned."""
+    from textures import look_alikes
+
+    clock, look = real_photos()["clock"], look_alikes()
+    images = {"clock": clock}
+    for edit in ("crop 10%", "crop 10% one side", "rotate -5", "rotate 3 wedges"):
+        images[f"clock ({edit})"] = EDITS[edit](clock).convert("RGB")
+    for wall in ("plain wall 1", "plain wall 2", "plain wall 3"):
+        images[f"{wall} (rotate 3 wedges)"] = EDITS["rotate 3 wedges"](look[wall]).convert("RGB")
+    images["night street 1"] = look["night street 1"]
+    for edit in ("rotate 2 boxed white", "crop 10%", "JPEG q30"):
+        images[f"night street 1 ({edit})"] = EDITS[edit](look["night street 1"]).convert("RGB")
+    relations = related(images)
+    assert any("by intensity (ECC" in r.evidence for r in relations if r.a == "clock")
+    audits = {i: audit_of(i, im) for i, im in images.items()}
+    audits["night street 1 (JPEG q30)"]["jpeg_quality"] = 30
+    duplicates = dedup.group_duplicates(relations, audits, "duplicate")
+    assert {i: kept for i, (kept, _) in duplicates.items()} == {
+        **{f"clock ({edit})": "clock" for edit in ("crop 10%", "crop 10% one side", "rotate -5", "rotate 3 wedges")},
+        **{f"night street 1 ({edit})": "night street 1" for edit in ("rotate 2 boxed white", "crop 10%", "JPEG q30")},
+    }
+    rows = {r.id: r.reason for r in dedup.build_table(audits, {}, duplicates)}
+    assert "kept for no rotation" in rows["clock (rotate 3 wedges)"]
+    assert "kept for no rotation" in rows["night street 1 (rotate 2 boxed white)"] or (
+        "kept for no corner fill" in rows["night street 1 (rotate 2 boxed white)"]
+    )

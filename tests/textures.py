@@ -1,5 +1,6 @@
-"""Generated pictures without a person, for the face detector's tests and benchmarks/face_eval.py:
-foliage (where Haar cascades saw faces), clouds and bark. Deterministic by seed."""
+"""Generated pictures without a person, for the face detector's and dedup's tests and benchmarks
+(face_eval.py, dedup_eval.py): foliage (where Haar cascades saw faces), clouds, bark, dark wallpapers,
+plain walls, skies, night shots and families of look-alikes. Deterministic by seed."""
 
 from __future__ import annotations
 
@@ -97,3 +98,58 @@ def night(seed: int, size=(1024, 768)) -> Image.Image:
         cx, cy, r = rng.uniform(0, size[0]), rng.uniform(size[1] * 0.3, size[1]), rng.uniform(2, 6)
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(255, int(rng.uniform(180, 240)), 150))
     return image.filter(ImageFilter.GaussianBlur(1.5))
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Random field blurred by `sigma` px, scaled to unit std."""
+    import cv2
+
+    field = cv2.GaussianBlur(rng.normal(size=shape).astype(np.float32), (0, 0), sigma)
+    return (field - field.mean()) / field.std()
+
+
+def _picture(rgb: np.ndarray, rng: np.random.Generator, grain: float) -> Image.Image:
+    """A picture from float RGB with a camera's fine grain (`grain` levels) added."""
+    return Image.fromarray(np.clip(rgb + rng.normal(0, grain, rgb.shape), 0, 255).round().astype(np.uint8))
+
+
+def look_alikes(size: tuple[int, int] = (640, 480)) -> dict[str, Image.Image]:
+    """Smooth and dark photos on which SIFT finds a handful of points, in families of look-alikes that
+    are distinct photos (benchmarks/dedup_eval.py's hard negatives): dark wallpapers of one design
+    (the pattern warped another way), skies (one gradient, the clouds elsewhere), plain walls of one
+    paint (their own plaster, the light falling off from one side), night shots (a dark street, the
+    lights elsewhere)."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    photos = {}
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        warp = _smooth_noise(rng, (h, w), 12)
+        pattern = np.sin(x / w * 6 * np.pi + 2 * warp) * np.cos(y / h * 4 * np.pi + warp)
+        grey = 42 + 9 * pattern + 3 * _smooth_noise(rng, (h, w), 3)
+        photos[f"dark wallpaper {seed}"] = _picture(np.stack([grey * 1.1, grey, grey * 0.8], -1), rng, 1.0)
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(10 + seed)
+        top, bottom = np.array([70, 120, 200], np.float32), np.array([175, 200, 235], np.float32)
+        rgb = top + (bottom - top) * (y / h)[..., None]
+        clouds = np.zeros((h, w), np.float32)
+        for _ in range(4):
+            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h * 0.7), rng.uniform(40, 90)
+            clouds += np.exp(-((x - cx) ** 2 + ((y - cy) * 1.8) ** 2) / (2 * r * r))
+        clouds = np.clip(clouds * (1 + 0.3 * _smooth_noise(rng, (h, w), 8)), 0, 1)[..., None]
+        photos[f"sky {seed}"] = _picture(rgb * (1 - 0.8 * clouds) + 240 * 0.8 * clouds, rng, 1.5)
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(20 + seed)
+        falloff = 1 - 0.12 * np.hypot(x / w - rng.uniform(-0.1, 0.1), y / h - 0.3)
+        plaster = 3 * _smooth_noise(rng, (h, w), 1.2) + 2 * _smooth_noise(rng, (h, w), 6)
+        rgb = np.array([205, 192, 170], np.float32) * falloff[..., None] + plaster[..., None]
+        photos[f"plain wall {seed}"] = _picture(rgb, rng, 1.0)
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(30 + seed)
+        rgb = np.array([10, 12, 22], np.float32) + (18 * (1 - y / h))[..., None] * np.array([0.4, 0.5, 1.0], np.float32)
+        for _ in range(6):
+            cx, cy, r = rng.uniform(0, w), rng.uniform(h * 0.3, h * 0.9), rng.uniform(3, 9)
+            glow = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))[..., None]
+            rgb = rgb + glow * np.array([255, 200, 120], np.float32) * rng.uniform(0.5, 1.0)
+        photos[f"night street {seed}"] = _picture(rgb, rng, 2.0)
+    return photos

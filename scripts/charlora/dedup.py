@@ -47,7 +47,8 @@ class Relation:
     differing_region: float = 0.0  # the largest region where the aligned pictures differ (share of the overlap)
     rotation: float = 0.0  # degrees b is turned against a (the alignment's)
     fill_only: str = ""  # a or b when that photo is turned against the other and adds only flat fill (its
-    # rotation's corner wedges, a box around it) beyond the other's frame: the rotated, processed copy
+    # rotation's corner wedges, a box around it) beyond the other's frame, or has such a fill in its corners
+    # and the other not: the rotated, processed copy
 
 
 def hasher(method: str):
@@ -123,6 +124,11 @@ def why_kept(kept: dict, other: dict) -> str | None:
 
 def turned_words(relation: Relation, file: str, other_file: str) -> str:
     """Why a turned copy with fill lost (`file`: it; `other_file`: the copy it was measured against)."""
+    if abs(relation.rotation) < 0.5:  # (near_duplicates.MIN_ROTATION) turned alike: only its corners tell
+        return (
+            f"no corner fill ({file} has a flat fill in its corners, a rotation's wedges or a box, "
+            f"and {other_file} not)"
+        )
     return (
         f"no rotation ({file} is turned {abs(relation.rotation):.1f} deg against {other_file} "
         "and adds only a flat fill beyond its frame)"

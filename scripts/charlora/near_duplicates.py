@@ -15,9 +15,13 @@ region of the picture differs. The rule, in measurable terms (docs/dataset.md, "
    similarity transform is fitted by RANSAC (3 px). It explains the pair when it has at least
    MIN_INLIERS inliers, rotates by at most MAX_ROTATION degrees (two copies each turned 5 degrees
    from the photo), and the overlap covers at least MIN_COVER_SMALLER of one picture and
-   MIN_COVER_LARGER of the other. The mirror image is tried the same way. A picture with too few
-   features (a smooth drawing) is compared frame to frame when its hashes are within
-   CLOSE_HASH_DISTANCE. A low-contrast picture (grey std under LOW_CONTRAST_STD: a dark wallpaper)
+   MIN_COVER_LARGER of the other. The mirror image is tried the same way. A pair SIFT cannot align
+   (a smooth photo has a handful of points) within ECC_HASH_DISTANCE is aligned by intensity
+   (`intensity_alignment`: OpenCV's ECC); failing that, a picture with too few features (a smooth
+   drawing) is compared frame to frame when its hashes are within CLOSE_HASH_DISTANCE. Such a pair,
+   aligned without matched points, must also share its fine detail (`detail_correlation`): two
+   plain walls of one paint agree to a few levels once their colours are fitted, but their grain is
+   unrelated. A low-contrast picture (grey std under LOW_CONTRAST_STD: a dark wallpaper)
    is stretched to its full range first (`stretched`), and a flat fill in a picture's corners
    (`corner_fill`: a rotation's wedges, a box) is painted in its mean colour before it is hashed.
 3. Content. The aligned copy's colour channels are matched to the other's by a linear fit
@@ -30,10 +34,11 @@ region of the picture differs. The rule, in measurable terms (docs/dataset.md, "
    inliers, it is a second capture of one scene ("similar"): both stay, the report shows them
    side by side. Anything else is distinct. (The same check at half the resolution comes first and
    settles most pairs of distinct photos for a quarter of the work: coarse_difference.) For a
-   low-contrast pair DIFF_LEVEL shrinks with its contrast (`difference_level`); for a pair turned
-   against each other the corner fill of both is left out of the overlap (`without_fill`), and
+   low-contrast pair DIFF_LEVEL shrinks with its contrast (`difference_level`); the corner fill of
+   both is left out of the overlap (`without_fill`); for a pair turned against each other
    the copy whose pixels beyond the other's frame are only fill is named (`rotation_fill`: the
-   rotated copy, which dedup.group_duplicates does not keep while an upright one is there).
+   rotated copy, which dedup.group_duplicates does not keep while an upright one is there), as is
+   one with a corner fill against one without (two copies turned alike).
 
 The thresholds were set on benchmarks/dedup_eval.py's crafted copies, bursts and distinct photos
 (the figures are in its output and docs/dataset.md).
@@ -62,6 +67,14 @@ MAX_ROTATION = 10.0  # degrees: two copies each turned up to 5 degrees from the 
 SIMILAR_MIN_INLIERS = 24  # a second capture needs a well-supported alignment
 MIN_COVER_SMALLER, MIN_COVER_LARGER = 0.85, 0.45
 CLOSE_HASH_DISTANCE = 10  # featureless pictures are compared frame to frame within this distance
+ECC_HASH_DISTANCE = 16  # pairs SIFT cannot align are aligned by intensity (ECC) within this distance
+ECC_SIDES = (64, 128, 256, 512)  # the sizes ECC fits at, coarse to fine (longer side, pixels)
+ECC_ITERATIONS = 60
+ECC_MIN_CORRELATION = 0.8  # a copy correlates 0.95 and more; the content check decides the rest
+ECC_MAX_SHEAR = 0.03  # an edited copy is a similarity: equal scales along both axes, right angles
+DETAIL_MIN_CORRELATION = (
+    0.06  # without SIFT points: copies share their fine detail (0.1 and more), look-alikes 0.04 at most
+)
 DIFF_LEVEL = 30  # of 255, after the brightness/contrast match and a 1 px blur
 LOW_CONTRAST_STD = 20.0  # grey std below which a picture is low-contrast (stretched, difference_level)
 MIN_DIFF_LEVEL = 4.0  # of 255: the least difference that counts (JPEG noise on a stretched picture)
@@ -73,6 +86,7 @@ FILL_MIN_SHARE = 0.003  # of a picture: less beyond the other's frame is nothing
 FILL_LEVELS = 12  # of 255: a fill's pixels lie this close to its median colour (JPEG noise included)
 FILL_FLAT = 1.5  # of 255: a fill's grey std over 3x3 pixels at most (a photo's noise has more)
 FILL_SHARE = 0.9  # of the pixels beyond the other's frame, for them to be a fill
+FILL_SPREAD = 0.25  # of the picture's grey std: a fill's mean distance from its colour is less (only_fill)
 # A rotation's wedges (at most MAX_ROTATION) are four separate corner triangles, a quarter of the frame
 # at most (a square turned 10 degrees on a canvas grown to hold it); a plain backdrop is more, or one piece.
 FILL_MAX_AREA = 0.3
@@ -274,6 +288,75 @@ def align(a_features, b_features) -> Alignment | None:
     )
 
 
+def at_scale(matrix: np.ndarray, factor: float) -> np.ndarray:
+    """`matrix` (b's pixels onto a's) for both pictures resized by `factor`: pixel x of the resized
+    picture is centred on (x + 0.5) / factor - 0.5 of the original, so the linear part stays and the
+    shift becomes factor * shift + (1 - factor) / 2 * (linear (1, 1) - (1, 1))."""
+    scaled = matrix.astype(np.float64).copy()
+    scaled[:, 2] = factor * matrix[:, 2] + (1 - factor) / 2 * (matrix[:, :2].sum(axis=1) - 1)
+    return scaled
+
+
+def _ecc_grey(pixels: np.ndarray, fill: np.ndarray | None, side: int) -> np.ndarray:
+    """A picture's grey levels for ECC at `side` pixels (longer side), its fill painted in the mean
+    grey of its picture (wedges and boxes are no part of what is aligned)."""
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    if fill is not None and not fill.all():
+        grey[fill] = grey[~fill].mean()
+    factor = side / max(grey.shape)
+    size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+
+
+def _ecc(a_grey: np.ndarray, b_grey: np.ndarray, matrix: np.ndarray, iterations: int) -> tuple[np.ndarray, float]:
+    """One ECC fit (affine) from `matrix` (b's pixels onto a's): the fitted matrix and its correlation,
+    or the start and -1 where ECC does not converge (uncorrelated pictures)."""
+    warp = cv2.invertAffineTransform(matrix).astype(np.float32)  # ECC's warp maps a's pixels into b
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5)
+    try:
+        correlation, warp = cv2.findTransformECC(a_grey, b_grey, warp, cv2.MOTION_AFFINE, criteria, None, 5)
+    except cv2.error:
+        return matrix, -1.0
+    return cv2.invertAffineTransform(warp).astype(np.float64), float(correlation)
+
+
+def intensity_alignment(a: Photo, b_pixels: np.ndarray, b_fill: np.ndarray | None) -> tuple[Alignment, float] | None:
+    """For a pair SIFT cannot align (a smooth or dark photo has a handful of points): the transform
+    that maximises the enhanced correlation coefficient of the two grey pictures (cv2.findTransformECC,
+    which a change of brightness and contrast does not alter), fitted coarse to fine (ECC_SIDES) from
+    each of three starts: b's frame over a's, b as a's central part (a 10 % crop a side) and a as
+    b's. The best start at the coarsest size is refined. Returns the alignment and its correlation
+    when the fit is a similarity (equal scales, no shear: ECC_MAX_SHEAR) with at least
+    ECC_MIN_CORRELATION, else None. The content check (`difference`) decides as for SIFT's."""
+    ha, wa = a.pixels.shape[:2]
+    hb, wb = b_pixels.shape[:2]
+    inner = 1 - 2 * CENTRE_CROP
+    b_in_a = np.array([[inner * wa / wb, 0, CENTRE_CROP * wa], [0, inner * ha / hb, CENTRE_CROP * ha]])
+    a_in_b = cv2.invertAffineTransform(
+        np.array([[inner * wb / wa, 0, CENTRE_CROP * wb], [0, inner * hb / ha, CENTRE_CROP * hb]])
+    )
+    starts = [frame_to_frame(a.pixels, b_pixels).matrix, b_in_a, a_in_b]
+    best, correlation = None, -1.0
+    for level, side in enumerate(ECC_SIDES):
+        factor = side / WORK_SIDE
+        a_grey, b_grey = _ecc_grey(a.pixels, a.fill, side), _ecc_grey(b_pixels, b_fill, side)
+        if level == 0:
+            fits = [_ecc(a_grey, b_grey, at_scale(m, factor), ECC_ITERATIONS) for m in starts]
+            matrix, correlation = max(fits, key=lambda fit: fit[1])
+        else:
+            matrix, correlation = _ecc(a_grey, b_grey, at_scale(best, factor), ECC_ITERATIONS)
+        if correlation < 0:
+            return None
+        best = at_scale(matrix, 1 / factor)
+    linear = best[:, :2]
+    scale_x, scale_y = np.hypot(linear[0, 0], linear[1, 0]), np.hypot(linear[0, 1], linear[1, 1])
+    shear = abs(linear[:, 0] @ linear[:, 1]) / (scale_x * scale_y)
+    if correlation < ECC_MIN_CORRELATION or abs(scale_x / scale_y - 1) > ECC_MAX_SHEAR or shear > ECC_MAX_SHEAR:
+        return None
+    rotation = float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0])))
+    return Alignment(best, 0, float((scale_x + scale_y) / 2), rotation), correlation
+
+
 def frame_to_frame(a: np.ndarray, b: np.ndarray) -> Alignment:
     """The transform that stretches b's whole frame over a's (for pictures without features)."""
     sx, sy = a.shape[1] / b.shape[1], a.shape[0] / b.shape[0]
@@ -370,12 +453,47 @@ def coarse_difference(
     def half(pixels: np.ndarray, interpolation=cv2.INTER_AREA) -> np.ndarray:
         return cv2.resize(pixels, ((pixels.shape[1] + 1) // 2, (pixels.shape[0] + 1) // 2), interpolation=interpolation)
 
-    # half-size pixel x covers full-size pixels 2x and 2x + 1, centred on 2x + 0.5: in half-size
-    # pixels the linear part is the same and the shift is (shift + linear (0.5, 0.5) - 0.5) / 2
-    halved = matrix.copy()
-    halved[:, 2] = (matrix[:, 2] + matrix[:, :2].sum(axis=1) * 0.5 - 0.5) / 2
+    halved = at_scale(matrix, 0.5)
     small_inside = half(inside.astype(np.uint8), cv2.INTER_NEAREST) > 0
     return difference(half(a), half(b), halved, small_inside, level)
+
+
+def detail_correlation(
+    a: Photo, b_pixels: np.ndarray, b_fill: np.ndarray | None, matrix: np.ndarray, inside: np.ndarray
+) -> float:
+    """The correlation of the two pictures' fine detail (grey, a band of 1 to 4 px: texture, grain of
+    the scene, edges) over the overlap once b is aligned onto a. An edited copy shares its detail
+    (0.8 and more on benchmarks/dedup_eval.py's low-texture copies); two plain walls or skies share
+    only their smooth light, which the colour match in `difference` fits to within the texture's few
+    levels, so their detail decides: it is unrelated (under 0.05). A corner fill's step would be
+    detail both share, so each picture's fill is painted over from its surroundings first."""
+
+    def grey(pixels: np.ndarray, fill: np.ndarray | None) -> np.ndarray:
+        grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+        if fill is not None and fill.any():
+            grown = cv2.dilate(fill.astype(np.uint8), np.ones((7, 7), np.uint8))
+            grey = cv2.inpaint(grey, grown, 3, cv2.INPAINT_TELEA)
+        return grey.astype(np.float32)
+
+    height, width = a.pixels.shape[:2]
+    warped = cv2.warpAffine(grey(b_pixels, b_fill), matrix, (width, height), flags=cv2.INTER_LINEAR)
+    clear = cv2.erode(inside.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0  # 3 sigma clear of the frame's step
+    x, y = (
+        (cv2.GaussianBlur(g, (0, 0), 1.0) - cv2.GaussianBlur(g, (0, 0), 4.0))[clear]
+        for g in (grey(a.pixels, a.fill), warped)
+    )
+    if x.size < 100:
+        return 0.0
+    x, y = (np.clip(v, -3 * spread, 3 * spread) for v, spread in ((x, _spread(x)), (y, _spread(y))))
+    x, y = x - x.mean(), y - y.mean()
+    norm = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum()) / norm if norm > 0 else 0.0
+
+
+def _spread(values: np.ndarray) -> float:
+    """A robust standard deviation (1.4826 median absolute deviations): a few strong steps, such as a
+    wedge's thin end that corner_fill leaves, do not count for more than texture does once clipped to 3 of it."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values)))) + 1e-6
 
 
 def beyond_frame(shape: tuple[int, ...], other_shape: tuple[int, ...], matrix: np.ndarray) -> np.ndarray:
@@ -387,22 +505,24 @@ def beyond_frame(shape: tuple[int, ...], other_shape: tuple[int, ...], matrix: n
     return cv2.dilate((covered > 128).astype(np.uint8), np.ones((7, 7), np.uint8)) == 0
 
 
-def only_fill(pixels: np.ndarray, region: np.ndarray) -> bool | None:
-    """Whether `region` of `pixels` is a flat fill (FILL_SHARE of it within FILL_LEVELS of its median
-    colour); None when the region is too small to say (FILL_MIN_SHARE)."""
+def only_fill(pixels: np.ndarray, region: np.ndarray, contrast: float) -> bool | None:
+    """Whether `region` of `pixels` is a flat fill: FILL_SHARE of it within FILL_LEVELS of its median
+    colour, and flatter than the picture is (its mean distance from that colour under FILL_SPREAD of
+    the picture's `contrast`, its grey std: a dark wall's corners are within FILL_LEVELS of one colour
+    too, but no flatter than the rest of it); None when the region is too small to say (FILL_MIN_SHARE)."""
     if region.mean() < FILL_MIN_SHARE:
         return None
-    values = pixels[region].astype(np.int16)
-    median = np.median(values, axis=0)
-    return bool(np.mean(np.abs(values - median).max(axis=1) <= FILL_LEVELS) >= FILL_SHARE)
+    distance = np.abs(pixels[region].astype(np.int16) - np.median(pixels[region], axis=0)).max(axis=1)
+    return bool(np.mean(distance <= FILL_LEVELS) >= FILL_SHARE and distance.mean() < FILL_SPREAD * contrast)
 
 
-def rotation_fill(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> str:
+def rotation_fill(a: Photo, b_pixels: np.ndarray, b_contrast: float, matrix: np.ndarray) -> str:
     """Of two copies turned against each other ("a" or "b", else ""), the one whose pixels beyond the
     other's frame are only a flat fill: the corner wedges a rotation leaves, a box added around it.
     The other one shows real picture there (the corners the rotation cut off) or nothing at all."""
-    a_fill = only_fill(a, beyond_frame(a.shape, b.shape, matrix))
-    b_fill = only_fill(b, beyond_frame(b.shape, a.shape, cv2.invertAffineTransform(matrix)))
+    a_fill = only_fill(a.pixels, beyond_frame(a.pixels.shape, b_pixels.shape, matrix), a.contrast)
+    b_region = beyond_frame(b_pixels.shape, a.pixels.shape, cv2.invertAffineTransform(matrix))
+    b_fill = only_fill(b_pixels, b_region, b_contrast)
     if b_fill and not a_fill:
         return "b"
     if a_fill and not b_fill:
@@ -411,8 +531,8 @@ def rotation_fill(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> str:
 
 
 def _turned(alignment: Alignment, how: str) -> bool:
-    """The alignment turns one picture against the other by MIN_ROTATION or more (SIFT's, not frame to frame)."""
-    return how == "SIFT" and abs(alignment.rotation) >= MIN_ROTATION
+    """The alignment turns one picture against the other by MIN_ROTATION or more (frame to frame never does)."""
+    return how != "frame to frame" and abs(alignment.rotation) >= MIN_ROTATION
 
 
 def compare(
@@ -425,7 +545,11 @@ def compare(
     for distance, flipped in _orientations(direct, mirrored, max_distance):
         b_pixels = _oriented(b, flipped)
         alignment = align(features_of[(a.id, False)], features_of[(b.id, flipped)])
-        how = "SIFT"
+        how = f"SIFT ({alignment.inliers} matched points" if alignment else ""
+        if alignment is None and distance <= ECC_HASH_DISTANCE:
+            fitted = intensity_alignment(a, b_pixels, _oriented_fill(b, flipped))
+            if fitted:
+                alignment, how = fitted[0], f"by intensity (ECC, correlation {fitted[1]:.3f}"
         if alignment is None and distance <= CLOSE_HASH_DISTANCE:
             alignment, how = frame_to_frame(a.pixels, b_pixels), "frame to frame"
         if alignment is None or abs(alignment.rotation) > MAX_ROTATION:
@@ -433,8 +557,13 @@ def compare(
         shared = overlap(a.pixels.shape, b_pixels.shape, alignment.matrix)
         if not shared.covers():
             continue
-        if _turned(alignment, how):  # only a turned copy has wedges: elsewhere a plain backdrop is picture
-            shared.inside = without_fill(shared.inside, a, b, flipped, alignment.matrix)
+        # a corner fill (wedges, a box: corner_fill) is no picture, also where two copies turned alike share it
+        shared.inside = without_fill(shared.inside, a, b, flipped, alignment.matrix)
+        if not how.startswith("SIFT") and (
+            detail_correlation(a, b_pixels, _oriented_fill(b, flipped), alignment.matrix, shared.inside)
+            < DETAIL_MIN_CORRELATION
+        ):
+            continue  # no shared detail: two plain walls, two skies under one light
         level = difference_level(min(a.contrast, b.contrast))
         coarse = coarse_difference(a.pixels, b_pixels, alignment.matrix, shared.inside, level)
         if coarse.differing > COARSE_MAX_DIFFERING:
@@ -448,18 +577,16 @@ def compare(
     diff, flipped, distance, alignment, how = min(found, key=lambda f: (f[0].largest_region, f[1]))
     aligned = (
         f"aligned {how}"
-        + (
-            f" ({alignment.inliers} matched points, scale {alignment.scale:.2f}, rotation {alignment.rotation:.1f} deg)"
-            if how == "SIFT"
-            else ""
-        )
+        + (f", scale {alignment.scale:.2f}, rotation {alignment.rotation:.1f} deg)" if how != "frame to frame" else "")
         + (", mirrored" if flipped else "")
     )
     measured = (
         f"largest differing region {diff.largest_region:.3%} of the overlap, {diff.differing:.2%} differing in all"
     )
     if diff.largest_region < MAX_DIFFERING_REGION:
-        fill = rotation_fill(a.pixels, _oriented(b, flipped), alignment.matrix) if _turned(alignment, how) else ""
+        fill = rotation_fill(a, _oriented(b, flipped), b.contrast, alignment.matrix) if _turned(alignment, how) else ""
+        if not fill and (a.fill is None) != (b.fill is None):  # one has wedges or a box in its corners
+            fill = "a" if a.fill is not None else "b"
         return Relation(
             a.id,
             b.id,
