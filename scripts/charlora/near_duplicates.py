@@ -72,9 +72,8 @@ ECC_SIDES = (64, 128, 256, 512)  # the sizes ECC fits at, coarse to fine (longer
 ECC_ITERATIONS = 60
 ECC_MIN_CORRELATION = 0.8  # a copy correlates 0.95 and more; the content check decides the rest
 ECC_MAX_SHEAR = 0.03  # an edited copy is a similarity: equal scales along both axes, right angles
-DETAIL_MIN_CORRELATION = (
-    0.06  # without SIFT points: copies share their fine detail (0.1 and more), look-alikes 0.04 at most
-)
+# Aligned without SIFT's points, a copy shares its fine detail: 0.1 and more, look-alikes 0.04 at most
+DETAIL_MIN_CORRELATION = 0.06
 DIFF_LEVEL = 30  # of 255, after the brightness/contrast match and a 1 px blur
 LOW_CONTRAST_STD = 20.0  # grey std below which a picture is low-contrast (stretched, difference_level)
 MIN_DIFF_LEVEL = 4.0  # of 255: the least difference that counts (JPEG noise on a stretched picture)
@@ -463,10 +462,10 @@ def detail_correlation(
 ) -> float:
     """The correlation of the two pictures' fine detail (grey, a band of 1 to 4 px: texture, grain of
     the scene, edges) over the overlap once b is aligned onto a. An edited copy shares its detail
-    (0.8 and more on benchmarks/dedup_eval.py's low-texture copies); two plain walls or skies share
-    only their smooth light, which the colour match in `difference` fits to within the texture's few
-    levels, so their detail decides: it is unrelated (under 0.05). A corner fill's step would be
-    detail both share, so each picture's fill is painted over from its surroundings first."""
+    (0.1 and more on tests/textures.py's look-alikes and the clock, most copies 0.6 and more); two
+    plain walls or skies share only their smooth light, which the colour match in `difference` fits
+    to within the texture's few levels, so their detail decides: it is unrelated (0.04 at most). A
+    corner fill's step would be detail both share, so each picture's fill is painted over first."""
 
     def grey(pixels: np.ndarray, fill: np.ndarray | None) -> np.ndarray:
         grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
@@ -477,7 +476,7 @@ def detail_correlation(
 
     height, width = a.pixels.shape[:2]
     warped = cv2.warpAffine(grey(b_pixels, b_fill), matrix, (width, height), flags=cv2.INTER_LINEAR)
-    clear = cv2.erode(inside.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0  # 3 sigma clear of the frame's step
+    clear = cv2.erode(inside.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0  # 3 sigma clear of the frame
     x, y = (
         (cv2.GaussianBlur(g, (0, 0), 1.0) - cv2.GaussianBlur(g, (0, 0), 4.0))[clear]
         for g in (grey(a.pixels, a.fill), warped)
