@@ -8,9 +8,9 @@ finds a handful of points on most, and look-alikes must stay apart); for each, e
 lists (tests/near_copies.py: half size, JPEG q30, 10 % crops, rotations (3 and 5 degrees cut to a
 frame without empty corners, 3 on its own canvas with black wedges, 2 grown and boxed in white),
 mirror images, letterbox/pillarbox borders, brightness and contrast 15 %, and pairs of these); and
-hard negatives: the 19 drawings are
-distinct photos of one subject, and 45 bursts (the same scene with another expression or arm pose,
-or a region of a real photo twisted or moved) must not be merged with their scene.
+hard negatives: the 19 drawings are distinct photos of one subject, and 45 bursts (the same scene
+with another expression or arm pose, or a region of a real photo twisted or moved) must not be
+merged with their scene.
 
 - pair recall: share of (photo, crafted copy) pairs that end in one group;
 - false merges: pairs in one group that are not copies of one photo (distinct photos, or a burst

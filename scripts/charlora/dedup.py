@@ -35,6 +35,9 @@ class DedupRow:
     similar_to: str = ""  # kept photos that are a second capture of the same scene, joined by " / "
 
 
+MIN_ROTATION = 0.5  # degrees: a copy turned at least this much is resampled (the kept copy: rotation_fill)
+
+
 @dataclass(frozen=True)
 class Relation:
     """Two photos found related by near_duplicates.compare."""
@@ -124,7 +127,7 @@ def why_kept(kept: dict, other: dict) -> str | None:
 
 def turned_words(relation: Relation, file: str, other_file: str) -> str:
     """Why a turned copy with fill lost (`file`: it; `other_file`: the copy it was measured against)."""
-    if abs(relation.rotation) < 0.5:  # (near_duplicates.MIN_ROTATION) turned alike: only its corners tell
+    if abs(relation.rotation) < MIN_ROTATION:  # turned alike: only its corners tell
         return (
             f"no corner fill ({file} has a flat fill in its corners, a rotation's wedges or a box, "
             f"and {other_file} not)"

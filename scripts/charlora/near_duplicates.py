@@ -55,7 +55,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from charlora.dedup import COPY, MIRROR, SIMILAR, Relation
+from charlora.dedup import COPY, MIN_ROTATION, MIRROR, SIMILAR, Relation
 
 WORK_SIDE = 512  # longer side of the working copy (pixels)
 CENTRE_CROP = 0.10  # per side, for the central hash
@@ -80,7 +80,6 @@ MIN_DIFF_LEVEL = 4.0  # of 255: the least difference that counts (JPEG noise on 
 MAX_DIFFERING_REGION = 0.0002  # of the overlap: 0.02 %, about 40 pixels of a 512x384 copy
 SIMILAR_MAX_DIFFERING = 0.05  # of the overlap: a blink, a head turn, a gesture; not another pose
 COARSE_MAX_DIFFERING = 0.15  # at half resolution: three times the above (coarse_difference)
-MIN_ROTATION = 0.5  # degrees: a copy turned at least this much is resampled (the kept copy: rotation_fill)
 FILL_MIN_SHARE = 0.003  # of a picture: less beyond the other's frame is nothing (edges, rounding)
 FILL_LEVELS = 12  # of 255: a fill's pixels lie this close to its median colour (JPEG noise included)
 FILL_FLAT = 1.5  # of 255: a fill's grey std over 3x3 pixels at most (a photo's noise has more)
