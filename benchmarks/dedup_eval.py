@@ -12,7 +12,7 @@ hard negatives: the 19 drawings are distinct photos of one subject, and 45 burst
 with another expression or arm pose, or a region of a real photo twisted or moved) must not be
 merged with their scene.
 
-- pair recall: share of (photo, crafted copy) pairs that end in one group;
+- pair recall: share of (photo, crafted copy) pairs that end in one group, and the copies missed per photo;
 - false merges: pairs in one group that are not copies of one photo (distinct photos, or a burst
   and its scene);
 - bursts flagged: bursts named in `similar_to` with their scene (the user sees them side by side);
@@ -124,6 +124,7 @@ def main():
     per_edit = {name: {"plain hash": 0, "charlora": 0} for name in edit_names}
     pairs_total, bursts_flagged = 0, 0
     kept_other = []  # (photo, the copy kept instead of it, why)
+    missed: dict[str, list[str]] = {}  # photo -> its edits that charlora left out of its group
     per_batch = -(-len(edit_names) // 3)
     for batch in range(3):
         names = edit_names[batch * per_batch : (batch + 1) * per_batch]
@@ -157,7 +158,10 @@ def main():
             totals[method][0] += found
             totals[method][1] += false
             for photo, copy in copies:
-                per_edit[copy.rsplit(" (", 1)[1][:-1]][method] += groups[photo] == groups[copy]
+                edit = copy.rsplit(" (", 1)[1][:-1]
+                per_edit[edit][method] += groups[photo] == groups[copy]
+                if method == "charlora" and groups[photo] != groups[copy]:
+                    missed.setdefault(photo, []).append(edit)
         print(f"batch {batch + 1} ({', '.join(names)}): {len(images)} images, {time.perf_counter() - start:.0f} s")
 
     print(f"\n{'edit':20} {'plain hash':>11} {'charlora':>9}   (share of the {len(photos)} photos' copies found)")
@@ -169,6 +173,9 @@ def main():
             f"{method:11} pair recall {found / pairs_total:.3f} ({found}/{pairs_total}), false merges {len(false)}"
             + (f": {false[:6]}" if false else "")
         )
+    print(f"copies charlora missed, {sum(map(len, missed.values()))} on {len(missed)} photos:")
+    for photo, edits in sorted(missed.items(), key=lambda m: (-len(m[1]), m[0])):
+        print(f"  {photo}: {', '.join(edits)}")
     print(f"bursts named in similar_to with their scene: {bursts_flagged}/{len(bursts) * 3} (three batches)")
     groups_total = len(photos) * 3
     print(f"the original kept in {groups_total - len(kept_other)} of {groups_total} groups (three batches); otherwise:")
