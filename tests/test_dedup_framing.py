@@ -284,6 +284,30 @@ def test_the_upright_original_is_kept_over_its_turned_copies_whose_wedges_are_fi
     assert rows["coffee (JPEG q30)"].startswith("near-duplicate of coffee.png, kept for lossless")
 
 
+def test_a_picture_on_a_plain_canvas_keeps_its_original_over_copies_whose_border_trim_differs():
+    """scikit-image's horse is a silhouette on a white canvas, which the border trim cuts: JPEG ringing
+    stops the trim short and bars added around the canvas keep the white inside them, so those copies
+    measure more content (376x312 and 400x328 against 371x304) though they show the same view at the
+    same scale. Content size decides only where a copy shows picture beyond another's frame (a crop)."""
+    horse = real_photos()["horse"]
+    images = {"horse": horse}
+    for edit in ("JPEG q30", "letterbox black", "mirror+JPEG q40", "crop 10%"):
+        images[f"horse ({edit})"] = EDITS[edit](horse).convert("RGB")
+    relations = related(images)
+    audits = {i: audit_of(i, im) for i, im in images.items()}
+    audits["horse (JPEG q30)"]["jpeg_quality"] = 30
+    audits["horse (mirror+JPEG q40)"]["jpeg_quality"] = 40
+    assert dedup.content_area(audits["horse (letterbox black)"]) > dedup.content_area(audits["horse"])
+    one_view = {frozenset((r.a, r.b)) for r in relations if r.same_view}
+    assert frozenset(("horse", "horse (JPEG q30)")) in one_view
+    assert not any("crop" in i for pair in one_view for i in pair)  # the original shows more than the crop
+    duplicates = dedup.group_duplicates(relations, audits, "duplicate")
+    assert {i: kept for i, (kept, _) in duplicates.items()} == {i: "horse" for i in images if i != "horse"}
+    rows = {r.id: r.reason for r in dedup.build_table(audits, {}, duplicates)}
+    assert rows["horse (JPEG q30)"].startswith("near-duplicate of horse.png, kept for lossless")
+    assert rows["horse (crop 10%)"].startswith("near-duplicate of horse.png, kept for more image content")
+
+
 def test_copies_of_a_dark_low_texture_photo_are_found_and_skies_walls_and_night_shots_stay_apart():
     """A dark wallpaper has 6-10 grey levels of texture and no SIFT points: its crop, its turned and
     boxed copy and its JPEG are found once its contrast is stretched for the alignment and the

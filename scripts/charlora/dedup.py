@@ -52,6 +52,8 @@ class Relation:
     fill_only: str = ""  # a or b when that photo is turned against the other and adds only flat fill (its
     # rotation's corner wedges, a box around it) beyond the other's frame, or has such a fill in its corners
     # and the other not: the rotated, processed copy
+    same_view: bool = False  # upright copies of one view at one scale (near_duplicates.same_view): how much
+    # their border trim left says nothing of which is the original, so content size does not decide
 
 
 def hasher(method: str):
@@ -63,7 +65,13 @@ def hasher(method: str):
     return getattr(methods, HASH_METHODS[method])(verbose=False)
 
 
-def _criteria(audit: dict) -> list[tuple[str, float, str]]:
+def content_area(audit: dict) -> int:
+    """The photo's real image content in pixels: inside its plain borders (audit's content_size)."""
+    width, height = audit.get("content_size") or (audit["width"], audit["height"])
+    return width * height
+
+
+def _criteria(audit: dict, content: int | None = None) -> list[tuple[str, float, str]]:
     """What makes the copy of a group worth keeping, in order, each as (what, value: higher is better,
     the value in words): the most real image content (plain borders cut away before counting pixels),
     then the least processed (lossless over JPEG, then the higher estimated JPEG quality, then the
@@ -71,7 +79,8 @@ def _criteria(audit: dict) -> list[tuple[str, float, str]]:
     within its range: a brightening or a raised contrast spreads levels apart; then the least
     clipping: they clip highlights and shadows too; then no added borders), then the sharpest for its
     contrast (the Laplacian's variance over the grey variance, in 5 % steps: a raised contrast alone
-    does not make a copy sharper)."""
+    does not make a copy sharper). `content`: the content to count instead of the photo's own (the
+    largest of the copies it shows one view with: group_duplicates)."""
     width, height = audit.get("content_size") or (audit["width"], audit["height"])
     quality = audit.get("jpeg_quality")
     levels = audit.get("tone_levels", 0)
@@ -80,7 +89,7 @@ def _criteria(audit: dict) -> list[tuple[str, float, str]]:
     contrast = audit.get("contrast")
     detail = audit["sharpness"] / max(contrast, 1.0) ** 2 if contrast is not None else audit["sharpness"]
     return [
-        ("more image content", width * height, f"{width}x{height} without borders"),
+        ("more image content", content or width * height, f"{width}x{height} without borders"),
         (
             "lossless",
             0 if quality is not None else 1,
@@ -111,16 +120,16 @@ def _criteria(audit: dict) -> list[tuple[str, float, str]]:
     ]
 
 
-def _quality_key(audit: dict):
+def _quality_key(audit: dict, content: int | None = None):
     """Sort key: the best image of a group comes first (`_criteria`, then by id)."""
-    return (*(-value for _, value, _ in _criteria(audit)), audit["id"])
+    return (*(-value for _, value, _ in _criteria(audit, content)), audit["id"])
 
 
-def why_kept(kept: dict, other: dict) -> str | None:
+def why_kept(kept: dict, other: dict, same_view: bool = False) -> str | None:
     """Why `kept` (an audit record) was kept over `other`: the first criterion that tells them apart
-    (None: none does, and the first name is kept)."""
+    (None: none does, and the first name is kept); content size not, where they show one view."""
     for (what, value, words), (_, other_value, other_words) in zip(_criteria(kept), _criteria(other)):
-        if value != other_value:
+        if value != other_value and not (same_view and what == "more image content"):
             return f"{what} ({words} vs {other_words})"
     return None
 
@@ -159,7 +168,10 @@ def group_duplicates(
     leaves out where they differ is a copy of both: it joins the closer). Each group keeps its
     best image: first one that no relation in the group shows turned with only fill beyond another
     copy's frame (Relation.fill_only: a rotated copy's wedges or box are fill, not picture), then
-    `_quality_key`. A turned copy's row shows the relation that found it turned.
+    `_quality_key`, where copies that show one view (Relation.same_view: the original and its JPEG,
+    or it with bars added) count the content of the largest among them, so that the format and
+    the edits decide between them. A turned copy's row shows the relation that found it turned; a
+    copy of the kept photo's view, a relation that shows it so.
     """
     joining = {COPY} | ({MIRROR} if mirrors == "duplicate" else set())
     apart = {frozenset((r.a, r.b)) for r in relations if r.kind == SIMILAR}
@@ -181,12 +193,27 @@ def group_duplicates(
     for members in {id(g): g for g in group_of.values()}.values():
         inside = [r for r in relations if r.kind in joining and r.a in members and r.b in members]
         turned = {r.fill_only for r in inside if r.fill_only}
-        best, *rest = sorted(members, key=lambda i: (i in turned, _quality_key(audits[i])))
+        view = views([r for r in inside if r.same_view])
+        content = {i: max(content_area(audits[j]) for j in view.get(i, {i})) for i in members}
+        best, *rest = sorted(members, key=lambda i: (i in turned, _quality_key(audits[i], content[i])))
         for other in rest:
             shown_turned = [r for r in inside if r.fill_only == other] if best not in turned else []
             direct = [r for r in links[other] if best in (r.a, r.b)]
-            duplicates[other] = (best, (shown_turned or direct or links[other])[0])
+            one_view = [
+                r for r in direct + inside if other in (r.a, r.b) and r.same_view and best in view.get(other, ())
+            ]
+            duplicates[other] = (best, (shown_turned or one_view or direct or links[other])[0])
     return dict(sorted(duplicates.items()))
+
+
+def views(relations: list[Relation]) -> dict[str, set[str]]:
+    """Photo id -> the photos that show one view with it (joined by `relations`, itself included)."""
+    view: dict[str, set[str]] = {}
+    for relation in relations:
+        joined = view.get(relation.a, {relation.a}) | view.get(relation.b, {relation.b})
+        for member in joined:
+            view[member] = joined
+    return view
 
 
 def similar_shots(relations: list[Relation], duplicates: dict[str, tuple[str, Relation]]) -> dict[str, list[str]]:
@@ -224,7 +251,7 @@ def build_table(
             if relation.fill_only == image_id:
                 why = turned_words(relation, audit["file"], audits[partner]["file"])
             else:
-                why = why_kept(audits[kept], audit)
+                why = why_kept(audits[kept], audit, relation.same_view)
             rows.append(
                 DedupRow(
                     audit["file"],

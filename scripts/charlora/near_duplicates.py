@@ -80,6 +80,7 @@ MIN_DIFF_LEVEL = 4.0  # of 255: the least difference that counts (JPEG noise on 
 MAX_DIFFERING_REGION = 0.0002  # of the overlap: 0.02 %, about 40 pixels of a 512x384 copy
 SIMILAR_MAX_DIFFERING = 0.05  # of the overlap: a blink, a head turn, a gesture; not another pose
 COARSE_MAX_DIFFERING = 0.15  # at half resolution: three times the above (coarse_difference)
+SAME_SCALE = 0.02  # two copies' content sizes within 2 % are one scale (same_view)
 FILL_MIN_SHARE = 0.003  # of a picture: less beyond the other's frame is nothing (edges, rounding)
 FILL_LEVELS = 12  # of 255: a fill's pixels lie this close to its median colour (JPEG noise included)
 FILL_FLAT = 1.5  # of 255: a fill's grey std over 3x3 pixels at most (a photo's noise has more)
@@ -99,6 +100,7 @@ class Photo:
     hashes: dict[str, str]  # photo | centre | mirror | mirror centre
     fill: np.ndarray | None = None  # corner_fill of the pixels (None: no fill)
     contrast: float = 255.0  # grey std of the picture, its fill left out (difference_level, stretched)
+    side: int = WORK_SIDE  # the longer side of the photo's content in its own pixels (its scale: same_view)
 
 
 def corner_fill(pixels: np.ndarray) -> np.ndarray | None:
@@ -154,7 +156,7 @@ def prepare(image_id: str, image: Image.Image, encoder) -> Photo:
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     if fill is not None:  # the picture's own contrast: the fill and its resampled edge (2 px) left out
         grey = grey[cv2.dilate(fill.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0]
-    return Photo(image_id, pixels, hashes, fill, float(grey.std()) if grey.size else 0.0)
+    return Photo(image_id, pixels, hashes, fill, float(grey.std()) if grey.size else 0.0, max(content.size))
 
 
 def _oriented_fill(photo: Photo, mirrored: bool) -> np.ndarray | None:
@@ -528,6 +530,20 @@ def rotation_fill(a: Photo, b_pixels: np.ndarray, b_contrast: float, matrix: np.
     return ""
 
 
+def same_view(a: Photo, b_pixels: np.ndarray, b_contrast: float, b_side: int, alignment: Alignment) -> bool:
+    """Whether two upright copies show one view of the scene at one scale: neither shows picture
+    beyond the other's frame (nothing, or only a flat fill: a plain canvas that one copy's border
+    trim cut and the other's did not, bars added around it) and their contents are within SAME_SCALE
+    of one size in their own pixels (the working copies are all WORK_SIDE long). Their content sizes
+    then differ only by what the border trim took, which says nothing about which is the original."""
+    if abs(alignment.scale * a.side / b_side - 1) > SAME_SCALE:
+        return False
+    inverse = cv2.invertAffineTransform(alignment.matrix)
+    a_beyond = only_fill(a.pixels, beyond_frame(a.pixels.shape, b_pixels.shape, alignment.matrix), a.contrast)
+    b_beyond = only_fill(b_pixels, beyond_frame(b_pixels.shape, a.pixels.shape, inverse), b_contrast)
+    return a_beyond is not False and b_beyond is not False
+
+
 def _turned(alignment: Alignment, how: str) -> bool:
     """The alignment turns one picture against the other by MIN_ROTATION or more (frame to frame never does)."""
     return how != "frame to frame" and abs(alignment.rotation) >= MIN_ROTATION
@@ -582,9 +598,11 @@ def compare(
         f"largest differing region {diff.largest_region:.3%} of the overlap, {diff.differing:.2%} differing in all"
     )
     if diff.largest_region < MAX_DIFFERING_REGION:
-        fill = rotation_fill(a, _oriented(b, flipped), b.contrast, alignment.matrix) if _turned(alignment, how) else ""
+        turned = _turned(alignment, how)
+        fill = rotation_fill(a, _oriented(b, flipped), b.contrast, alignment.matrix) if turned else ""
         if not fill and (a.fill is None) != (b.fill is None):  # one has wedges or a box in its corners
             fill = "a" if a.fill is not None else "b"
+        one_view = not turned and same_view(a, _oriented(b, flipped), b.contrast, b.side, alignment)
         return Relation(
             a.id,
             b.id,
@@ -594,6 +612,7 @@ def compare(
             diff.largest_region,
             round(alignment.rotation, 2),
             {"a": a.id, "b": b.id}.get(fill, ""),
+            one_view,
         )
     if diff.differing <= SIMILAR_MAX_DIFFERING and alignment.inliers >= SIMILAR_MIN_INLIERS:
         return Relation(a.id, b.id, SIMILAR, distance, f"{aligned}; {measured}", diff.largest_region)
