@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from charlora import demo, demo_render, miniature, pixel_probe, sdxl
@@ -71,7 +72,14 @@ def test_pretraining_gives_the_same_weights_twice_and_a_file_charlora_reads_as_t
     assert first["vae_scaling_factor"] > 0
     losses = json.loads((tmp_path / "a" / "losses.json").read_text())
     assert len(losses["vae"]) == 2 and len(losses["unet"]) == 2
-    assert sdxl.check_base_model(miniature.full_checkpoint(a, tmp_path / "full.safetensors")) == "miniature"
+    full = miniature.full_checkpoint(a, tmp_path / "full.safetensors")
+    assert sdxl.check_base_model(full) == "miniature"
+    # the text encoders the UNet was trained with, built again at the run's init scale
+    loaded = sdxl.load_sdxl(full, with_unet=False)
+    te, _ = miniature.build("text_encoders", settings.seed, settings.text_init_factor)
+    weights = te.get_input_embeddings().weight
+    assert torch.equal(loaded.text_encoder.get_input_embeddings().weight, weights)
+    assert not torch.equal(miniature.build("text_encoders", settings.seed)[0].get_input_embeddings().weight, weights)
 
 
 def test_a_shot_within_max_shift_stays_on_the_canvas():
