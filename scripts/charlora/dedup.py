@@ -89,7 +89,7 @@ def _criteria(audit: dict, content: int | None = None) -> list[tuple[str, float,
     contrast = audit.get("contrast")
     detail = audit["sharpness"] / max(contrast, 1.0) ** 2 if contrast is not None else audit["sharpness"]
     return [
-        ("more image content", content or width * height, f"{width}x{height} without borders"),
+        ("more image content", content or content_area(audit), f"{width}x{height} without borders"),
         (
             "lossless",
             0 if quality is not None else 1,
@@ -199,9 +199,8 @@ def group_duplicates(
         for other in rest:
             shown_turned = [r for r in inside if r.fill_only == other] if best not in turned else []
             direct = [r for r in links[other] if best in (r.a, r.b)]
-            one_view = [
-                r for r in direct + inside if other in (r.a, r.b) and r.same_view and best in view.get(other, ())
-            ]
+            in_best_view = best in view.get(other, ())
+            one_view = [r for r in direct + inside if r.same_view and other in (r.a, r.b)] if in_best_view else []
             duplicates[other] = (best, (shown_turned or one_view or direct or links[other])[0])
     return dict(sorted(duplicates.items()))
 

@@ -598,11 +598,11 @@ def compare(
         f"largest differing region {diff.largest_region:.3%} of the overlap, {diff.differing:.2%} differing in all"
     )
     if diff.largest_region < MAX_DIFFERING_REGION:
-        turned = _turned(alignment, how)
-        fill = rotation_fill(a, _oriented(b, flipped), b.contrast, alignment.matrix) if turned else ""
+        turned, b_pixels = _turned(alignment, how), _oriented(b, flipped)
+        fill = rotation_fill(a, b_pixels, b.contrast, alignment.matrix) if turned else ""
         if not fill and (a.fill is None) != (b.fill is None):  # one has wedges or a box in its corners
             fill = "a" if a.fill is not None else "b"
-        one_view = not turned and same_view(a, _oriented(b, flipped), b.contrast, b.side, alignment)
+        one_view = not turned and same_view(a, b_pixels, b.contrast, b.side, alignment)
         return Relation(
             a.id,
             b.id,
