@@ -70,7 +70,7 @@ def test_pretraining_gives_the_same_weights_twice_and_a_file_charlora_reads_as_t
         unet_batch=4,
         warmup=1,
         threads=1,
-        text_init_factor=30.0,
+        text_token_scale=20.0,  # not the default, so that full_checkpoint must read it from the metadata
     )
     first = miniature.pretrain(settings, tmp_path / "a", probe_seeds=0)
     miniature.pretrain(settings, tmp_path / "b", probe_seeds=0)
@@ -81,12 +81,39 @@ def test_pretraining_gives_the_same_weights_twice_and_a_file_charlora_reads_as_t
     assert len(losses["vae"]) == 2 and len(losses["unet"]) == 2
     full = miniature.full_checkpoint(a, tmp_path / "full.safetensors")
     assert sdxl.check_base_model(full) == "miniature"
-    # the text encoders the UNet was trained with, built again at the run's init scale
+    # the text encoders the UNet was trained with, built again at the run's scales
     loaded = sdxl.load_sdxl(full, with_unet=False)
-    te, _ = miniature.build("text_encoders", settings.seed, settings.text_init_factor)
+    te, _ = miniature.build("text_encoders", settings.seed, 20.0, settings.text_position_scale)
     weights = te.get_input_embeddings().weight
     assert torch.equal(loaded.text_encoder.get_input_embeddings().weight, weights)
-    assert not torch.equal(miniature.build("text_encoders", settings.seed)[0].get_input_embeddings().weight, weights)
+    at_clip_init = miniature.text_encoders_of({"seed": settings.seed})[0]
+    assert not torch.equal(at_clip_init.get_input_embeddings().weight, weights)
+
+
+def test_the_text_encoders_state_which_word_each_token_is():
+    """At the miniature's embedding scales, a caption's state at its backdrop word changes more with that word
+    ten times more than with the words before it (at CLIP's own init, about as much: docs/miniature.md)."""
+    from dataclasses import asdict, replace
+
+    tokenizers = sdxl.tokenizers()
+    shots = [miniature.person(11, i) for i in range(8)]
+
+    def state_at_backdrop(model, shot):
+        text = miniature.caption(shot)
+        position = len(tokenizers[0](text[: text.index(" background")]).input_ids) - 2  # ids: start, words, end
+        return sdxl.encode_prompt(model, text, torch.device("cpu"))["prompt_embeds"][position]
+
+    def changes(encoders):
+        model = sdxl.SDXL(None, None, *encoders, *tokenizers)
+        by_word = by_prefix = 0.0
+        for shot in shots:
+            state = state_at_backdrop(model, replace(shot, background="park", pose="standing"))
+            by_word += (state - state_at_backdrop(model, replace(shot, background="beach", pose="standing"))).norm()
+            by_prefix += (state - state_at_backdrop(model, replace(shot, background="park", pose="walking"))).norm()
+        return float(by_word / by_prefix)
+
+    assert changes(miniature.text_encoders_of(asdict(miniature.Settings()))) > 10
+    assert changes(miniature.build("text_encoders", 0)) < 2
 
 
 def test_a_shot_within_max_shift_stays_on_the_canvas():

@@ -108,7 +108,8 @@ class Settings:
     unet_lr: float = 1e-3
     caption_dropout: float = 0.1
     noise_offset: float = 0.0
-    text_init_factor: float = 1.0  # the random text encoders' init scale (build); 30 measured no better
+    text_token_scale: float = 50.0  # the random text encoders' token embeddings, times CLIP's init (build)
+    text_position_scale: float = 10.0  # and their position embeddings
     warmup: int = 200
     seed: int = 0
     threads: int = 2
@@ -247,12 +248,16 @@ def draw(shots: list[Shot], progress=lambda it, **kw: it, processes: int = 1) ->
     return [as_tensor(p) for p in pictures]
 
 
-def build(part: str, seed: int, text_init_factor: float = 1.0):
+def build(part: str, seed: int, token_scale: float = 1.0, position_scale: float = 1.0):
     """A random miniature component ("unet", "vae" or "text_encoders"), its init seeded by `seed`.
-    The text encoders' weights are drawn `text_init_factor` times wider than CLIP's own init: at 1,
-    every token's hidden state is mostly a part all captions share, and two captions that differ in one
-    word ("park" or "beach") differ there by 15 % of its norm, a signal the UNet learns to read slowly;
-    at 30 they differ by about 100 %, yet a full pretraining at 30 followed prompts no better (docs/miniature.md)."""
+
+    The text encoders are CLIP's at its own init, but for their token and position embeddings, drawn
+    `token_scale` and `position_scale` times wider. At CLIP's init the layers' outputs outweigh the
+    embeddings: a caption's state at its backdrop word moves by 16 % of its norm for "beach" instead of
+    "park", and by 12 % for another pose before it. With words 50 times wider and positions 10 times,
+    the word moves it by 122 % and the pose by 5 %: each state says which word it is, as the UNet's
+    cross-attention needs (docs/miniature.md). Drawing the whole init wider (CLIP's initializer_factor)
+    does not do this: the layers grow with it, and the states depend on every word before."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -267,10 +272,21 @@ def build(part: str, seed: int, text_init_factor: float = 1.0):
     configs = [
         CLIPTextConfig.from_json_file(folder / name / "config.json") for name in ("text_encoder", "text_encoder_2")
     ]
-    for config in configs:
-        config.initializer_factor = text_init_factor
-    te, te2 = CLIPTextModel(configs[0]), CLIPTextModelWithProjection(configs[1])
-    return te.eval(), te2.eval()
+    encoders = CLIPTextModel(configs[0]), CLIPTextModelWithProjection(configs[1])
+    with torch.no_grad():
+        for encoder in encoders:
+            for name, weight in encoder.named_parameters():
+                if name.endswith("token_embedding.weight"):
+                    weight.mul_(token_scale)
+                elif name.endswith("position_embedding.weight"):
+                    weight.mul_(position_scale)
+    return tuple(encoder.eval() for encoder in encoders)
+
+
+def text_encoders_of(settings: dict) -> tuple:
+    """The random text encoders a miniature base was trained with, from its settings (Settings as a dict)."""
+    scales = settings.get("text_token_scale", 1.0), settings.get("text_position_scale", 1.0)
+    return build("text_encoders", settings["seed"], *scales)
 
 
 def probe_prompts(seed: int) -> list[tuple[str, Shot]]:
@@ -366,7 +382,7 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
     log.info("VAE: %d s, scaling %.4f, reconstruction off by %.1f levels", figures["vae_s"], scaling, float(error))
 
     started = time.perf_counter()
-    text_encoders = build("text_encoders", settings.seed, settings.text_init_factor)
+    text_encoders = text_encoders_of(dataclasses.asdict(settings))
     tokenizer, tokenizer_2 = tokenizers()
     model = SDXL(None, None, *text_encoders, tokenizer, tokenizer_2)
     captions = [caption(s) for s in shots]
@@ -423,7 +439,7 @@ def full_checkpoint(weights, out):
         metadata = f.metadata()
         state = {k: f.get_tensor(k).float() for k in f.keys()}
     made_with = json.loads(metadata["settings"])
-    te, te2 = build("text_encoders", made_with["seed"], made_with.get("text_init_factor", 1.0))
+    te, te2 = text_encoders_of(made_with)
     state |= ldm_layout.text_encoder_to_ldm(te.state_dict()) | ldm_layout.text_encoder_2_to_ldm(te2.state_dict())
     save_safetensors(
         dict(sorted(state.items())),
