@@ -286,6 +286,37 @@ def level(criterion, **figures):
     return getattr(scorecard, criterion)(Evidence(**{**BASE.__dict__, **figures}), BASE)[0]
 
 
+def test_the_demos_samples_are_scored_by_the_pixel_probe(tmp_path):
+    """captions.tagger demo and no CLIP model: adherence is the share of the prompt's backdrop and outfit
+    that the pixel probe reads in the sample (the demo's photos and its base's world are drawn)."""
+    from dataclasses import replace
+
+    from charlora import miniature
+
+    person = miniature.person(11, 3)
+    shots = [
+        replace(person, framing="mid_shot", background="brick wall", outfit="red dress"),
+        replace(person, framing="mid_shot", background="grey studio", outfit="blue shirt"),
+    ]
+    pictures = [miniature.picture(shot) for shot in shots]
+    prompts = [sample.Prompt(f"p0{i + 1}", "intent", miniature.caption(shot, "mira")) for i, shot in enumerate(shots)]
+    prompts.append(sample.Prompt("p03", "intent", "mira, smiling"))  # names nothing the probe reads
+    folder = tmp_path / "epoch-002"
+    folder.mkdir()
+    for prompt, picture in zip(prompts, [*pictures, pictures[0]]):
+        for seed in (0, 1):
+            picture.save(folder / sample.image_name(prompt, seed))
+    pictures[0].save(tmp_path / "a.png")  # the one training photo
+    reference = sample_metrics.Reference([sample_metrics.describe_photo("a", pictures[0], 40)], 40)
+    scores = sample_metrics.score_epoch(
+        2, folder, prompts, [0, 1], reference, tmp_path, 0.6, None, {"tagger": "demo"}, "mira"
+    )
+    assert scores.adherence_method == sample_metrics.PIXEL_PROBE
+    assert [s.adherence for s in scores.samples] == [1.0, 1.0, 1.0, 1.0, None, None]
+    # p01's picture against p02's prompt (the third prompt on) and p02's against p03's, which names nothing
+    assert [s.adherence_shuffled for s in scores.samples] == [0.0, 0.0, None, None, 1.0, 1.0]
+
+
 def test_adherence_at_chance_is_n_a_not_a_level():
     """Epoch 0 as close to its own prompts as to shuffled ones: adherence says nothing (the demo's random
     model); prompt sensitivity still counts, and generalisation keeps its diversity."""

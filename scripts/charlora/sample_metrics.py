@@ -353,7 +353,7 @@ class EpochScores:
     """validate/epoch-<eee>.scores.json: every sample's measurements and the epoch's diversity."""
 
     epoch: int
-    adherence_method: str  # "CLIP score (<folder>)", "tag recall (<tagger>)" or "n/a: <why>"
+    adherence_method: str  # "CLIP score (<folder>)", "tag recall (<tagger>)", "pixel probe (...)" or "n/a: <why>"
     identity_method: str  # how faces were compared, or "n/a: <why>"
     training_face_share: float | None = None  # the training photos' share with a face (Reference.face_share)
     diversity_seeds: float | None = None
@@ -372,11 +372,17 @@ def read_scores(path: Path) -> EpochScores:
     return EpochScores(**data, samples=samples)
 
 
+# The demo's photos are drawn (demo_render.py): its samples' adherence is read from their pixels (pixel_probe.py)
+PIXEL_PROBE = "pixel probe (the prompt's backdrop and outfit among those the demo's renderer draws)"
+
+
 def adherence_method(clip_folder: str | None, captions_config: dict) -> str:
     if clip_folder:
         return f"CLIP score ({clip_folder})"
     if captions_config["tagger"] in ("wd14", "vlm"):
         return f"tag recall ({captions_config['tagger']}: {captions_config[captions_config['tagger']]['folder']})"
+    if captions_config["tagger"] == "demo":
+        return PIXEL_PROBE
     return (
         f"n/a: no CLIP model folder (select.clip), and captions.tagger {captions_config['tagger']} cannot tag "
         "new pictures"
@@ -403,12 +409,12 @@ def score_epoch(
     progress=None,
 ) -> EpochScores:
     """Measure every prompt x seed sample of one epoch's folder (sample.image_name's files)."""
-    from charlora import sample, tags
+    from charlora import pixel_probe, sample, tags
     from charlora.captions import Vocabulary
 
     method = adherence_method(clip_folder, captions_config)
     clip = ClipScorer(clip_folder, device) if clip_folder else None
-    tagger = tags.make_tagger(captions_config) if clip is None and not method.startswith("n/a") else None
+    tagger = tags.make_tagger(captions_config) if clip is None and method.startswith("tag recall") else None
     vocabulary = Vocabulary.load(captions_config["vocabulary"]) if tagger is not None else None
     has_faces = len(reference.face_descriptors) > 0
     identity = (
@@ -440,6 +446,9 @@ def score_epoch(
                 found = [t["name"] for t in tags.tag_image(path, captions_config, tagger)["tags"]]
                 score.adherence = tag_recall(prompt.text, token, found, vocabulary)
                 score.adherence_shuffled = tag_recall(other.text, token, found, vocabulary) if other else None
+            elif method == PIXEL_PROBE:
+                score.adherence = pixel_probe.adherence(image, prompt.text)
+                score.adherence_shuffled = pixel_probe.adherence(image, other.text) if other else None
             thumbs[prompt.name, seed] = thumbnail(image)
             result.samples.append(score)
             if progress is not None:
