@@ -77,13 +77,15 @@ wildcard_constraints:
 
 # The base model, the run and its chain of blocks of epochs: training, validation and the LoRA read them.
 MODEL_FILES = {m.key: m for m in model_files.model_files(config)}  # the files the user supplies
+# base_model: miniature's pretrained UNet and VAE, committed beside its config (docs/miniature.md)
+MINIATURE_WEIGHTS = os.path.relpath(Path(workflow.basedir) / "config" / "models" / "miniature" / "miniature.safetensors")
 
 
 def base_model(wildcards=None):
     """The base model (input function; check_models checks it at the start of a run that goes beyond the
     dataset stage, so that `snakemake dataset`, a first look at one's photos, needs no checkpoint)."""
-    if config["base_model"] == "tiny":
-        return "results/models/tiny.safetensors"
+    if config["base_model"] in model_files.BUILT_IN_BASES:
+        return f"results/models/{config['base_model']}.safetensors"
     return str(model_files.check(MODEL_FILES["base_model"])[0])
 
 

@@ -23,6 +23,22 @@ rule tiny_model:
         "../scripts/tiny_model.py"
 
 
+rule miniature_model:
+    input:
+        MINIATURE_WEIGHTS,
+    output:
+        "results/models/miniature.safetensors",
+    log:
+        "logs/models/miniature_model.log",
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/charlora.yaml"
+    script:
+        "../scripts/miniature_model.py"
+
+
 rule model_hash:
     input:
         model=base_model,

@@ -12,6 +12,7 @@ from PIL import Image
 
 from charlora import demo, demo_render, miniature, pixel_probe, sdxl
 from charlora.captions import Vocabulary
+from workflow import make_workspace, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,3 +127,35 @@ def test_a_shot_within_max_shift_stays_on_the_canvas():
                 for shift in (-limit - 0.04, limit + 0.04):
                     left, _, right, _ = demo_render._crop_box(framing, size, cx, 180.0, shift)
                     assert 0 <= left and right <= demo_render.CANVAS[0], (framing, size, cx, shift)
+
+
+MINIATURE_WEIGHTS = REPO / "config" / "models" / "miniature" / "miniature.safetensors"
+
+
+def test_the_committed_miniature_weights_are_small_and_match_their_config():
+    from safetensors import safe_open
+
+    assert MINIATURE_WEIGHTS.stat().st_size <= 20_000_000
+    with safe_open(str(MINIATURE_WEIGHTS), framework="pt") as f:
+        metadata = f.metadata()
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    vae_config = json.loads((MINIATURE_WEIGHTS.parent / "vae" / "config.json").read_text())
+    # the sampler and the fine-tune scale latents by the config's factor: the one the UNet was trained at
+    assert vae_config["scaling_factor"] == float(metadata["vae_scaling_factor"])
+    assert json.loads(metadata["settings"])["device"] == "cpu"
+
+
+def test_the_workflow_builds_the_miniature_base_from_the_committed_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    workspace = make_workspace(tmp_path / "workspace")
+    target = ("results/models/miniature.safetensors", "--config", "base_model=miniature")
+    snakemake(workspace, *target)
+    built = workspace / target[0]
+    assert sdxl.check_base_model(built) == "miniature"
+    first = built.read_bytes()
+    snakemake(workspace, *target, "--forcerun", "miniature_model")
+    assert built.read_bytes() == first  # same bytes when built again
+    committed, full = load_file(MINIATURE_WEIGHTS), load_file(built)
+    assert all(torch.equal(full[k], v.float()) for k, v in committed.items())
+    assert len(full) > len(committed)  # and the text encoders

@@ -81,7 +81,8 @@ def base_model_path(value: str) -> Path:
     if not path.exists():
         raise ConfigError(
             f"base_model: {path} does not exist. Give the path of an SDXL .safetensors file or "
-            "diffusers folder (charlora never downloads models), or `tiny` for the demo model"
+            "diffusers folder (charlora never downloads models), or `tiny` (random) or `miniature` (pretrained on"
+            " drawn people) for the demo's built-in models"
         )
     if path.is_file() and path.suffix.lower() != ".safetensors":
         raise ConfigError(f"base_model: {path} is not a .safetensors file")

@@ -44,6 +44,8 @@ class ModelFile:
         return SOURCES.get(self.key, "")
 
 
+BUILT_IN_BASES = ("tiny", "miniature")  # base_model values the workflow builds itself (rules/train.smk)
+
 TAGGER_FILES = {  # file in the tagger's folder -> what it is
     "wd14": {"model.onnx": "a WD14 tagger's model.onnx", "selected_tags.csv": "the tagger's selected_tags.csv"},
     "vlm": {"config.json": "a transformers model folder"},
@@ -51,8 +53,8 @@ TAGGER_FILES = {  # file in the tagger's folder -> what it is
 
 
 def model_files(config: dict) -> list[ModelFile]:
-    """The model files this config uses, in the order the stages need them (the demo's built-in tiny
-    models are not files the user supplies, and are left out)."""
+    """The model files this config uses, in the order the stages need them (the demo's built-in models
+    are not files the user supplies, and are left out)."""
     found = []
     if config["masks"]["method"] == "rembg":
         found.append(
@@ -76,7 +78,7 @@ def model_files(config: dict) -> list[ModelFile]:
                 "dataset",
             )
         )
-    if config["base_model"] != "tiny":
+    if config["base_model"] not in BUILT_IN_BASES:
         found.append(
             ModelFile(
                 "base_model",
@@ -141,7 +143,7 @@ def report(config: dict, hash_files: bool = True) -> str:
     """The whole table, with a last line saying whether a run can start."""
     models = model_files(config)
     if not models:
-        return "No model files to supply: this config uses the demo's built-in tiny models" + (
+        return "No model files to supply: this config uses the demo's built-in models" + (
             " (dataset: demo applies config/demo.yaml; set `dataset:` to your photo folder to check "
             "the model files config/config.yaml names)."
             if config.get("dataset") == "demo"
