@@ -159,15 +159,3 @@ def test_the_workflow_builds_the_miniature_base_from_the_committed_weights(tmp_p
     committed, full = load_file(MINIATURE_WEIGHTS), load_file(built)
     assert all(torch.equal(full[k], v.float()) for k, v in committed.items())
     assert len(full) > len(committed)  # and the text encoders
-
-
-def test_miras_hair_is_read_in_her_pictures_and_in_nobody_elses(world):
-    """mira's trait (her pink hair) shows in every drawn photo of her, from 1 % of the figure (full body)
-    up, and in no person of the world: what the demo's fine-tune has to learn, and how it is read."""
-    shares = []
-    for shot in demo.SHOTS[:6]:
-        size = (shot.size[0] // miniature.DRAW_SCALE, shot.size[1] // miniature.DRAW_SCALE)
-        picture = demo_render.render(shot).resize(size, Image.Resampling.LANCZOS)
-        shares.append(pixel_probe.colour_share(picture, demo.MIRA.hair, shot.framing))
-    assert min(shares) >= 0.01
-    assert max(pixel_probe.colour_share(p, demo.MIRA.hair, s.framing) for s, p in world) < 0.005

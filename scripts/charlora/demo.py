@@ -28,9 +28,7 @@ class Look:
     eye: tuple[int, int, int]
 
 
-# mira's pink hair is her trait: no person of the miniature world (miniature.HAIRS) has it, so a fine-tune
-# of the miniature base has something to learn that the base never drew (pixel_probe.colour_share reads it)
-MIRA = Look(skin=(226, 182, 152), hair=(214, 64, 150), eye=(52, 86, 60))
+MIRA = Look(skin=(226, 182, 152), hair=(64, 42, 30), eye=(52, 86, 60))
 OUTFITS = {
     "red dress": ((178, 34, 44), (178, 34, 44)),
     "blue shirt": ((52, 86, 160), (40, 40, 48)),
