@@ -193,6 +193,7 @@ def colour_share(image: Image.Image, colour, framing: str = "mid_shot") -> float
         return 0.0
     palette, _ = figure_palette()
     trait = under_any_light(colour)
+    palette = palette[~(palette[:, None, :] == trait[None]).all(axis=2).any(axis=1)]  # not the trait itself
     to_trait = np.linalg.norm(figure[:, None, :] - trait[None], axis=2).min(axis=1)
     to_palette = np.linalg.norm(figure[:, None, :] - palette[None], axis=2).min(axis=1)
     return float((to_trait < to_palette).mean())
