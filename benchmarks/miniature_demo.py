@@ -35,10 +35,10 @@ def trait_by_epoch(validate: Path, token: str, threshold: float) -> dict[int, tu
     for folder in sorted(validate.glob("epoch-[0-9][0-9][0-9]")):
         shown, adherence, count = 0, [], 0
         for prompt in prompts:
+            framing = pixel_probe.asked(prompt.text).framing
             for path in sorted(folder.glob(f"{prompt.name}-s*.png")):
                 with Image.open(path) as image:
                     picture = image.convert("RGB")
-                framing = pixel_probe.asked(prompt.text).framing
                 shown += pixel_probe.colour_share(picture, demo.MIRA.hair, framing) >= threshold
                 if (score := pixel_probe.adherence(picture, prompt.text)) is not None:
                     adherence.append(score)

@@ -92,8 +92,8 @@ def test_pretraining_gives_the_same_weights_twice_and_a_file_charlora_reads_as_t
 
 
 def test_the_text_encoders_state_which_word_each_token_is():
-    """At the miniature's embedding scales, a caption's state at its backdrop word changes more with that word
-    ten times more than with the words before it (at CLIP's own init, about as much: docs/miniature.md)."""
+    """At the miniature's embedding scales, a caption's state at its backdrop word changes ten times more with
+    that word than with a word before it (at CLIP's own init, about as much: docs/miniature.md)."""
     from dataclasses import asdict, replace
 
     tokenizers = sdxl.tokenizers()

@@ -313,7 +313,8 @@ def test_the_demos_samples_are_scored_by_the_pixel_probe(tmp_path):
     )
     assert scores.adherence_method == sample_metrics.PIXEL_PROBE
     assert [s.adherence for s in scores.samples] == [1.0, 1.0, 1.0, 1.0, None, None]
-    # p01's picture against p02's prompt (the third prompt on) and p02's against p03's, which names nothing
+    # each sample against the prompt len(prompts) // 2 on: p01's picture against p02's prompt, p02's against
+    # p03's (which names nothing), p03's (p01's picture) against p01's
     assert [s.adherence_shuffled for s in scores.samples] == [0.0, 0.0, None, None, 1.0, 1.0]
 
 
