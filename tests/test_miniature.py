@@ -165,10 +165,6 @@ def test_miras_hair_is_read_in_her_pictures_more_than_in_anyone_elses(world):
     """mira's hair colour, which no person of the world has, shows in her drawn photos (from 1.5 % of the
     figure in a full-body shot) and in under 1 % of any world picture's figure: how a fine-tune's learning
     of her trait is read (benchmarks/miniature_demo.py)."""
-    shares = []
-    for shot in demo.SHOTS[:6]:
-        size = (shot.size[0] // miniature.DRAW_SCALE, shot.size[1] // miniature.DRAW_SCALE)
-        picture = demo_render.render(shot).resize(size, Image.Resampling.LANCZOS)
-        shares.append(pixel_probe.colour_share(picture, demo.MIRA.hair, shot.framing))
+    shares = [pixel_probe.colour_share(miniature.picture(s), demo.MIRA.hair, s.framing) for s in demo.SHOTS[:6]]
     assert min(shares) >= 0.015
     assert max(pixel_probe.colour_share(p, demo.MIRA.hair, s.framing) for s, p in world) < 0.01
