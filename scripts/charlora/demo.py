@@ -28,7 +28,11 @@ class Look:
     eye: tuple[int, int, int]
 
 
-MIRA = Look(skin=(226, 182, 152), hair=(64, 42, 30), eye=(52, 86, 60))
+# mira's magenta hair is her trait: no person of the miniature world (miniature.HAIRS) has it, so a fine-tune
+# of the miniature base has something to learn that the base never drew (pixel_probe.colour_share reads it).
+# A dark, saturated magenta keeps her drawn face as findable as brown hair did: lighter pinks cost the
+# surprised close-up its face (framing.py) and drew edges that SIFT alone aligned too loosely (dedup).
+MIRA = Look(skin=(226, 182, 152), hair=(220, 20, 120), eye=(52, 86, 60))
 OUTFITS = {
     "red dress": ((178, 34, 44), (178, 34, 44)),
     "blue shirt": ((52, 86, 160), (40, 40, 48)),

@@ -107,7 +107,7 @@ class Settings:
     unet_batch: int = 32
     unet_lr: float = 1e-3
     caption_dropout: float = 0.1
-    noise_offset: float = 0.0
+    noise_offset: float = 0.1  # per-channel offset noise: without it the samples took their colour from the seed
     text_token_scale: float = 50.0  # the random text encoders' token embeddings, times CLIP's init (build)
     text_position_scale: float = 10.0  # and their position embeddings
     warmup: int = 200

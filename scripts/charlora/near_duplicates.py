@@ -29,7 +29,9 @@ region of the picture differs. The rule, in measurable terms (docs/dataset.md, "
    than DIFF_LEVEL of 255 in any channel are marked (where the copy is clipped, only a difference
    that clipping cannot explain); a 3x3 opening drops isolated pixels and resampled edges. When
    the largest connected marked region is under MAX_DIFFERING_REGION of the overlap, the pair is
-   an edited copy (relation "copy" or "mirror"). Otherwise, when the marked pixels are at most
+   an edited copy (relation "copy" or "mirror"). A SIFT pair with a larger region is measured
+   again once ECC has refined SIFT's transform (`refined`): RANSAC is good to a pixel or so, and a
+   long edge of strong contrast misaligned by that much is a region. Otherwise, when the marked pixels are at most
    SIMILAR_MAX_DIFFERING of the overlap and the alignment has at least SIMILAR_MIN_INLIERS
    inliers, it is a second capture of one scene ("similar"): both stay, the report shows them
    side by side. Anything else is distinct. (The same check at half the resolution comes first and
@@ -326,8 +328,8 @@ def intensity_alignment(a: Photo, b_pixels: np.ndarray, b_fill: np.ndarray | Non
     which a change of brightness and contrast does not alter), fitted coarse to fine (ECC_SIDES) from
     each of three starts: b's frame over a's, b as a's central part (a 10 % crop a side) and a as
     b's. The best start at the coarsest size is refined. Returns the alignment and its correlation
-    when the fit is a similarity (equal scales, no shear: ECC_MAX_SHEAR) with at least
-    ECC_MIN_CORRELATION, else None. The content check (`difference`) decides as for SIFT's."""
+    when the fit is a similarity with at least ECC_MIN_CORRELATION (_similarity), else None. The
+    content check (`difference`) decides as for SIFT's."""
     ha, wa = a.pixels.shape[:2]
     hb, wb = b_pixels.shape[:2]
     inner = 1 - 2 * CENTRE_CROP
@@ -348,13 +350,31 @@ def intensity_alignment(a: Photo, b_pixels: np.ndarray, b_fill: np.ndarray | Non
         if correlation < 0:
             return None
         best = at_scale(matrix, 1 / factor)
-    linear = best[:, :2]
+    alignment = _similarity(best, correlation, inliers=0)
+    return (alignment, correlation) if alignment else None
+
+
+def _similarity(matrix: np.ndarray, correlation: float, inliers: int) -> Alignment | None:
+    """An ECC fit as an Alignment, or None unless it is a similarity (equal scales, no shear:
+    ECC_MAX_SHEAR) with a correlation of at least ECC_MIN_CORRELATION."""
+    linear = matrix[:, :2]
     scale_x, scale_y = np.hypot(linear[0, 0], linear[1, 0]), np.hypot(linear[0, 1], linear[1, 1])
     shear = abs(linear[:, 0] @ linear[:, 1]) / (scale_x * scale_y)
     if correlation < ECC_MIN_CORRELATION or abs(scale_x / scale_y - 1) > ECC_MAX_SHEAR or shear > ECC_MAX_SHEAR:
         return None
     rotation = float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0])))
-    return Alignment(best, 0, float((scale_x + scale_y) / 2), rotation), correlation
+    return Alignment(matrix, inliers, float((scale_x + scale_y) / 2), rotation)
+
+
+def refined(a: Photo, b_pixels: np.ndarray, b_fill: np.ndarray | None, alignment: Alignment) -> Alignment | None:
+    """SIFT's alignment refined by ECC at full size (WORK_SIDE), or None where ECC does not converge or
+    leaves a similarity (_similarity). RANSAC fits its points to within a pixel or so; along a long
+    edge of strong contrast (a dark tree against the sky) that is a line of pixels 30 levels apart,
+    one region larger than MAX_DIFFERING_REGION, where two copies of one photo agree to a tenth of a
+    pixel once aligned by their intensities."""
+    a_grey, b_grey = _ecc_grey(a.pixels, a.fill, WORK_SIDE), _ecc_grey(b_pixels, b_fill, WORK_SIDE)
+    matrix, correlation = _ecc(a_grey, b_grey, alignment.matrix, ECC_ITERATIONS)
+    return _similarity(matrix, correlation, alignment.inliers)
 
 
 def frame_to_frame(a: np.ndarray, b: np.ndarray) -> Alignment:
@@ -583,6 +603,11 @@ def compare(
         if coarse.differing > COARSE_MAX_DIFFERING:
             continue
         diff = difference(a.pixels, b_pixels, alignment.matrix, shared.inside, level)
+        if diff.largest_region >= MAX_DIFFERING_REGION and how.startswith("SIFT"):
+            closer = refined(a, b_pixels, _oriented_fill(b, flipped), alignment)
+            closer_diff = closer and difference(a.pixels, b_pixels, closer.matrix, shared.inside, level)
+            if closer_diff and closer_diff.largest_region < diff.largest_region:
+                diff, alignment, how = closer_diff, closer, how + ", refined by ECC"
         found.append((diff, flipped, distance, alignment, how))
         if diff.largest_region < MAX_DIFFERING_REGION:
             break
