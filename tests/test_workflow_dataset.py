@@ -42,7 +42,7 @@ def test_demo_runs_to_the_dataset_report(demo_ws):
         assert rows[copy].reason.startswith(
             (f"{relation} of {original}, kept for ", f"mirror image, otherwise equal: kept {original} ")
         ), rows[copy].reason
-    assert rows["brick_hands_hips_flipped.jpg"].distance == "16"  # beyond the plain hash's old limit of 10
+    assert int(rows["brick_hands_hips_flipped.jpg"].distance) > 10  # beyond the plain hash's old limit of 10
     assert rows[demo.TRUNCATED].status == "rejected" and "truncated" in rows[demo.TRUNCATED].reason
     assert rows[demo.TOO_SMALL].status == "rejected" and "too small: 150x200" in rows[demo.TOO_SMALL].reason
     kept = [r.id for r in rows.values() if r.status == "kept"]
