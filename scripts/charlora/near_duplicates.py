@@ -31,10 +31,10 @@ region of the picture differs. The rule, in measurable terms (docs/dataset.md, "
    the largest connected marked region is under MAX_DIFFERING_REGION of the overlap, the pair is
    an edited copy (relation "copy" or "mirror"). A SIFT pair with a larger region is measured
    again once ECC has refined SIFT's transform (`refined`): RANSAC is good to a pixel or so, and a
-   long edge of strong contrast misaligned by that much is a region. Otherwise, when the marked pixels are at most
-   SIMILAR_MAX_DIFFERING of the overlap and the alignment has at least SIMILAR_MIN_INLIERS
-   inliers, it is a second capture of one scene ("similar"): both stay, the report shows them
-   side by side. Anything else is distinct. (The same check at half the resolution comes first and
+   long edge of strong contrast misaligned by that much is a region. Otherwise, when the marked
+   pixels are at most SIMILAR_MAX_DIFFERING of the overlap and the alignment has at least
+   SIMILAR_MIN_INLIERS inliers, it is a second capture of one scene ("similar"): both stay, the
+   report shows them side by side. Anything else is distinct. (The same check at half the resolution comes first and
    settles most pairs of distinct photos for a quarter of the work: coarse_difference.) For a
    low-contrast pair DIFF_LEVEL shrinks with its contrast (`difference_level`); the corner fill of
    both is left out of the overlap (`without_fill`); for a pair turned against each other
