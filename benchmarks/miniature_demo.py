@@ -1,5 +1,6 @@
 """The demo on the miniature base (docs/miniature.md): does the fine-tune learn mira's trait, her hair
 colour (demo.MIRA.hair), which the base never drew, and which epoch does the selection pick?
+First it prints how much of the hair the base's VAE gives back at all (miniature.trait_through_vae).
 
 Runs the demo workflow in a scratch workspace with `base_model: miniature` and the settings of
 --override (a config file applied over config/demo.yaml), then prints, for every sampled epoch: the
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from charlora import demo, pixel_probe, plan, sample, scorecard  # noqa: E402
+from charlora import demo, miniature, pixel_probe, plan, sample, scorecard, sdxl  # noqa: E402
 from workflow import make_workspace  # noqa: E402
 
 
@@ -72,6 +73,12 @@ def main() -> None:
     selected = json.loads((validate / "selected.json").read_text())
     levels = {row.epoch: row.levels for row in scorecard.read_scorecard(validate / "scorecard.tsv")}
     print(f"demo on the miniature base, run {run.name}: {wall:.0f} s on 2 cores ({root})")
+    vae = sdxl.load_vae(workspace / "results" / "models" / "miniature.safetensors").eval()
+    through = miniature.trait_through_vae(vae, "cpu")
+    print(
+        f"mira's hair, share of the figure: {through['photos']:.1%} in her photos, {through['reconstructed']:.1%} "
+        "through the base's VAE (what the fine-tune can at most learn to draw)"
+    )
     print("epoch  mira's hair shown  adherence (pixel probe)  samples  scorecard")
     for epoch, (shown, adherence, count) in trait_by_epoch(validate, "mira", args.trait_share).items():
         print(

@@ -168,6 +168,24 @@ def train_vae(vae, images: list[torch.Tensor], groups, settings: Settings, progr
 
 
 @torch.no_grad()
+def trait_through_vae(vae, device: str) -> dict[str, float]:
+    """How much of mira's trait colour (demo.MIRA.hair) the VAE gives back: its mean share of the figure
+    (pixel_probe.colour_share) in the demo's photos at training size, and in their reconstructions. A VAE
+    that cannot draw the trait leaves a fine-tune of the UNet nothing to learn it with."""
+    from charlora import pixel_probe
+
+    shares = {"photos": [], "reconstructed": []}
+    for shot in demo.SHOTS:
+        image = picture(shot)
+        x = as_tensor(image)[None].to(device)
+        y = vae.decode(vae.encode(x).latent_dist.mean).sample[0].clamp(-1, 1)
+        back = Image.fromarray(((y.permute(1, 2, 0).cpu() + 1) * 127.5).round().byte().numpy())
+        shares["photos"].append(pixel_probe.colour_share(image, demo.MIRA.hair, shot.framing))
+        shares["reconstructed"].append(pixel_probe.colour_share(back, demo.MIRA.hair, shot.framing))
+    return {k: round(sum(v) / len(v), 4) for k, v in shares.items()}
+
+
+@torch.no_grad()
 def encode_latents(vae, images: list[torch.Tensor], groups, device: str) -> tuple[list[torch.Tensor], float]:
     """Each picture's latent mean, and the scaling factor that gives them unit variance (SD's recipe)."""
     means: list[torch.Tensor | None] = [None] * len(images)
@@ -380,6 +398,8 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
         error = (vae.decode(vae.encode(sample).latent_dist.mean).sample - sample).abs().mean() * 127.5
     figures["vae_reconstruction_error_levels"] = round(float(error), 2)
     log.info("VAE: %d s, scaling %.4f, reconstruction off by %.1f levels", figures["vae_s"], scaling, float(error))
+    figures["vae_trait_share"] = trait_through_vae(vae, settings.device)
+    log.info("mira's hair, share of the figure in her photos and through the VAE: %s", figures["vae_trait_share"])
 
     started = time.perf_counter()
     text_encoders = text_encoders_of(dataclasses.asdict(settings))
