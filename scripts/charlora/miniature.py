@@ -7,7 +7,9 @@ start a two-hour job). Everything random comes from generators seeded by (seed, 
 script fixes the number of CPU threads, so the same settings give the same weights on a machine of
 the same kind.
 
-Per VAE step (AutoencoderKL, the SD recipe without its adversarial and perceptual terms):
+Per VAE step (AutoencoderKL, the SD recipe without its adversarial and perceptual terms), on square crops
+of the world's pictures and of people with hair of any colour but mira's, half of them with their hues
+turned (vae_batch: so that the VAE codes colours, not the world's palette):
     z ~ q(z | x) = N(μ(x), σ(x)²)        loss = mean |decode(z) - x| + mean (decode(z) - x)² + β KL(q || N(0, I))
 Per UNet step: the fine-tune's loss (diffusion.py, epsilon prediction on SDXL's schedule), on the VAE's
 latents (μ, scaled to unit variance) and the frozen text encoders' embeddings of each caption; a
@@ -99,8 +101,11 @@ class Settings:
     """How the miniature base is made (scripts/pretrain_miniature.py's options)."""
 
     pictures: int = 6000
-    vae_steps: int = 1500
+    vae_any_hair: int = 1000  # people with hair of any colour but mira's, for the VAE alone (any_hair)
+    vae_steps: int = 3000
     vae_batch: int = 16
+    vae_crop: int = 64  # the VAE trains on square crops of this side: a quarter of a picture's cost a step
+    vae_hue_turn: float = 0.5  # the share of its crops whose hues are turned about the grey axis at random
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
     unet_steps: int = 6000
@@ -141,16 +146,52 @@ def batches(groups: dict[tuple[int, int], list[int]], batch: int, seed: int, wha
     return [members[i] for i in rng.choice(len(members), size=min(batch, len(members)), replace=False)]
 
 
-def train_vae(vae, images: list[torch.Tensor], groups, settings: Settings, progress) -> list[float]:
-    """The VAE's steps (AdamW): reconstruction (L1 + L2) and a weak KL term. Returns the losses."""
+def hue_turn(angle: float) -> torch.Tensor:
+    """The 3 x 3 rotation by `angle` (radians) about the grey axis of RGB in [-1, 1] (Rodrigues' formula):
+    every hue moves round the colour wheel, brightness and greys stay."""
+    k = torch.full((3,), 3**-0.5)
+    cross = torch.tensor([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return math.cos(angle) * torch.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * torch.outer(k, k)
+
+
+def vae_batch(images: list[torch.Tensor], settings: Settings, step: int) -> torch.Tensor:
+    """Step `step`'s VAE batch: `vae_batch` pictures, a random square crop of `vae_crop` pixels of each, and
+    a `vae_hue_turn` share of the crops with their hues turned by a random angle (hue_turn)."""
+    rng = np.random.default_rng([settings.seed, sum(map(ord, "vae")), step])
+    crops = []
+    for i in rng.choice(len(images), size=settings.vae_batch, replace=False):
+        _, height, width = images[i].shape
+        top, left = rng.integers(height - settings.vae_crop + 1), rng.integers(width - settings.vae_crop + 1)
+        crop = images[i][:, top : top + settings.vae_crop, left : left + settings.vae_crop]
+        if rng.random() < settings.vae_hue_turn:
+            crop = torch.einsum("ij,jhw->ihw", hue_turn(rng.uniform(0, 2 * math.pi)), crop).clamp(-1, 1)
+        crops.append(crop)
+    return torch.stack(crops)
+
+
+def any_hair(seed: int, index: int, away_from: tuple[int, int, int] = demo.MIRA.hair, levels: float = 60.0) -> Shot:
+    """A person of the world (person) with hair of a random colour, none within `levels` of `away_from`
+    (Euclidean, in RGB levels): pictures for the VAE alone, so that it learns to code hair of any colour
+    (as SDXL's VAE codes any colour) while the UNet never sees mira's."""
+    rng = np.random.default_rng([seed, sum(map(ord, "hair")), index])
+    while True:
+        colour = rng.integers(0, 256, 3)
+        if np.linalg.norm(colour - np.array(away_from)) >= levels:
+            break
+    shot = person(seed + 2, index)  # seed + 1 is the probe's (probe_prompts)
+    return replace(shot, name=f"hair_{index:05d}.png", look=replace(shot.look, hair=tuple(int(c) for c in colour)))
+
+
+def train_vae(vae, images: list[torch.Tensor], settings: Settings, progress) -> list[float]:
+    """The VAE's steps (AdamW): reconstruction (L1 + L2) and a weak KL term, on crops (vae_batch).
+    Returns the losses."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=settings.vae_lr, weight_decay=0.0)
     losses = []
     vae.train()
     for step in progress(range(settings.vae_steps), desc="VAE"):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, settings.vae_steps, settings.vae_lr, settings.warmup)
-        chosen = batches(groups, settings.vae_batch, settings.seed, "vae", step)
-        x = torch.stack([images[i] for i in chosen]).to(settings.device)
+        x = vae_batch(images, settings, step).to(settings.device)
         posterior = vae.encode(x).latent_dist
         g = torch.Generator().manual_seed(settings.seed * 7919 + step)
         noise = torch.randn(posterior.mean.shape, generator=g).to(settings.device)
@@ -381,14 +422,19 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
     figures: dict = {}
     started = time.perf_counter()
     shots = world(settings)
-    images = draw(shots, progress, processes=settings.threads)
+    hair_shots = [any_hair(settings.seed, i) for i in range(settings.vae_any_hair)]
+    images = draw(shots + hair_shots, progress, processes=settings.threads)
+    images, hair_images = images[: len(shots)], images[len(shots) :]
     groups = by_size(shots)
     figures["draw_s"] = round(time.perf_counter() - started)
-    log.info("drew %d pictures in %d s", len(images), figures["draw_s"])
+    log.info(
+        "drew %d pictures (and %d with hair of any colour) in %d s", len(images), len(hair_images), figures["draw_s"]
+    )
 
     started = time.perf_counter()
     vae = build("vae", settings.seed).to(settings.device)
-    vae_losses = train_vae(vae, images, groups, settings, progress)
+    vae_losses = train_vae(vae, images + hair_images, settings, progress)
+    del hair_images
     latents, scaling = encode_latents(vae, images, groups, settings.device)
     latents = [m * scaling for m in latents]
     figures["vae_s"] = round(time.perf_counter() - started)
