@@ -95,6 +95,25 @@ def test_an_error_names_the_file_or_the_command_line_that_set_the_key(tmp_path):
     assert "train.lr: 'fast' is not of type 'number'  [set in --config]" in str(error.value)
 
 
+def test_settings_that_cannot_train_together_stop_the_run_before_any_job(tmp_path):
+    """Each key is valid alone; the pair is not. The training job would fail only when it starts (hours
+    into a queue on a cluster), so validation names both keys and where each was set."""
+    run = tmp_path / "run.yaml"
+    run.write_text("train:\n  optimizer: adamw\n  precision: fp16\n")
+    with pytest.raises(ConfigError) as error:
+        validate_config({"train": {"optimizer": "adamw", "precision": "fp16"}}, SCHEMA, [run])
+    assert (
+        "train.fused_backward: works with train.optimizer: adafactor only (got adamw); set it to false"
+        f"  [train.optimizer set in {run}]" in str(error.value)
+    )
+    with pytest.raises(ConfigError) as error:
+        validate_config({"train": {"optimizer": "adamw", "fused_backward": False}}, SCHEMA, [run], {})
+    assert "train.precision: bf16 keeps the weights in bf16" in str(error.value)
+    assert "fused_backward" not in str(error.value)
+    fine = {"train": {"optimizer": "adamw", "fused_backward": False, "precision": "fp16"}}
+    assert validate_config(fine, SCHEMA)["train"]["optimizer"] == "adamw"
+
+
 def test_a_real_person_needs_a_consent_record_that_exists_and_is_not_empty(tmp_path):
     record = tmp_path / "consent (signed).pdf"
     assert check_consent({"real_person": False, "consent": None}) is None

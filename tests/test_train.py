@@ -107,7 +107,7 @@ def test_adamw8bit_runs_or_says_why():
 def test_settings_refuse_combinations_that_lose_updates():
     with pytest.raises(ValueError, match="only adafactor rounds"):
         Settings.from_schema(optimizer="adamw8bit", fused_backward=False, precision="bf16").check()
-    with pytest.raises(ValueError, match="fused_backward works with train.optimizer: adafactor only"):
+    with pytest.raises(ValueError, match="train.fused_backward: works with train.optimizer: adafactor only"):
         Settings.from_schema(optimizer="adamw8bit", precision="fp16").check()
     with pytest.raises(ValueError, match="loss scaler"):
         Settings.from_schema(precision="fp16").check()

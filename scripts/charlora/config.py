@@ -181,6 +181,41 @@ def check_consent(subject: dict) -> Path | None:
     return path
 
 
+def train_conflicts(train: dict) -> list[tuple[str, str, str]]:
+    """Combinations of `train` settings that cannot train, each as (the key to change, the key it clashes
+    with, why): the schema checks each key alone; these need two. validate_config stops a run on them
+    before any job, and the training job checks them again (train.Settings.check)."""
+    optimizer, precision, fused = train["optimizer"], train["precision"], train["fused_backward"]
+    conflicts = []
+    if fused and optimizer != "adafactor":
+        conflicts.append(
+            (
+                "fused_backward",
+                "optimizer",
+                f"works with train.optimizer: adafactor only (got {optimizer}); set it to false",
+            )
+        )
+    if fused and precision == "fp16":
+        conflicts.append(
+            (
+                "fused_backward",
+                "precision",
+                "cannot be used with train.precision: fp16 (the loss scaler needs all gradients before any "
+                "step); use precision bf16",
+            )
+        )
+    if precision == "bf16" and optimizer != "adafactor":
+        conflicts.append(
+            (
+                "precision",
+                "optimizer",
+                f"bf16 keeps the weights in bf16, and only adafactor rounds its updates stochastically; "
+                f"{optimizer} would lose 4e-6 updates. Use precision fp16 (fp32 weights) with it",
+            )
+        )
+    return conflicts
+
+
 def validate_config(
     config: dict, schema_path: str | Path, configfiles: list[Path] = (), overrides: dict | None = None
 ) -> dict:
@@ -192,11 +227,16 @@ def validate_config(
 
     validator = _with_defaults(jsonschema.Draft7Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = []
-        for error in errors:
-            source = key_source(list(error.absolute_path), list(configfiles), overrides)
-            lines.append(_message(error) + (f"  [set in {source}]" if source else ""))
+    lines = []
+    for error in errors:
+        source = key_source(list(error.absolute_path), list(configfiles), overrides)
+        lines.append(_message(error) + (f"  [set in {source}]" if source else ""))
+    if not errors:
+        for key, other, why in train_conflicts(config["train"]):
+            sources = [(k, key_source(["train", k], list(configfiles), overrides)) for k in (key, other)]
+            where = "; ".join(f"train.{k} set in {source}" for k, source in sources if source)
+            lines.append(f"  train.{key}: {why}" + (f"  [{where}]" if where else ""))
+    if lines:
         files = ", ".join(map(str, configfiles)) or "config/config.yaml"
         raise ConfigError(
             f"the config does not match {schema_path}:\n"

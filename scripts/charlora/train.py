@@ -39,7 +39,7 @@ from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
 from charlora import atomic, disk_space, distributed, plan
-from charlora.config import schema_defaults
+from charlora.config import schema_defaults, train_conflicts
 from charlora.distributed import World
 from charlora.diffusion import add_noise, draw_noise, masked_mse, predict_noise, training_loss, val_timesteps
 from charlora.ema import EMA
@@ -101,19 +101,12 @@ class Settings:
         return cls.from_config(plan.weight_settings(train, masks_made=True), train["device"])
 
     def check(self) -> None:
-        if self.fused_backward and self.optimizer != "adafactor":
-            raise ValueError(f"train.fused_backward works with train.optimizer: adafactor only (got {self.optimizer})")
-        if self.fused_backward and self.precision == "fp16":
-            raise ValueError(
-                "train.fused_backward cannot be used with train.precision: fp16 (the loss scaler "
-                "needs all gradients before any step); use precision bf16"
-            )
-        if self.precision == "bf16" and self.optimizer != "adafactor":
-            raise ValueError(
-                f"train.precision: bf16 keeps the weights in bf16, and only adafactor rounds its "
-                f"updates stochastically; {self.optimizer} would lose 4e-6 updates. Use "
-                "precision fp16 (fp32 weights) with it"
-            )
+        """The combinations the config's validation refuses (config.train_conflicts), for callers that
+        build Settings themselves."""
+        train = {"optimizer": self.optimizer, "precision": self.precision, "fused_backward": self.fused_backward}
+        if conflicts := train_conflicts(train):
+            key, _, why = conflicts[0]
+            raise ValueError(f"train.{key}: {why}")
 
     @property
     def weight_dtype(self) -> torch.dtype:
