@@ -67,7 +67,7 @@ onstart:
         logger.info(f"What this run costs, at most (`snakemake cost` prints it again):\n{cost}")
     if config["dataset"] == "demo":
         logger.info("dataset: demo, so config/demo.yaml (the demo's small CPU settings) is applied over "
-                    "config/config.yaml; its samples are noise by design (a random tiny model)")
+                    f"config/config.yaml: {DEMO_BASES.get(config['base_model'], 'a base model of your own')}")
 
 
 onsuccess:

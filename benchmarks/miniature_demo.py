@@ -2,10 +2,10 @@
 colour (demo.MIRA.hair), which the base never drew, and which epoch does the selection pick?
 First it prints how much of the hair the base's VAE gives back at all (miniature.trait_through_vae).
 
-Runs the demo workflow in a scratch workspace with `base_model: miniature` and the settings of
---override (a config file applied over config/demo.yaml), then prints, for every sampled epoch: the
-share of samples of a "mira" prompt whose figure shows her hair colour (pixel_probe.colour_share at
-or above --trait-share), the pixel probe's adherence, the scorecard's levels, and the selected epoch.
+Runs the shipped demo (config/demo.yaml) in a scratch workspace, with the settings of --override (a
+config file such as config/demo-overtrain.yaml) applied over it, then prints, for every sampled epoch:
+the share of samples of a "mira" prompt that show her hair (pixel_probe.trait_share of the head's place
+at or above --trait-share), the pixel probe's adherence, the scorecard's levels, and the selected epoch.
 
     .venv/bin/python benchmarks/miniature_demo.py [--override FILE] [--keep DIR]
 """
@@ -18,51 +18,25 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from charlora import demo, miniature, pixel_probe, plan, sample, scorecard, sdxl  # noqa: E402
+from charlora import miniature, plan, scorecard, sdxl  # noqa: E402
 from workflow import make_workspace  # noqa: E402
-
-
-def trait_by_epoch(validate: Path, token: str, threshold: float) -> dict[int, tuple[float, float | None, int]]:
-    """Per sampled epoch: the share of the token's samples showing mira's hair colour, their mean
-    pixel-probe adherence (None where no prompt names a backdrop or outfit) and how many there are."""
-    prompts = [p for p in sample.read_prompts(validate / "prompts.tsv") if token in p.text.lower()]
-    out = {}
-    for folder in sorted(validate.glob("epoch-[0-9][0-9][0-9]")):
-        shown, adherence, count = 0, [], 0
-        for prompt in prompts:
-            framing = pixel_probe.asked(prompt.text).framing
-            for path in sorted(folder.glob(f"{prompt.name}-s*.png")):
-                with Image.open(path) as image:
-                    picture = image.convert("RGB")
-                shown += pixel_probe.colour_share(picture, demo.MIRA.hair, framing) >= threshold
-                if (score := pixel_probe.adherence(picture, prompt.text)) is not None:
-                    adherence.append(score)
-                count += 1
-        out[int(folder.name[6:])] = (
-            shown / count if count else 0.0,
-            sum(adherence) / len(adherence) if adherence else None,
-            count,
-        )
-    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--override", type=Path, help="a config file applied over config/demo.yaml")
-    parser.add_argument("--trait-share", type=float, default=0.01, help="share of the figure that counts as shown")
+    parser.add_argument("--trait-share", type=float, default=0.1, help="share of the head that counts as shown")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="charlora-miniature-demo-"))
-    workspace = make_workspace(root)
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", "base_model=miniature"]
+    workspace = make_workspace(root, shipped_demo=True)
+    command = [sys.executable, "-m", "snakemake", "--cores", "2"]
     if args.override:
-        command[5:5] = ["--configfile", str(args.override.resolve())]
+        command += ["--configfile", str(args.override.resolve())]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - started
@@ -80,7 +54,7 @@ def main() -> None:
         "through the base's VAE (what the fine-tune can at most learn to draw)"
     )
     print("epoch  mira's hair shown  adherence (pixel probe)  samples  scorecard")
-    for epoch, (shown, adherence, count) in trait_by_epoch(validate, "mira", args.trait_share).items():
+    for epoch, (shown, adherence, count) in miniature.trait_by_epoch(validate, "mira", args.trait_share).items():
         print(
             f"{epoch:5d}  {shown:17.0%}  {'n/a' if adherence is None else f'{adherence:.0%}':>23}  {count:7d}  "
             + ", ".join(f"{k} {v}" for k, v in levels.get(epoch, {}).items())

@@ -79,6 +79,12 @@ wildcard_constraints:
 MODEL_FILES = {m.key: m for m in model_files.model_files(config)}  # the files the user supplies
 # base_model: miniature's pretrained UNet and VAE, committed beside its config (docs/miniature.md)
 MINIATURE_WEIGHTS = os.path.relpath(Path(workflow.basedir) / "config" / "models" / "miniature" / "miniature.safetensors")
+# What the log says the demo's base is (onstart), for each built-in base.
+DEMO_BASES = {
+    "miniature": "the miniature base, pretrained on drawn people who are not mira: the fine-tune learns her "
+    "magenta hair, which the base never drew (docs/miniature.md)",
+    "tiny": "its samples are noise by design (a random tiny model)",
+}
 
 
 def base_model(wildcards=None):

@@ -36,8 +36,8 @@ def test_shipped_config_is_the_guides_run_and_the_demo_file_makes_it_the_demo():
     )
     assert guide == (100, 1024, "bf16", 64, 1024, 30)
     assert (config["captions"]["tagger"], config["masks"]["method"]) == ("wd14", "rembg") and config["select"]["clip"]
-    assert (demo["base_model"], demo["captions"]["tagger"], demo["select"]["clip"]) == ("tiny", "demo", "tiny")
-    assert (demo["train"]["epochs"], demo["train"]["device"], demo["ingest"]["min_side"]) == (4, "cpu", 256)
+    assert (demo["base_model"], demo["captions"]["tagger"], demo["select"]["clip"]) == ("miniature", "demo", None)
+    assert (demo["train"]["epochs"], demo["train"]["device"], demo["ingest"]["min_side"]) == (12, "cpu", 256)
     # the demo's intent replaces the example's lists one for one (a key only in config.yaml would leak in)
     assert set(demo["intent"]) == set(config["intent"])
     quick = yaml.safe_load((REPO / "config" / "quick-look.yaml").read_text())

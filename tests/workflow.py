@@ -9,12 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "profiles", "envs"]
 
 
-def make_workspace(path: Path) -> Path:
-    """A fresh checkout-like folder with the workflow and the shipped config, no results."""
+def make_workspace(path: Path, shipped_demo: bool = False) -> Path:
+    """A fresh checkout-like folder with the workflow and the shipped config, no results. Its demo runs
+    the random tiny model briefly (tests/demo_tiny.yaml merged over config/demo.yaml) unless
+    `shipped_demo`: the demo as a user runs it, on the miniature base (minutes, not seconds)."""
     path.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         src = REPO / name
@@ -22,7 +26,18 @@ def make_workspace(path: Path) -> Path:
             shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, path / name)
+    if not shipped_demo:
+        use_tiny_demo(path)
     return path
+
+
+def use_tiny_demo(workspace: Path) -> None:
+    """Write the workspace's config/demo.yaml as the shipped one with tests/demo_tiny.yaml over it."""
+    from snakemake.utils import update_config
+
+    demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    update_config(demo, yaml.safe_load((REPO / "tests" / "demo_tiny.yaml").read_text()))
+    (workspace / "config" / "demo.yaml").write_text(yaml.safe_dump(demo, sort_keys=False))
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -29,7 +29,7 @@ class Look:
 
 
 # mira's magenta hair is her trait: no person of the miniature world (miniature.HAIRS) has it, so a fine-tune
-# of the miniature base has something to learn that the base never drew (pixel_probe.colour_share reads it).
+# of the miniature base has something to learn that the base never drew (pixel_probe.trait_share reads it).
 # A dark, saturated magenta keeps her drawn face as findable as brown hair did: lighter pinks cost the
 # surprised close-up its face (framing.py) and drew edges that SIFT alone aligned too loosely (dedup).
 MIRA = Look(skin=(226, 182, 152), hair=(220, 20, 120), eye=(52, 86, 60))

@@ -186,6 +186,24 @@ def _crop_box(framing: str, size: tuple[int, int], cx: float, top: float, shift:
     return round(x0), round(y0), round(x0 + crop_w), round(y0 + crop_h)
 
 
+def head_box(framing: str, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where the head, hair included, of a figure standing centred lies in a `framing` shot of `size`:
+    (left, top, right, bottom) in the shot's pixels. The hair is drawn 0.46 heads either side of the
+    figure's centre and from 0.07 heads above the head's top to 0.76 below it (_draw_face); the box
+    keeps a tenth of a head more on each side, for the figure's sway on the canvas and a sample's."""
+    cx, top = CANVAS[0] / 2, 180.0
+    x0, y0, x1, y1 = _crop_box(framing, size, cx, top, 0.0)
+    scale = size[0] / (x1 - x0)
+    left, right = cx - 0.56 * HEAD, cx + 0.56 * HEAD
+    upper, lower = top - 0.17 * HEAD, top + 0.86 * HEAD
+    return (
+        max(0, round((left - x0) * scale)),
+        max(0, round((upper - y0) * scale)),
+        min(size[0], round((right - x0) * scale)),
+        min(size[1], round((lower - y0) * scale)),
+    )
+
+
 def max_shift(framing: str, size: tuple[int, int]) -> float:
     """The largest sideways shift (share of the crop's width) at which a `framing` shot of `size` stays
     on the canvas wherever the figure stands; negative where it cannot fit at all."""

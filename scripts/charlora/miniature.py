@@ -226,6 +226,35 @@ def trait_through_vae(vae, device: str) -> dict[str, float]:
     return {k: round(sum(v) / len(v), 4) for k, v in shares.items()}
 
 
+def trait_by_epoch(validate, token: str, threshold: float = 0.1) -> dict[int, tuple[float, float | None, int]]:
+    """What a run's validation samples show, per sampled epoch (the folders epoch-<eee> of `validate`):
+    the share of the samples of prompts naming `token` where mira's hair colour takes at least
+    `threshold` of the head's place (pixel_probe.trait_share of demo.MIRA.hair: 0.15-0.23 in her
+    drawn photos), their mean pixel-probe adherence (None where no prompt names a backdrop or an
+    outfit) and how many samples there are."""
+    from charlora import pixel_probe, sample
+
+    prompts = [p for p in sample.read_prompts(validate / "prompts.tsv") if token in p.text.lower()]
+    out = {}
+    for folder in sorted(validate.glob("epoch-[0-9][0-9][0-9]")):
+        shown, adherence, count = 0, [], 0
+        for prompt in prompts:
+            framing = pixel_probe.asked(prompt.text).framing
+            for path in sorted(folder.glob(f"{prompt.name}-s*.png")):
+                with Image.open(path) as image:
+                    picture = image.convert("RGB")
+                shown += pixel_probe.trait_share(picture, demo.MIRA.hair, framing) >= threshold
+                if (score := pixel_probe.adherence(picture, prompt.text)) is not None:
+                    adherence.append(score)
+                count += 1
+        out[int(folder.name[6:])] = (
+            shown / count if count else 0.0,
+            sum(adherence) / len(adherence) if adherence else None,
+            count,
+        )
+    return out
+
+
 @torch.no_grad()
 def encode_latents(vae, images: list[torch.Tensor], groups, device: str) -> tuple[list[torch.Tensor], float]:
     """Each picture's latent mean, and the scaling factor that gives them unit variance (SD's recipe)."""

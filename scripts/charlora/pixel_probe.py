@@ -12,7 +12,10 @@ short list of backdrops, outfits and looks, so a sample can be checked without a
 - the outfit: the figure's pixels (those far from the recognised backdrop's colours) each go to the
   nearest colour the renderer uses for a figure (outfits' tops and bottoms, skins, hair, shoes, under
   every light); the outfit whose top colour takes the most of them is the one the sample shows.
-- a colour (a character's trait, such as mira's hair): its share of the figure's pixels.
+- a colour (a character's trait, such as mira's hair): its share of the figure's pixels in a drawn
+  photo (`colour_share`); in a model's sample, its share of the place where the renderer draws the
+  head (`trait_share`), against the sample's own backdrop too, since a weak model's colour casts can
+  turn a backdrop towards the trait.
 
 `adherence(sample, prompt)` is the share of the prompt's probed words (its backdrop, its outfit) that
 the sample shows: the demo's prompt adherence (select.adherence: pixel_probe).
@@ -148,17 +151,29 @@ def figure_palette() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(colours), np.asarray(names)
 
 
+def at_shape(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`pixels` resized to `shape` (a reference's width may differ from a sample's by a pixel)."""
+    if pixels.shape == shape:
+        return pixels
+    image = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+    return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float64)
+
+
 def figure_pixels(pixels: np.ndarray, backdrop_pixels: np.ndarray) -> np.ndarray:
     """The sample's pixels (n, 3) that are far from the backdrop reference at the same place."""
-    if backdrop_pixels.shape != pixels.shape:
-        backdrop_pixels = np.asarray(
-            Image.fromarray(backdrop_pixels.clip(0, 255).astype(np.uint8)).resize(
-                (pixels.shape[1], pixels.shape[0]), Image.Resampling.BILINEAR
-            ),
-            dtype=np.float64,
-        )
-    far = np.linalg.norm(pixels - backdrop_pixels, axis=2) > FIGURE_DISTANCE
+    far = np.linalg.norm(pixels - at_shape(backdrop_pixels, pixels.shape), axis=2) > FIGURE_DISTANCE
     return pixels[far]
+
+
+def nearest_distance(colours: np.ndarray, to: np.ndarray) -> np.ndarray:
+    """Each of `colours` (n, 3): its distance to the nearest of `to` (m, 3)."""
+    return np.linalg.norm(colours[:, None, :] - to[None, :, :], axis=2).min(axis=1)
+
+
+def other_figure_colours(trait: np.ndarray) -> np.ndarray:
+    """Every colour the renderer draws a figure in (figure_palette) but the shades in `trait`."""
+    palette, _ = figure_palette()
+    return palette[~(palette[:, None, :] == trait[None]).all(axis=2).any(axis=1)]
 
 
 def nearest_names(colours: np.ndarray) -> np.ndarray:
@@ -185,18 +200,35 @@ def read(image: Image.Image, framing: str = "mid_shot") -> Reading:
 
 def colour_share(image: Image.Image, colour, framing: str = "mid_shot") -> float:
     """The share of the figure's pixels nearer to `colour` (under any light) than to any colour the
-    renderer draws a figure in: how much of a character's trait colour the sample shows."""
+    renderer draws a figure in: how much of a character's trait colour a drawn photo shows."""
     pixels = small(image)
     distances = backdrop_distances(pixels, framing)
     figure = figure_pixels(pixels, distances[min(distances, key=lambda b: distances[b][0])][1])
     if not len(figure):
         return 0.0
-    palette, _ = figure_palette()
     trait = under_any_light(colour)
-    palette = palette[~(palette[:, None, :] == trait[None]).all(axis=2).any(axis=1)]  # not the trait itself
-    to_trait = np.linalg.norm(figure[:, None, :] - trait[None], axis=2).min(axis=1)
-    to_palette = np.linalg.norm(figure[:, None, :] - palette[None], axis=2).min(axis=1)
-    return float((to_trait < to_palette).mean())
+    return float((nearest_distance(figure, trait) < nearest_distance(figure, other_figure_colours(trait))).mean())
+
+
+def trait_share(image: Image.Image, colour, framing: str = "mid_shot") -> float:
+    """The share of the head's place in the sample (demo_render.head_box at `framing`) whose pixels are
+    nearer to `colour` (under any light) than to any other colour the renderer draws a figure in and
+    than to the sample's own backdrop (its outer cells that best match the backdrop recognised): how
+    much of a character's hair in her trait colour a sample shows. Counting only where the head is,
+    against the backdrop as the sample drew it, keeps a backdrop drawn in a colour cast near the trait
+    (a model's brick wall can come out magenta) from being read as hair."""
+    from charlora.demo_render import head_box
+
+    pixels = small(image)
+    distances = backdrop_distances(pixels, framing)
+    reference = at_shape(distances[min(distances, key=lambda b: distances[b][0])][1], pixels.shape)
+    cells = outer_cells(pixels)
+    own_backdrop = cells[np.argsort(np.linalg.norm(cells - outer_cells(reference), axis=1))[:BEST_CELLS]]
+    left, top, right, bottom = head_box(framing, (pixels.shape[1], pixels.shape[0]))
+    head = pixels[top:bottom, left:right].reshape(-1, 3)
+    trait = under_any_light(colour)
+    others = np.concatenate([other_figure_colours(trait), own_backdrop])
+    return float((nearest_distance(head, trait) < nearest_distance(head, others)).mean())
 
 
 @cache
