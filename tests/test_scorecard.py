@@ -431,6 +431,16 @@ def test_fidelity_flags_need_a_margin_over_epoch_0(figures, expected):
     assert scorecard.visual_fidelity(Evidence(**{**base.__dict__, **figures}), base)[0] == expected
 
 
+def test_softer_says_how_many_samples_lost_sharpness_against_epoch_0():
+    """The softer flag rests on the pairs, not on the shares (both can be 100 %): the evidence says so."""
+    base = Evidence(**{**BASE.__dict__, "softer_share": 1.0})
+    level, text = scorecard.visual_fidelity(
+        Evidence(**{**base.__dict__, "softer_share": 1.0, "sharpness_pairs": scorecard.Pairs(2, 22)}), base
+    )
+    assert level == "poor"
+    assert text.endswith("softer than the training photos, and than epoch 0 in 22 of 24 pairs (same prompt and seed)")
+
+
 def test_copies_count_against_epoch_0():
     """Copies the base model also makes (a stock composition) are no sign; new ones are."""
     base = Evidence(**{**BASE.__dict__, "copied_share": 0.3})

@@ -318,7 +318,12 @@ def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
         )
     if flagged(e.softer_share, base.softer_share, e.sharpness_pairs, rising=False):
         grades.append(2)
-        text += "; softer than the training photos"
+        text += "; softer than the training photos" + (
+            f", and than epoch 0 in {e.sharpness_pairs.down} of {e.sharpness_pairs.up + e.sharpness_pairs.down} "
+            "pairs (same prompt and seed)"
+            if e.sharpness_pairs is not None
+            else ""
+        )
     if faces_lost(e, base):
         grades.append(2)
         text += "; faces lost"
