@@ -182,12 +182,18 @@ def nearest_names(colours: np.ndarray) -> np.ndarray:
     return names[distances.argmin(axis=1)]
 
 
+def recognised_backdrop(pixels: np.ndarray, framing: str) -> tuple[str, float, np.ndarray]:
+    """The backdrop nearest to the sample (backdrop_distances): its name, distance and reference pixels."""
+    distances = backdrop_distances(pixels, framing)
+    backdrop = min(distances, key=lambda b: distances[b][0])
+    return backdrop, *distances[backdrop]
+
+
 def read(image: Image.Image, framing: str = "mid_shot") -> Reading:
     """What `image` shows, read as a picture at `framing` (close_up, mid_shot, full_body)."""
     pixels = small(image)
-    distances = backdrop_distances(pixels, framing)
-    backdrop = min(distances, key=lambda b: distances[b][0])
-    figure = figure_pixels(pixels, distances[backdrop][1])
+    backdrop, distance, reference = recognised_backdrop(pixels, framing)
+    figure = figure_pixels(pixels, reference)
     outfit = None
     if len(figure):
         names = nearest_names(figure)
@@ -195,15 +201,14 @@ def read(image: Image.Image, framing: str = "mid_shot") -> Reading:
         if max(counts.values()) > 0:
             outfit = max(counts, key=counts.get)
     share = len(figure) / (pixels.shape[0] * pixels.shape[1])
-    return Reading(backdrop, distances[backdrop][0], outfit, share)
+    return Reading(backdrop, distance, outfit, share)
 
 
 def colour_share(image: Image.Image, colour, framing: str = "mid_shot") -> float:
     """The share of the figure's pixels nearer to `colour` (under any light) than to any colour the
     renderer draws a figure in: how much of a character's trait colour a drawn photo shows."""
     pixels = small(image)
-    distances = backdrop_distances(pixels, framing)
-    figure = figure_pixels(pixels, distances[min(distances, key=lambda b: distances[b][0])][1])
+    figure = figure_pixels(pixels, recognised_backdrop(pixels, framing)[2])
     if not len(figure):
         return 0.0
     trait = under_any_light(colour)
@@ -220,8 +225,7 @@ def trait_share(image: Image.Image, colour, framing: str = "mid_shot") -> float:
     from charlora.demo_render import head_box
 
     pixels = small(image)
-    distances = backdrop_distances(pixels, framing)
-    reference = at_shape(distances[min(distances, key=lambda b: distances[b][0])][1], pixels.shape)
+    reference = at_shape(recognised_backdrop(pixels, framing)[2], pixels.shape)
     cells = outer_cells(pixels)
     own_backdrop = cells[np.argsort(np.linalg.norm(cells - outer_cells(reference), axis=1))[:BEST_CELLS]]
     left, top, right, bottom = head_box(framing, (pixels.shape[1], pixels.shape[0]))
