@@ -92,6 +92,37 @@ def test_pretraining_gives_the_same_weights_twice_and_a_file_charlora_reads_as_t
     assert not torch.equal(at_clip_init.get_input_embeddings().weight, weights)
 
 
+def test_a_continuation_trains_the_unet_on_and_keeps_the_vae_and_text_encoders(tmp_path):
+    from safetensors.torch import load_file
+
+    tiny = dict(vae_steps=2, vae_batch=4, unet_batch=4, warmup=1, threads=1, vae_any_hair=2)
+    base = miniature.Settings(pictures=12, unet_steps=2, text_token_scale=20.0, **tiny)
+    miniature.pretrain(base, tmp_path / "base", probe_seeds=0)
+    source = tmp_path / "base" / "miniature.safetensors"
+    more = miniature.Settings(pictures=8, unet_steps=3, seed=1, noise_offset=0.3, **tiny)
+    for run in ("a", "b"):
+        miniature.pretrain(more, tmp_path / run, probe_seeds=0, continue_from=source)
+    a, b = (tmp_path / run / "miniature.safetensors" for run in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
+    assert len(json.loads((tmp_path / "a" / "losses.json").read_text())["unet"]) == 3
+
+    before, after = load_file(source), load_file(a)
+    assert before.keys() == after.keys()
+    vae_keys = [k for k in before if k.startswith("first_stage_model.")]
+    unet_keys = [k for k in before if k.startswith("model.diffusion_model.")]
+    assert vae_keys and all(torch.equal(before[k], after[k]) for k in vae_keys)
+    assert any(not torch.equal(before[k], after[k]) for k in unet_keys)
+
+    made_with, continued = miniature.made_with_settings(a)
+    assert made_with["seed"] == 0 and made_with["text_token_scale"] == 20.0
+    assert [c["noise_offset"] for c in continued] == [0.3]
+    # the text encoders stay those the UNet was first trained with, not the continuation's settings' own
+    full = miniature.full_checkpoint(a, tmp_path / "full.safetensors")
+    loaded = sdxl.load_sdxl(full, with_unet=False)
+    te, _ = miniature.build("text_encoders", 0, 20.0, base.text_position_scale)
+    assert torch.equal(loaded.text_encoder.get_input_embeddings().weight, te.get_input_embeddings().weight)
+
+
 def test_the_text_encoders_state_which_word_each_token_is():
     """At the miniature's embedding scales, a caption's state at its backdrop word changes ten times more with
     that word than with a word before it (at CLIP's own init, about as much: docs/miniature.md)."""

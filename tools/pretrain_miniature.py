@@ -4,6 +4,12 @@ on 2 cores with the defaults.
 
     .venv/bin/python tools/pretrain_miniature.py --out results/miniature [--pictures 6000 ...]
 
+With --continue-from a miniature.safetensors, the VAE and the text encoders of that file are kept and
+its UNet trains --unet-steps more steps on a world drawn with --seed (the VAE options are unused):
+
+    .venv/bin/python tools/pretrain_miniature.py --continue-from config/models/miniature/miniature.safetensors \
+        --out results/miniature-continued --seed 1 --pictures 2000 --unet-steps 800 --noise-offset 0.3 ...
+
 Writes into --out: miniature.safetensors (UNet and VAE, fp16, single-file layout; its metadata holds
 the settings, the VAE's scaling factor and the torch version), losses.json, and samples of the base
 (one per probe prompt and seed) with what pixel_probe read from each, and the figures (probe.json).
@@ -32,6 +38,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "miniature")
     for field in dataclasses.fields(miniature.Settings):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+    parser.add_argument("--continue-from", type=Path, help="a miniature.safetensors whose UNet trains on")
     parser.add_argument("--probe-seeds", type=int, default=4, help="samples per probe prompt")
     parser.add_argument("--probe-at", default="", help="UNet steps to probe at on the way (comma-separated)")
     args = parser.parse_args()
@@ -41,7 +48,14 @@ def main() -> None:
     log = logs.setup(str(args.out / "pretrain.log"))
     log.info("settings: %s", json.dumps(dataclasses.asdict(settings)))
     started = time.perf_counter()
-    result = miniature.pretrain(settings, args.out, progress=tqdm, probe_seeds=args.probe_seeds, probe_at=probe_at)
+    result = miniature.pretrain(
+        settings,
+        args.out,
+        progress=tqdm,
+        probe_seeds=args.probe_seeds,
+        probe_at=probe_at,
+        continue_from=args.continue_from,
+    )
     log.info("done in %.0f s: %s", time.perf_counter() - started, json.dumps(result, indent=1))
 
 

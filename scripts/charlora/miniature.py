@@ -25,10 +25,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from charlora import demo
 from charlora.demo import Look, Shot
@@ -442,8 +444,13 @@ def probe(unet, vae, text_encoders, seeds: int, out, settings: Settings, guidanc
     }
 
 
-def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds: int = 4, probe_at=()) -> dict:
-    """Draw the world, train the VAE, then the UNet; write the weights, the losses and the probe."""
+def pretrain(
+    settings: Settings, out, progress=lambda it, **kw: it, probe_seeds: int = 4, probe_at=(), continue_from=None
+) -> dict:
+    """Draw the world, train the VAE, then the UNet; write the weights, the losses and the probe.
+    With `continue_from` (a miniature.safetensors), its VAE and text encoders are kept and its UNet trains
+    `settings.unet_steps` more steps on `settings`' world; the file's metadata then holds the settings
+    that made the VAE and text encoders ("settings") and those of each continuation ("continued")."""
     from charlora import ldm_layout
     from charlora.sdxl import noise_scheduler, save_safetensors, MODEL_CONFIGS, tokenizers, SDXL
 
@@ -451,7 +458,13 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
     figures: dict = {}
     started = time.perf_counter()
     shots = world(settings)
-    hair_shots = [any_hair(settings.seed, i) for i in range(settings.vae_any_hair)]
+    if continue_from is None:
+        made_with, continued = dataclasses.asdict(settings), []
+        hair_shots = [any_hair(settings.seed, i) for i in range(settings.vae_any_hair)]
+    else:
+        made_with, continued = made_with_settings(continue_from)
+        continued.append(dataclasses.asdict(settings))
+        hair_shots = []
     images = draw(shots + hair_shots, progress, processes=settings.threads)
     images, hair_images = images[: len(shots)], images[len(shots) :]
     groups = by_size(shots)
@@ -461,10 +474,17 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
     )
 
     started = time.perf_counter()
-    vae = build("vae", settings.seed).to(settings.device)
-    vae_losses = train_vae(vae, images + hair_images, settings, progress)
-    del hair_images
-    latents, scaling = encode_latents(vae, images, groups, settings.device)
+    if continue_from is None:
+        vae = build("vae", settings.seed).to(settings.device)
+        vae_losses = train_vae(vae, images + hair_images, settings, progress)
+        del hair_images
+        latents, scaling = encode_latents(vae, images, groups, settings.device)
+    else:
+        unet, vae = load_pretrained(continue_from)
+        vae = vae.to(settings.device).eval()
+        vae_losses = []
+        latents, _ = encode_latents(vae, images, groups, settings.device)
+        scaling = vae.config.scaling_factor  # the latents' scale the UNet was trained at stays
     latents = [m * scaling for m in latents]
     figures["vae_s"] = round(time.perf_counter() - started)
     figures["vae_scaling_factor"] = round(scaling, 5)
@@ -477,12 +497,16 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
     log.info("mira's hair, share of the figure in her photos and through the VAE: %s", figures["vae_trait_share"])
 
     started = time.perf_counter()
-    text_encoders = text_encoders_of(dataclasses.asdict(settings))
+    text_encoders = text_encoders_of(made_with)
+    probe_settings = replace(settings, seed=made_with["seed"])  # a continuation is probed as its base was
     tokenizer, tokenizer_2 = tokenizers()
     model = SDXL(None, None, *text_encoders, tokenizer, tokenizer_2)
     captions = [caption(s) for s in shots]
     embeddings = encode_captions(model, captions)
-    unet = build("unet", settings.seed).to(settings.device)
+    if continue_from is None:
+        unet = build("unet", settings.seed).to(settings.device)
+    else:
+        unet = unet.to(settings.device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=settings.unet_lr, weight_decay=0.01)
     sizes = [(s.size[0] // DRAW_SCALE, s.size[1] // DRAW_SCALE) for s in shots]
     data = (latents, embeddings, captions, sizes, groups)
@@ -492,7 +516,7 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
     for first, last in zip([0, *probe_at], [*probe_at, settings.unet_steps]):
         unet_losses += train_unet(unet, optimizer, range(first, last), data, scheduler, settings, progress)
         if last < settings.unet_steps:
-            early = probe(unet, vae, text_encoders, 1, None, settings)
+            early = probe(unet, vae, text_encoders, 1, None, probe_settings)
             figures[f"probe_at_{last}"] = {k: v for k, v in early.items() if k != "rows"}
             log.info("probe at step %d: %s", last, figures[f"probe_at_{last}"])
     figures["unet_s"] = round(time.perf_counter() - started)
@@ -502,10 +526,12 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
     state |= ldm_layout.vae_to_ldm(vae.state_dict(), dict(vae.config))
     metadata = {
         "charlora": "miniature SDXL-layout base: UNet and VAE (text encoders: random, seeded)",
-        "settings": json.dumps(dataclasses.asdict(settings), sort_keys=True),
+        "settings": json.dumps(made_with, sort_keys=True),
         "vae_scaling_factor": f"{scaling:.5f}",
         "torch": torch.__version__,
     }
+    if continued:
+        metadata["continued"] = json.dumps(continued, sort_keys=True)
     save_safetensors({k: v.half() for k, v in sorted(state.items())}, out / "miniature.safetensors", metadata)
     (out / "losses.json").write_text(json.dumps({"vae": vae_losses, "unet": unet_losses}) + "\n")
 
@@ -514,19 +540,40 @@ def pretrain(settings: Settings, out, progress=lambda it, **kw: it, probe_seeds:
     samples = out / "samples"
     samples.mkdir(exist_ok=True)
     started = time.perf_counter()
-    result = probe(unet, vae, text_encoders, probe_seeds, samples, settings)
+    result = probe(unet, vae, text_encoders, probe_seeds, samples, probe_settings)
     figures["probe_s"] = round(time.perf_counter() - started)
     figures |= {k: v for k, v in result.items() if k != "rows"}
     (out / "probe.json").write_text(json.dumps(figures | {"rows": result["rows"]}, indent=1) + "\n")
     return figures
 
 
+def made_with_settings(weights) -> tuple[dict, list[dict]]:
+    """The settings a miniature.safetensors was pretrained with (its VAE and text encoders come from them),
+    and those of each UNet continuation since, in order."""
+    with safe_open(str(weights), framework="pt") as f:
+        metadata = f.metadata()
+    return json.loads(metadata["settings"]), json.loads(metadata.get("continued", "[]"))
+
+
+def load_pretrained(weights) -> tuple:
+    """The UNet and VAE of a miniature.safetensors (fp32), read by the loader the workflow uses, the VAE at the
+    scaling factor the file was made with."""
+    import tempfile
+
+    from charlora import sdxl
+
+    with tempfile.TemporaryDirectory() as folder:
+        full = full_checkpoint(weights, Path(folder) / "miniature.safetensors")
+        unet, vae = sdxl.load_unet(full), sdxl.load_vae(full)
+    with safe_open(str(weights), framework="pt") as f:
+        vae.register_to_config(scaling_factor=float(f.metadata()["vae_scaling_factor"]))
+    return unet, vae
+
+
 def full_checkpoint(weights, out):
     """A single-file SDXL checkpoint of the miniature base at `out`: the UNet and VAE of `weights`
     (pretrain's file, fp16) in fp32, with the random text encoders it was trained with (built again
     from its seed). Returns `out`."""
-    from safetensors import safe_open
-
     from charlora import ldm_layout
     from charlora.sdxl import save_safetensors
 
@@ -540,6 +587,6 @@ def full_checkpoint(weights, out):
         dict(sorted(state.items())),
         out,
         metadata={"charlora": "miniature SDXL-layout base (pretrained UNet and VAE, random text encoders)"}
-        | {k: metadata[k] for k in ("settings", "vae_scaling_factor", "torch")},
+        | {k: metadata[k] for k in ("settings", "continued", "vae_scaling_factor", "torch") if k in metadata},
     )
     return out
