@@ -451,8 +451,7 @@ def pretrain(
     With `continue_from` (a miniature.safetensors), its VAE and text encoders are kept and its UNet trains
     `settings.unet_steps` more steps on `settings`' world; the file's metadata then holds the settings
     that made the VAE and text encoders ("settings") and those of each continuation ("continued")."""
-    from charlora import ldm_layout
-    from charlora.sdxl import noise_scheduler, save_safetensors, MODEL_CONFIGS, tokenizers, SDXL
+    from charlora.sdxl import noise_scheduler, MODEL_CONFIGS, tokenizers, SDXL
 
     torch.set_num_threads(settings.threads)
     figures: dict = {}
@@ -488,13 +487,14 @@ def pretrain(
     latents = [m * scaling for m in latents]
     figures["vae_s"] = round(time.perf_counter() - started)
     figures["vae_scaling_factor"] = round(scaling, 5)
-    with torch.no_grad():
-        sample = torch.stack([images[i] for i in groups[min(groups)][:16]]).to(settings.device)
-        error = (vae.decode(vae.encode(sample).latent_dist.mean).sample - sample).abs().mean() * 127.5
-    figures["vae_reconstruction_error_levels"] = round(float(error), 2)
-    log.info("VAE: %d s, scaling %.4f, reconstruction off by %.1f levels", figures["vae_s"], scaling, float(error))
-    figures["vae_trait_share"] = trait_through_vae(vae, settings.device)
-    log.info("mira's hair, share of the figure in her photos and through the VAE: %s", figures["vae_trait_share"])
+    measured = vae_figures(vae, [images[i] for i in groups[min(groups)][:16]], settings.device)
+    log.info(
+        "VAE: %d s, scaling %.4f, %s (mira's hair: share of the figure before and after it)",
+        figures["vae_s"],
+        scaling,
+        measured,
+    )
+    figures |= measured
 
     started = time.perf_counter()
     text_encoders = text_encoders_of(made_with)
@@ -522,17 +522,7 @@ def pretrain(
     figures["unet_s"] = round(time.perf_counter() - started)
     log.info("UNet: %d s", figures["unet_s"])
 
-    state = ldm_layout.unet_to_ldm(unet.state_dict(), dict(unet.config))
-    state |= ldm_layout.vae_to_ldm(vae.state_dict(), dict(vae.config))
-    metadata = {
-        "charlora": "miniature SDXL-layout base: UNet and VAE (text encoders: random, seeded)",
-        "settings": json.dumps(made_with, sort_keys=True),
-        "vae_scaling_factor": f"{scaling:.5f}",
-        "torch": torch.__version__,
-    }
-    if continued:
-        metadata["continued"] = json.dumps(continued, sort_keys=True)
-    save_safetensors({k: v.half() for k, v in sorted(state.items())}, out / "miniature.safetensors", metadata)
+    save_base(unet, vae, scaling, made_with, continued, out / "miniature.safetensors")
     (out / "losses.json").write_text(json.dumps({"vae": vae_losses, "unet": unet_losses}) + "\n")
 
     if not probe_seeds:
@@ -545,6 +535,37 @@ def pretrain(
     figures |= {k: v for k, v in result.items() if k != "rows"}
     (out / "probe.json").write_text(json.dumps(figures | {"rows": result["rows"]}, indent=1) + "\n")
     return figures
+
+
+def save_base(unet, vae, scaling: float, made_with: dict, continued: list[dict], out) -> None:
+    """Write the base's UNet and VAE (fp16, single-file layout) with the settings that made them and the
+    VAE's latent scaling factor in the metadata."""
+    from charlora import ldm_layout
+    from charlora.sdxl import save_safetensors
+
+    state = ldm_layout.unet_to_ldm(unet.state_dict(), dict(unet.config))
+    state |= ldm_layout.vae_to_ldm(vae.state_dict(), dict(vae.config))
+    metadata = {
+        "charlora": "miniature SDXL-layout base: UNet and VAE (text encoders: random, seeded)",
+        "settings": json.dumps(made_with, sort_keys=True),
+        "vae_scaling_factor": f"{scaling:.5f}",
+        "torch": torch.__version__,
+    }
+    if continued:
+        metadata["continued"] = json.dumps(continued, sort_keys=True)
+    save_safetensors({k: v.half() for k, v in sorted(state.items())}, out, metadata)
+
+
+@torch.no_grad()
+def vae_figures(vae, pictures: list[torch.Tensor], device: str) -> dict:
+    """How far the VAE's reconstruction of `pictures` is off (mean, in levels of 255), and how much of
+    mira's hair it gives back (trait_through_vae)."""
+    sample = torch.stack(pictures).to(device)
+    error = (vae.decode(vae.encode(sample).latent_dist.mean).sample - sample).abs().mean() * 127.5
+    return {
+        "vae_reconstruction_error_levels": round(float(error), 2),
+        "vae_trait_share": trait_through_vae(vae, device),
+    }
 
 
 def made_with_settings(weights) -> tuple[dict, list[dict]]:
