@@ -114,7 +114,7 @@ def test_every_criterion_is_a_sign_and_no_signs_is_never_written_for_a_row_with_
     chosen = selection.select(table, u_curve(), FALLING_THEN_FLAT)
     assert chosen.epoch in (18, 22)  # the clean neighbours, equally far up the U
     assert (
-        "20: overfit signs slight; prompt accuracy low, but the training loss no longer falls" in chosen.steps[0]["why"]
+        "20: overfit signs slight; prompt accuracy low, but the training loss has flattened" in chosen.steps[0]["why"]
     )
     assert not any("no overtraining" in r for r in chosen.reasons[:-1])
     assert chosen.reasons[-1] == f"epoch {chosen.epoch}: no overtraining or undertraining signs"
@@ -231,8 +231,8 @@ def test_undertraining_advances_while_the_training_loss_falls():
     table = rows(range(2, 31, 2), {e: {"visual_fidelity": "poor"} for e in range(2, 25, 2)})
     assert selection.select(table, u_curve(), STEADILY_FALLING).epoch == 26
     flat = selection.select(table, u_curve(), FALLING_THEN_FLAT)
-    assert flat.epoch == 20  # poor everywhere, the loss no longer falls: more training will not help
-    assert "no longer falls" in flat.reasons[-1]
+    assert flat.epoch == 20  # poor everywhere, the loss has flattened: more training will not help
+    assert "the training loss has flattened" in flat.reasons[-1]
 
 
 def test_a_step_never_lands_on_a_rejected_nan_or_worse_row_and_names_what_would_settle_it():

@@ -127,6 +127,16 @@ class Slope:
         significant = self.error is None or self.value + 2 * self.error < 0
         return significant and (self.run is None or self.run >= 0 or self.value <= FALLING_SHARE * self.run)
 
+    def how_not_falling(self) -> str:
+        """Why the training loss does not count as still falling here, in words."""
+        if self.value is None:
+            return "cannot be told to fall"
+        if self.value >= 0:
+            return "no longer falls"
+        if self.error is not None and self.value + 2 * self.error >= 0:
+            return "falls no more than its noise"
+        return f"has flattened (under {FALLING_SHARE:.0%} of the run's mean slope)"
+
     def words(self) -> str:
         if self.value is None:
             return f"no training loss around epoch {self.epoch}"

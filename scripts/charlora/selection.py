@@ -187,7 +187,7 @@ class Judge:
         words, weight = f"{criterion.replace('_', ' ')} {level}", level_rank(criterion, level)
         trend = loss_trend.slope(self.train, epoch)
         if not trend.falling:
-            return Sign("", f"{words}, but the training loss no longer falls ({trend.words()})", weight)
+            return Sign("", f"{words}, but the training loss {trend.how_not_falling()} ({trend.words()})", weight)
         since = [
             r.levels[criterion] for e, r in self.rows.items() if self.past_start(epoch) and self.start <= e < epoch
         ]
