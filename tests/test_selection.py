@@ -235,6 +235,18 @@ def test_undertraining_advances_while_the_training_loss_falls():
     assert "the training loss has flattened" in flat.reasons[-1]
 
 
+def test_the_words_say_how_the_training_loss_fails_to_fall():
+    rising = {e: 0.1 + 0.002 * e for e in range(1, 21)}
+    assert loss_trend.slope(rising, 10).how_not_falling() == "no longer falls"
+    noisy = {e: 0.1 - 0.0005 * e + (0.01 if e % 2 else -0.01) for e in range(1, 21)}  # down by less than its noise
+    assert not loss_trend.slope(noisy, 10).falling
+    assert loss_trend.slope(noisy, 10).how_not_falling() == "falls no more than its noise"
+    flattened = {e: 0.05 + 0.1 * math.exp(-e / 2) for e in range(1, 31)}  # steep early, a creep at the end
+    assert not loss_trend.slope(flattened, 26).falling
+    assert loss_trend.slope(flattened, 26).how_not_falling().startswith("has flattened (under 50 %")
+    assert loss_trend.slope({3: 0.1}, 3).how_not_falling() == "cannot be told to fall"
+
+
 def test_a_step_never_lands_on_a_rejected_nan_or_worse_row_and_names_what_would_settle_it():
     val = u_curve()
     val[18] = math.nan

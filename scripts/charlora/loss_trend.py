@@ -135,7 +135,7 @@ class Slope:
             return "no longer falls"
         if self.error is not None and self.value + 2 * self.error >= 0:
             return "falls no more than its noise"
-        return f"has flattened (under {FALLING_SHARE:.0%} of the run's mean slope)"
+        return f"has flattened (under {FALLING_SHARE * 100:g} % of the run's mean slope)"
 
     def words(self) -> str:
         if self.value is None:
