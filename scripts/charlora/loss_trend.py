@@ -121,11 +121,15 @@ class Slope:
     run: float | None = None  # the run's mean slope (None: fewer than 2 epochs)
 
     @property
+    def within_noise(self) -> bool:
+        """The slope lies within two standard errors of 0 (False without a noise estimate)."""
+        return self.value is not None and self.error is not None and self.value + 2 * self.error >= 0
+
+    @property
     def falling(self) -> bool:
-        if self.value is None or self.value >= 0:
+        if self.value is None or self.value >= 0 or self.within_noise:
             return False
-        significant = self.error is None or self.value + 2 * self.error < 0
-        return significant and (self.run is None or self.run >= 0 or self.value <= FALLING_SHARE * self.run)
+        return self.run is None or self.run >= 0 or self.value <= FALLING_SHARE * self.run
 
     def how_not_falling(self) -> str:
         """Why the training loss does not count as still falling here, in words."""
@@ -133,7 +137,7 @@ class Slope:
             return "cannot be told to fall"
         if self.value >= 0:
             return "no longer falls"
-        if self.error is not None and self.value + 2 * self.error >= 0:
+        if self.within_noise:
             return "falls no more than its noise"
         return f"has flattened (under {FALLING_SHARE * 100:g} % of the run's mean slope)"
 
