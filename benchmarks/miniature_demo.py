@@ -5,9 +5,11 @@ First it prints how much of the hair the base's VAE gives back at all (miniature
 Runs the shipped demo (config/demo.yaml) in a scratch workspace, with the settings of --override (a
 config file such as config/demo-overtrain.yaml) applied over it, then prints, for every sampled epoch:
 the share of samples of a "mira" prompt that show her hair (pixel_probe.trait_share of the head's place
-at or above --trait-share), the pixel probe's adherence, the scorecard's levels, and the selected epoch.
+at or above --trait-share), the pixel probe's adherence, the scorecard's levels, and the selected epoch;
+then the hair's count by seed and by framing. --seeds validates at more seeds than the demo's two (the
+scorecard and the selection then read them all): one seed's colour cast can carry a two-seed figure.
 
-    .venv/bin/python benchmarks/miniature_demo.py [--override FILE] [--keep DIR]
+    .venv/bin/python benchmarks/miniature_demo.py [--override FILE] [--seeds N] [--keep DIR]
 """
 
 import argparse
@@ -30,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--override", type=Path, help="a config file applied over config/demo.yaml")
     parser.add_argument("--trait-share", type=float, default=0.1, help="share of the head that counts as shown")
+    parser.add_argument("--seeds", type=int, help="validation seeds per prompt (the demo's: 2)")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="charlora-miniature-demo-"))
@@ -37,6 +40,10 @@ def main() -> None:
     command = [sys.executable, "-m", "snakemake", "--cores", "2"]
     if args.override:
         command += ["--configfile", str(args.override.resolve())]
+    if args.seeds:
+        seeds = workspace / "config" / "benchmark-seeds.yaml"
+        seeds.write_text(f"validate:\n  seeds: {args.seeds}\n")
+        command += ["--configfile", str(seeds)]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - started
@@ -54,11 +61,18 @@ def main() -> None:
         "through the base's VAE (what the fine-tune can at most learn to draw)"
     )
     print("epoch  mira's hair shown  adherence (pixel probe)  samples  scorecard")
-    for epoch, (shown, adherence, count) in miniature.trait_by_epoch(validate, "mira", args.trait_share).items():
+    readings = miniature.trait_by_epoch(validate, "mira", args.trait_share)
+    for epoch, reading in readings.items():
+        adherence = "n/a" if reading.adherence is None else f"{reading.adherence:.0%}"
         print(
-            f"{epoch:5d}  {shown:17.0%}  {'n/a' if adherence is None else f'{adherence:.0%}':>23}  {count:7d}  "
+            f"{epoch:5d}  {reading.shown:17.0%}  {adherence:>23}  {reading.samples:7d}  "
             + ", ".join(f"{k} {v}" for k, v in levels.get(epoch, {}).items())
         )
+    print("epoch  hair shown by seed; by framing (samples showing it / samples)")
+    for epoch, reading in readings.items():
+        seeds = ", ".join(f"seed {seed} {k}/{n}" for seed, (k, n) in reading.by_seed.items())
+        framings = ", ".join(f"{framing} {k}/{n}" for framing, (k, n) in reading.by_framing.items())
+        print(f"{epoch:5d}  {seeds}; {framings}")
     print(f"selected epoch: {selected['epoch']}: " + "; ".join(selected["reasons"]))
 
 

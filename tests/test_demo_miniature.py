@@ -3,8 +3,10 @@ small model pretrained on drawn people who are not her. Her magenta hair, which 
 must arrive in the samples, and the selection must pick an epoch that shows it.
 
 The base does not draw her hair (the probe reads it in none of epoch 0's "mira" samples). At the
-selected epoch it reads it in half of them: in nearly all of one seed's, in few of the other's, whose
-hair comes out salmon, nearer the world's red hair (docs/miniature.md); the issue's 70 % is not reached."""
+selected epoch it reads it in half of them: in nearly all of seed 0's, in few of seed 1's. Seed 0 is
+the exception, not seed 1: validated at six seeds, the hair reads in most close-ups of every seed by
+epoch 12, and in few of their mid and full-body shots, where it comes out a pale pink; only seed 0's
+violet cast leans those towards her magenta (docs/miniature.md). The issue's 70 % is not reached."""
 
 import json
 import shutil
@@ -25,10 +27,10 @@ def test_the_shipped_demo_learns_miras_hair_and_selects_an_epoch_that_draws_it(d
 
     validate = ws / VALIDATE
     selected = json.loads((validate / "selected.json").read_text())["epoch"]
-    by_epoch = miniature.trait_by_epoch(validate, "mira")  # epoch: (hair shown, adherence, samples)
-    assert by_epoch[0][1] >= 0.8 and by_epoch[0][0] <= 0.1, by_epoch  # the base follows prompts, without her hair
-    assert selected > 0 and by_epoch[selected][0] >= 0.4, (selected, by_epoch)  # the hair arrived
-    assert by_epoch[selected][1] >= 0.8, by_epoch  # and the prompts are still followed
+    by_epoch = miniature.trait_by_epoch(validate, "mira")
+    assert by_epoch[0].adherence >= 0.8 and by_epoch[0].shown <= 0.1, by_epoch  # prompts followed, no hair
+    assert selected > 0 and by_epoch[selected].shown >= 0.4, (selected, by_epoch)  # the hair arrived
+    assert by_epoch[selected].adherence >= 0.8, by_epoch  # and the prompts are still followed
     rows = {row.epoch: row for row in scorecard.read_scorecard(validate / "scorecard.tsv")}
     assert rows[selected].method.startswith("adherence: pixel probe")
     assert rows[selected].levels["prompt_accuracy"] != "n/a"

@@ -205,6 +205,35 @@ def test_miras_hair_is_read_in_her_pictures_more_than_in_anyone_elses(world):
     assert max(pixel_probe.trait_share(p, demo.MIRA.hair, s.framing) for s, p in world) < 0.02
 
 
+def test_the_trait_is_counted_by_seed_and_by_framing(world, tmp_path):
+    """A validation folder where one seed draws mira and the other draws the world's people: the epoch
+    reads half its samples as showing her hair, all of them seed 0's, one close-up and one mid shot;
+    a prompt that does not name her is not counted."""
+    from charlora import sample
+
+    prompts = [
+        sample.Prompt("p01", "intent", "mira, smiling, blue shirt, grey studio background, close-up"),
+        sample.Prompt("p02", "intent", "mira, waving, blue shirt, grey studio background, mid shot"),
+        sample.Prompt("p03", "intent", "a person, park background, full body"),
+    ]
+    sample.write_prompts(tmp_path / "prompts.tsv", prompts)
+    hers = {"p01": demo.SHOTS[0], "p02": demo.SHOTS[5], "p03": demo.SHOTS[5]}
+    assert (hers["p01"].framing, hers["p02"].framing) == ("close_up", "mid_shot")
+    others = iter(picture for _, picture in world)
+    for epoch, mira_at in ((0, ()), (4, (0,))):
+        folder = tmp_path / f"epoch-{epoch:03d}"
+        folder.mkdir()
+        for prompt in prompts:
+            for seed in (0, 1):
+                picture = miniature.picture(hers[prompt.name]) if seed in mira_at else next(others)
+                picture.save(folder / sample.image_name(prompt, seed))
+    readings = miniature.trait_by_epoch(tmp_path, "mira")
+    assert readings[0].shown == 0.0 and readings[0].by_seed == {0: (0, 2), 1: (0, 2)}
+    assert readings[4].shown == 0.5 and readings[4].samples == 4
+    assert readings[4].by_seed == {0: (2, 2), 1: (0, 2)}
+    assert readings[4].by_framing == {"close_up": (1, 2), "mid_shot": (1, 2)}
+
+
 def test_a_backdrop_cast_towards_her_hair_colour_is_not_read_as_her_hair():
     """A weak model's colour cast can turn a whole backdrop towards mira's magenta (the miniature base's
     brick walls, under some seeds): every backdrop alone, so cast, is her colour for colour_share but

@@ -228,31 +228,51 @@ def trait_through_vae(vae, device: str) -> dict[str, float]:
     return {k: round(sum(v) / len(v), 4) for k, v in shares.items()}
 
 
-def trait_by_epoch(validate, token: str, threshold: float = 0.1) -> dict[int, tuple[float, float | None, int]]:
+@dataclass
+class TraitReading:
+    """What one sampled epoch's samples of the prompts naming a token show (trait_by_epoch). The share
+    by seed and by framing says whether the trait arrived in the model or in one seed's picture: a seed
+    whose colour cast leans towards the trait can read it where the others show a paler colour."""
+
+    shown: float  # share of the samples that show the trait
+    adherence: float | None  # mean pixel-probe adherence; None where no prompt names a backdrop or outfit
+    samples: int
+    by_seed: dict[int, tuple[int, int]]  # seed: (samples showing the trait, samples)
+    by_framing: dict[str, tuple[int, int]]  # framing: (samples showing the trait, samples)
+
+
+def trait_by_epoch(validate, token: str, threshold: float = 0.1) -> dict[int, TraitReading]:
     """What a run's validation samples show, per sampled epoch (the folders epoch-<eee> of `validate`):
-    the share of the samples of prompts naming `token` where mira's hair colour takes at least
-    `threshold` of the head's place (pixel_probe.trait_share of demo.MIRA.hair: 0.15-0.23 in her
-    drawn photos), their mean pixel-probe adherence (None where no prompt names a backdrop or an
-    outfit) and how many samples there are."""
+    the samples of prompts naming `token` where mira's hair colour takes at least `threshold` of the
+    head's place (pixel_probe.trait_share of demo.MIRA.hair: 0.15-0.23 in her drawn photos), counted
+    in all, by seed and by framing, and their mean pixel-probe adherence."""
     from charlora import pixel_probe, sample
 
     prompts = [p for p in sample.read_prompts(validate / "prompts.tsv") if token in p.text.lower()]
     out = {}
     for folder in sorted(validate.glob("epoch-[0-9][0-9][0-9]")):
-        shown, adherence, count = 0, [], 0
+        by_seed: dict[int, list[int]] = {}
+        by_framing: dict[str, list[int]] = {}
+        adherence = []
         for prompt in prompts:
             framing = pixel_probe.asked(prompt.text).framing
             for path in sorted(folder.glob(f"{prompt.name}-s*.png")):
+                seed = int(path.stem.rsplit("-s", 1)[1])
                 with Image.open(path) as image:
                     picture = image.convert("RGB")
-                shown += pixel_probe.trait_share(picture, demo.MIRA.hair, framing) >= threshold
+                shown = pixel_probe.trait_share(picture, demo.MIRA.hair, framing) >= threshold
+                for counts in (by_seed.setdefault(seed, [0, 0]), by_framing.setdefault(framing, [0, 0])):
+                    counts[0] += shown
+                    counts[1] += 1
                 if (score := pixel_probe.adherence(picture, prompt.text)) is not None:
                     adherence.append(score)
-                count += 1
-        out[int(folder.name[6:])] = (
-            shown / count if count else 0.0,
-            sum(adherence) / len(adherence) if adherence else None,
-            count,
+        count = sum(n for _, n in by_seed.values())
+        out[int(folder.name[6:])] = TraitReading(
+            shown=sum(k for k, _ in by_seed.values()) / count if count else 0.0,
+            adherence=sum(adherence) / len(adherence) if adherence else None,
+            samples=count,
+            by_seed={seed: tuple(c) for seed, c in sorted(by_seed.items())},
+            by_framing={framing: tuple(c) for framing, c in sorted(by_framing.items())},
         )
     return out
 
