@@ -58,7 +58,7 @@ def main() -> None:
     through = miniature.trait_through_vae(vae, "cpu")
     print(
         f"mira's hair, share of the figure: {through['photos']:.1%} in her photos, {through['reconstructed']:.1%} "
-        "through the base's VAE (what the fine-tune can at most learn to draw)"
+        "through the base's VAE (what the fine-tune is taught to draw)"
     )
     print("epoch  mira's hair shown  adherence (pixel probe)  samples  scorecard")
     readings = miniature.trait_by_epoch(validate, "mira", args.trait_share)
