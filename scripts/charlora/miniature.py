@@ -257,7 +257,7 @@ def trait_by_epoch(validate, token: str, threshold: float = 0.1) -> dict[int, Tr
         for prompt in prompts:
             framing = pixel_probe.asked(prompt.text).framing
             for path in sorted(folder.glob(f"{prompt.name}-s*.png")):
-                seed = int(path.stem.rsplit("-s", 1)[1])
+                seed = sample.image_seed(path)
                 with Image.open(path) as image:
                     picture = image.convert("RGB")
                 shown = pixel_probe.trait_share(picture, demo.MIRA.hair, framing) >= threshold

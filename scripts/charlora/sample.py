@@ -91,6 +91,11 @@ def image_name(prompt: Prompt, seed: int) -> str:
     return f"{prompt.name}-s{seed}.png"
 
 
+def image_seed(path: Path) -> int:
+    """The seed of a sample file that image_name named."""
+    return int(Path(path).stem.rsplit("-s", 1)[1])
+
+
 def parameters_text(prompt: str, settings: Settings, seed: int, model: str) -> str:
     """The `parameters` chunk as A1111/Forge write it: prompt, negative prompt, then one settings line."""
     lines = [prompt]
