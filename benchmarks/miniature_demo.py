@@ -24,14 +24,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from charlora import miniature, plan, scorecard, sdxl  # noqa: E402
+from charlora import miniature, plan, sample_metrics, scorecard, sdxl  # noqa: E402
 from workflow import make_workspace  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--override", type=Path, help="a config file applied over config/demo.yaml")
-    parser.add_argument("--trait-share", type=float, default=0.1, help="share of the head that counts as shown")
+    parser.add_argument(
+        "--trait-share", type=float, default=sample_metrics.TRAIT_SHOWN, help="share of the head that counts as shown"
+    )
     parser.add_argument("--seeds", type=int, help="validation seeds per prompt (the demo's: 2)")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
     args = parser.parse_args()

@@ -198,6 +198,7 @@ rule score_epoch:
         seeds=settings_of("score_epoch")["validate"]["seeds"],
         captions=settings_of("score_epoch").get("captions", {}),  # the tagger, where no CLIP model scores adherence
         token=settings_of("score_epoch")["subject"]["token"],
+        base_model=settings_of("score_epoch")["base_model"],  # the miniature's samples are read by the pixel probe
     log:
         f"logs/runs/{RUN}/validate/epoch-{{eee}}.scores.log",
     resources:

@@ -26,6 +26,7 @@ with tqdm(total=len(prompts) * len(seeds), desc=f"scoring epoch {snakemake.wildc
         params.token,
         str(sdxl.pick_device(settings["device"])),
         progress=bar,
+        base_model=params.base_model,
     )
 sample_metrics.write_scores(Path(snakemake.output[0]), scores)
 log.info(

@@ -1,6 +1,7 @@
 """The demo as a user runs it (config/demo.yaml as shipped): mira fine-tuned from the miniature base, a
 small model pretrained on drawn people who are not her. Her magenta hair, which the base never drew,
-must arrive in the samples, and the selection must pick an epoch that shows it.
+must arrive in the samples, and the selection must pick an epoch that shows it. The scorecard reads it
+too: on the miniature base, the demo's identity is the share of her samples that show the hair.
 
 The base does not draw her hair (the probe reads it in none of epoch 0's "mira" samples). At the
 selected epoch it reads it in half of them: in nearly all of seed 0's, in few of seed 1's. Seed 0 is
@@ -11,7 +12,7 @@ violet cast leans those towards her magenta (docs/miniature.md). The issue's 70 
 import json
 import shutil
 
-from charlora import miniature, scorecard
+from charlora import miniature, sample_metrics, scorecard
 from workflow import REPO, copy_workspace, snakemake
 
 VALIDATE = "results/runs/demo/validate"
@@ -34,4 +35,8 @@ def test_the_shipped_demo_learns_miras_hair_and_selects_an_epoch_that_draws_it(d
     rows = {row.epoch: row for row in scorecard.read_scorecard(validate / "scorecard.tsv")}
     assert rows[selected].method.startswith("adherence: pixel probe")
     assert rows[selected].levels["prompt_accuracy"] != "n/a"
+    # identity: the share of her samples that show her hair, which the scorecard grades as it grades faces
+    assert rows[selected].method.endswith(f"identity: {sample_metrics.TRAIT_PROBE}")
+    for epoch, row in rows.items():
+        assert row.evidence["visual_fidelity"].startswith(f"her trait in {by_epoch[epoch].shown:.0%} of the samples")
     assert (ws / "results/runs/demo/demo.safetensors").is_file()

@@ -318,6 +318,61 @@ def test_the_demos_samples_are_scored_by_the_pixel_probe(tmp_path):
     assert [s.adherence_shuffled for s in scores.samples] == [0.0, 0.0, None, None, 1.0, 1.0]
 
 
+def test_the_demos_identity_on_the_miniature_base_is_whether_a_sample_of_her_shows_her_hair(tmp_path):
+    """dlib finds the faces of the demo's drawn photos but none in its 128-pixel samples; on the
+    miniature base, whose samples are the renderer's world, identity is whether a sample of a prompt
+    naming mira shows her hair colour in the head's place (pixel_probe.trait_share). A prompt that does
+    not name her is not read. The random tiny model draws noise: there identity is the faces'."""
+    from dataclasses import replace
+
+    from charlora import demo, miniature
+
+    hers = miniature.picture(demo.SHOTS[0])
+    someone = miniature.picture(
+        replace(miniature.person(11, 3), framing=demo.SHOTS[0].framing, size=demo.SHOTS[0].size)
+    )
+    prompts = [
+        sample.Prompt("p01", "intent", "mira, close-up"),
+        sample.Prompt("p02", "intent", "mira, smiling, close-up"),
+        sample.Prompt("p03", "intent", "a person, close-up"),  # her picture, but the prompt does not ask for her
+        sample.Prompt("p04", "intent", "miranda, close-up"),  # nor does this one
+    ]
+    folder = tmp_path / "epoch-004"
+    folder.mkdir()
+    for prompt, picture in zip(prompts, (hers, someone, hers, hers)):
+        for seed in (0, 1):
+            picture.save(folder / sample.image_name(prompt, seed))
+    hers.save(tmp_path / "a.png")
+    reference = sample_metrics.Reference([sample_metrics.describe_photo("a", hers, 40)], 40)
+
+    def scored(base_model):
+        return sample_metrics.score_epoch(
+            4,
+            folder,
+            prompts,
+            [0, 1],
+            reference,
+            tmp_path,
+            0.6,
+            None,
+            {"tagger": "demo"},
+            "mira",
+            base_model=base_model,
+        )
+
+    scores = scored("miniature")
+    assert scores.identity_method == sample_metrics.TRAIT_PROBE
+    assert [s.trait_shown for s in scores.samples] == [True, True, False, False, None, None, None, None]
+    assert min(s.trait for s in scores.samples[:2]) >= 0.15 and max(s.trait for s in scores.samples[2:4]) < 0.02
+    e = scorecard.evidence(scores, 12)
+    assert e.trait_share == 0.5  # the trait, not the faces dlib may find in a drawn picture, is the identity
+    fidelity, text = scorecard.visual_fidelity(e, scorecard.evidence(scores, 12))
+    assert fidelity == "good" and text.startswith("her trait in 50% of the samples of her (epoch 0: 50%)")
+    tiny = scored("tiny")
+    assert tiny.identity_method.startswith("dlib") and all(s.trait is None for s in tiny.samples)
+    assert scorecard.evidence(tiny, 12).trait_share is None
+
+
 def test_adherence_at_chance_is_n_a_not_a_level():
     """Epoch 0 as close to its own prompts as to shuffled ones: adherence says nothing (the demo's random
     model); prompt sensitivity still counts, and generalisation keeps its diversity."""
@@ -358,6 +413,10 @@ def test_prompt_accuracy_levels(figures, expected):
         ({"face_share": 0.9, "match_share": 0.3, "face_distance": 0.7}, "poor"),
         ({"face_share": 0.9, "match_share": 0.9, "face_distance": 0.4, "sharper_share": 0.5}, "over-sharpened"),
         ({"blown_share": 0.4}, "burned"),
+        ({"trait_share": 0.85}, "excellent"),  # the demo's identity: samples of her that show her trait
+        ({"trait_share": 0.5}, "good"),
+        ({"trait_share": 0.2}, "poor"),
+        ({"trait_share": 0.9, "blown_share": 0.4}, "burned"),
         ({}, "n/a"),  # no faces to measure, no flags: no verdict
     ],
 )

@@ -241,14 +241,16 @@ class TraitReading:
     by_framing: dict[str, tuple[int, int]]  # framing: (samples showing the trait, samples)
 
 
-def trait_by_epoch(validate, token: str, threshold: float = 0.1) -> dict[int, TraitReading]:
+def trait_by_epoch(validate, token: str, threshold: float | None = None) -> dict[int, TraitReading]:
     """What a run's validation samples show, per sampled epoch (the folders epoch-<eee> of `validate`):
     the samples of prompts naming `token` where mira's hair colour takes at least `threshold` of the
     head's place (pixel_probe.trait_share of demo.MIRA.hair: 0.15-0.23 in her drawn photos), counted
-    in all, by seed and by framing, and their mean pixel-probe adherence."""
-    from charlora import pixel_probe, sample
+    in all, by seed and by framing, and their mean pixel-probe adherence. The threshold: the scorecard's
+    (sample_metrics.TRAIT_SHOWN), unless given."""
+    from charlora import pixel_probe, sample, sample_metrics
 
-    prompts = [p for p in sample.read_prompts(validate / "prompts.tsv") if token in p.text.lower()]
+    threshold = sample_metrics.TRAIT_SHOWN if threshold is None else threshold
+    prompts = [p for p in sample.read_prompts(validate / "prompts.tsv") if sample_metrics.names(p.text, token)]
     out = {}
     for folder in sorted(validate.glob("epoch-[0-9][0-9][0-9]")):
         by_seed: dict[int, list[int]] = {}

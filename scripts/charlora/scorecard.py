@@ -4,8 +4,9 @@ Each sampled epoch gets the guide's four criteria, each a level derived from the
 (sample_metrics.py), compared with epoch 0 (the base model, same prompts and seeds):
 
 - prompt accuracy (high / moderate / low): adherence change and prompt sensitivity against epoch 0;
-- visual fidelity (excellent / good / poor / over-sharpened / burned): identity; faces kept; sharpness
-  (both ways) and blown highlights on the subject against the training photos;
+- visual fidelity (excellent / good / poor / over-sharpened / burned): identity (faces that match the
+  training faces; in the demo on the miniature base, samples that show mira's trait); faces kept;
+  sharpness (both ways) and blown highlights on the subject against the training photos;
 - generalisation (high / moderate / poor): adherence on unseen (intent) prompts against the validation
   captions; phrasing variants against their originals; diversity across seeds;
 - overfit signs (none / slight / present): copies (two measures) against epoch 0, their trend, training
@@ -101,6 +102,7 @@ class Evidence:
     training_face_share: float | None = None  # the training photos' share with a face
     match_share: float | None = None
     face_distance: float | None = None
+    trait_share: float | None = None  # the demo's identity: the share of the samples of her that show her trait
     sharper_share: float | None = None
     softer_share: float | None = None
     blown_share: float | None = None
@@ -186,6 +188,7 @@ def evidence(scores, copy_bits: int, base_scores=None) -> Evidence:
         training_face_share=scores.training_face_share,
         match_share=sum(bool(s.face_match) for s in with_face) / len(with_face) if with_face else None,
         face_distance=mean(s.face_distance for s in with_face),
+        trait_share=share([s for s in samples if s.trait_shown is not None], lambda s: s.trait_shown),
         sharper_share=share(samples, lambda s: s.sharper_than_training),
         softer_share=share(samples, lambda s: s.softer_than_training),
         blown_share=share(samples, lambda s: s.blown_beyond_training),
@@ -285,7 +288,9 @@ def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
     """Over-sharpened or burned where flagged; else the worst of the identity's level and "poor" for samples
     softer than the training photos or for faces lost; "n/a" where none of these was measured or found
     (sharpness and highlights in bounds say nothing of resemblance)."""
-    if e.match_share is not None:
+    if e.trait_share is not None:
+        identity = f"her trait in {e.trait_share:.0%} of the samples of her (epoch 0: {percent(base.trait_share)})"
+    elif e.match_share is not None:
         identity = (
             f"faces in {e.face_share:.0%}, {e.match_share:.0%} of them match (mean distance {e.face_distance:.2f})"
         )
@@ -308,7 +313,9 @@ def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
     if flagged(e.blown_share, base.blown_share, e.blown_pairs):
         return "burned", text
     grades = []
-    if e.match_share is not None:
+    if e.trait_share is not None:  # a trait shown is the demo's match: the same shares make the levels
+        grades.append(0 if e.trait_share >= MATCH_EXCELLENT else 1 if e.trait_share >= MATCH_GOOD else 2)
+    elif e.match_share is not None:
         grades.append(
             0
             if e.match_share >= MATCH_EXCELLENT and e.face_share >= FACES_EXCELLENT

@@ -67,8 +67,8 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "compare_epochs": ("run", "base_model", "validate.seeds"),
     "loss_curves": ("run",),
     "reference_photos": ("select.min_face", "validate.resolution"),
-    "score_epoch": ("subject.token", "validate.seeds", "select.clip", "select.face_threshold", "select.device",
-                    "captions.tagger", "captions.wd14", "captions.vlm", "captions.vocabulary"),
+    "score_epoch": ("base_model", "subject.token", "validate.seeds", "select.clip", "select.face_threshold",
+                    "select.device", "captions.tagger", "captions.wd14", "captions.vlm", "captions.vocabulary"),
     "select_epoch": ("select.copy_bits",),
     # the LoRA and the run's record (rules/lora.smk, runs.smk)
     "extract_lora": ("run", "subject.token", "subject.rights_holder", "subject.consent", "train.resolution",
