@@ -3,8 +3,8 @@
 Per sample (one prompt x seed of one epoch):
 - identity: the largest face's dlib descriptor (faces.py), its mean distance to the training photos'
   faces, and whether that is below `face_threshold` (dlib's 0.6: the same person); for the demo on the
-  miniature base, whose drawn faces dlib does not find, whether a sample of her shows mira's trait, the
-  hair colour the base never drew (TRAIT_PROBE);
+  miniature base, in whose 128-pixel samples dlib finds no face, whether a sample of her shows mira's
+  trait, the hair colour the base never drew (TRAIT_PROBE);
 - prompt adherence: the CLIP score (Hessel et al. 2021: 100 x the cosine of the image's and the
   prompt's CLIP embeddings; not clamped at 0, so that every change shows) with a local CLIP model
   folder (`select.clip`); without one, the recall of
@@ -417,6 +417,7 @@ def identity_method(reference: Reference, captions_config: dict, base_model: str
 
 
 def names(prompt: str, token: str) -> bool:
+    """Whether `prompt` names `token` as a word ("mira," does; "miranda" does not)."""
     return re.search(rf"(?<!\w){re.escape(token.lower())}(?!\w)", prompt.lower()) is not None
 
 
