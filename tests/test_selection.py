@@ -262,6 +262,17 @@ def test_a_step_never_lands_on_a_rejected_nan_or_worse_row_and_names_what_would_
     assert "samples of epoch 16, 17, 18, 19 would settle it: add them to validate.epochs" in only_20.reasons[-1]
 
 
+def test_a_start_far_from_every_saved_epoch_says_to_save_more_often():
+    """A long run saved every 48th epoch whose validation loss is lowest at 6: nothing near the start can
+    be sampled, so the nearest sampled epoch is kept and the reason says how to get one nearer."""
+    val = u_curve(minimum=6, epochs=96)
+    sparse = selection.select(rows([48, 96]), val, STEADILY_FALLING, saved=[48, 96])
+    assert sparse.epoch == 48 and sparse.to_sample == []
+    assert any("no epoch within 4 of epoch" in r and "a lower train.save_every" in r for r in sparse.reasons)
+    dense = selection.select(rows([48, 96]), val, STEADILY_FALLING, saved=list(range(1, 97)))
+    assert not any("train.save_every" in r for r in dense.reasons) and dense.to_sample  # saved: sample them
+
+
 def test_nothing_to_select_is_said_not_raised():
     none = selection.select([], u_curve(), FALLING_THEN_FLAT)
     assert none.epoch is None and none.reasons[-1].startswith("no epoch can be selected: no epoch was sampled")

@@ -32,7 +32,7 @@ step by step. Light imports only (rules/common.smk reads the selected epoch).
    and 26 last.
 4. **Candidates**: the eligible sampled epochs within 4 of the start (eligible: not rejected by a
    review, with a finite validation loss); the best ranked is the first choice. No eligible epoch
-   within 4: the nearest ones.
+   within 4: the nearest ones (and where none within 4 was saved, the reasons say to save more often).
 5. **Steps** (the guide's "advance / roll back 2-4 epochs; repeat until the optimal checkpoint is
    identified"). Overtraining signs only: roll back; undertraining signs only: advance; onto the
    eligible sampled epoch 1-4 away in that direction that stands best, if it stands as well as the
@@ -351,6 +351,8 @@ def first_choice(judge: Judge, eligible: list[int], saved: list[int]) -> tuple[i
     distance = min(abs(e - start) for e in eligible)
     nearest = [e for e in eligible if abs(e - start) == distance]
     words = f"no eligible sampled epoch within {REACH} of epoch {start}; the nearest: {epochs_words(nearest)}"
+    if not any(abs(e - start) <= REACH for e in saved):  # nothing there to sample: the run saved too seldom
+        words += f" (no epoch within {REACH} of epoch {start} was saved: a lower train.save_every saves some to sample)"
     return (
         min(nearest, key=judge.rank),
         (words, nearest),
