@@ -314,7 +314,7 @@ def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
         return "burned", text
     grades = []
     if e.trait_share is not None:  # a trait shown is the demo's match: the same shares make the levels
-        grades.append(0 if e.trait_share >= MATCH_EXCELLENT else 1 if e.trait_share >= MATCH_GOOD else 2)
+        grades.append(graded(e.trait_share, MATCH_EXCELLENT, MATCH_GOOD))
     elif e.match_share is not None:
         grades.append(
             0
