@@ -39,13 +39,15 @@ def main() -> None:
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="charlora-miniature-demo-"))
     workspace = make_workspace(root, shipped_demo=True)
-    command = [sys.executable, "-m", "snakemake", "--cores", "2"]
-    if args.override:
-        command += ["--configfile", str(args.override.resolve())]
+    configfiles = [str(args.override.resolve())] if args.override else []
     if args.seeds:
         seeds = workspace / "config" / "benchmark-seeds.yaml"
         seeds.write_text(f"validate:\n  seeds: {args.seeds}\n")
-        command += ["--configfile", str(seeds)]
+        configfiles.append(str(seeds))
+    # one --configfile with every file: a second --configfile would replace the first, not add to it
+    command = [sys.executable, "-m", "snakemake", "--cores", "2"] + (
+        ["--configfile", *configfiles] if configfiles else []
+    )
     started = time.perf_counter()
     done = subprocess.run(command, cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - started

@@ -14,7 +14,8 @@ A scenario is a run as the selection sees it (format and keys: tests/selection/R
     review: {20: {reject: true}}  # optional, as the review files
     expect: [16, 17, 18]          # acceptable epochs ([]: no epoch can be selected)
 
-The epochs with `levels` are the sampled ones (a criterion left out is "n/a"); reviews are applied on
+The epochs with `levels` are the sampled ones (a criterion left out is "n/a"; `resemblance`, optional, is
+the identity's own level that a fidelity flag can hide: excellent, good or poor); reviews are applied on
 top as the workflow applies review files; no row is invented for the others. Optional checks:
 `saved` (the saved epochs; default every listed epoch), `expect_to_sample` (epochs selected.json's
 `to_sample` must name), `expect_flat` (true or false), `refinement_covers` (epochs the refinement
@@ -52,7 +53,7 @@ KEYS = {
     "expect_flat",
     "refinement_covers",
 }
-EPOCH_KEYS = {"val", "train", "levels"}
+EPOCH_KEYS = {"val", "train", "levels", "resemblance"}
 
 
 class ScenarioError(Exception):
@@ -112,12 +113,18 @@ def read_scenario(path: Path) -> dict:
             for criterion, level in levels.items():
                 if criterion not in scorecard.LEVELS or level not in scorecard.LEVELS[criterion] + ["n/a"]:
                     raise ScenarioError(f"{where}: levels: {criterion}: {level!r} is not a scorecard level")
+            resemblance = entry.get("resemblance", "n/a")
+            if resemblance not in scorecard.RESEMBLANCE_LEVELS + ["n/a"]:
+                raise ScenarioError(
+                    f"{where}: resemblance: {resemblance!r} is not one of {', '.join(scorecard.RESEMBLANCE_LEVELS)}"
+                )
             rows[epoch] = scorecard.Row(
                 epoch,
                 {c: levels.get(c, "n/a") for c in scorecard.CRITERIA},
                 {c: "given by the scenario" for c in scorecard.CRITERIA},
                 val_loss=val.get(epoch),
                 train_loss_smoothed=train.get(epoch),
+                resemblance=resemblance,
             )
     reviews = data.get("review") or {}
     if not isinstance(reviews, dict):

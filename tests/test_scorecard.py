@@ -500,6 +500,24 @@ def test_softer_says_how_many_samples_lost_sharpness_against_epoch_0():
     assert text.endswith("softer than the training photos, and than epoch 0 in 22 of 24 pairs (same prompt and seed)")
 
 
+def test_resemblance_is_the_identitys_own_level_which_a_softness_flag_hides(tmp_path):
+    """Fidelity is the worst of the identity and the flags: 62 % of her samples show her, but softer than
+    epoch 0 makes the row "poor". The resemblance keeps "good" apart, for the selection, through the table."""
+    base = Evidence(**{**BASE.__dict__, "trait_share": 0.0})
+    soft = {"softer_share": 1.0, "sharpness_pairs": scorecard.Pairs(2, 22)}
+    her = Evidence(**{**base.__dict__, **soft, "trait_share": 0.62})
+    not_her = Evidence(**{**base.__dict__, **soft, "trait_share": 0.05})
+    assert scorecard.visual_fidelity(her, base)[0] == scorecard.visual_fidelity(not_her, base)[0] == "poor"
+    assert (scorecard.resemblance(her), scorecard.resemblance(not_her)) == ("good", "poor")
+    faces_matched = Evidence(**{**BASE.__dict__, "face_share": 0.9, "match_share": 0.9, "face_distance": 0.4})
+    assert scorecard.resemblance(faces_matched) == "excellent"
+    assert scorecard.resemblance(Evidence(**{**BASE.__dict__, **soft})) == "n/a"  # nothing measured it
+    levels, evidence = {c: "n/a" for c in scorecard.CRITERIA}, {c: "" for c in scorecard.CRITERIA}
+    rows = [scorecard.Row(e, levels, evidence, resemblance=r) for e, r in ((4, "poor"), (8, "good"), (12, "n/a"))]
+    scorecard.write_scorecard(tmp_path / "scorecard.tsv", rows)
+    assert [r.resemblance for r in scorecard.read_scorecard(tmp_path / "scorecard.tsv")] == ["poor", "good", "n/a"]
+
+
 def test_copies_count_against_epoch_0():
     """Copies the base model also makes (a stock composition) are no sign; new ones are."""
     base = Evidence(**{**BASE.__dict__, "copied_share": 0.3})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from charlora import loss_trend, refinement, selection
+from charlora import loss_trend, refinement, scorecard, selection
 from charlora.scorecard import Row
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,7 +149,7 @@ def test_n_a_is_no_sign_and_ranks_as_the_middle_level():
         loss_trend.minimum(u_curve(), FALLING_THEN_FLAT),
         FALLING_THEN_FLAT,
     )
-    assert judge.signs(20) == [] and judge.standing(20) == (0, 0, 2) and judge.standing(18) == (0, 0, 1)
+    assert judge.signs(20) == [] and judge.standing(20) == (0, 0, 2, 1) and judge.standing(18) == (0, 0, 1, 1)
 
 
 def test_a_mild_sign_ranks_before_a_strong_one_and_a_rollback_never_lands_on_poor():
@@ -271,6 +271,19 @@ def test_a_start_far_from_every_saved_epoch_says_to_save_more_often():
     assert any("no epoch within 4 of epoch" in r and "a lower train.save_every" in r for r in sparse.reasons)
     dense = selection.select(rows([48, 96]), val, STEADILY_FALLING, saved=list(range(1, 97)))
     assert not any("train.save_every" in r for r in dense.reasons) and dense.to_sample  # saved: sample them
+
+
+def test_the_resemblance_tells_rows_of_the_same_levels_apart_unless_the_review_set_the_fidelity():
+    """Softer than the base at every epoch, every row's fidelity is "poor": the one that looks like her (her
+    resemblance "good") stands better than the nearer one that does not, and the reasons say why. A review
+    that sets the fidelity is the user's whole word on it: their "poor" is the resemblance too."""
+    val = u_curve(minimum=8, epochs=16)
+    table = rows([8, 12], {8: {"visual_fidelity": "poor"}, 12: {"visual_fidelity": "poor"}})
+    table[0].resemblance, table[1].resemblance = "poor", "good"
+    chosen = selection.select(table, val, FALLING_THEN_FLAT)
+    assert chosen.epoch == 12 and "resemblance good" in chosen.reasons[-1]
+    scorecard.apply_review(table[1], scorecard.Review(levels={"visual_fidelity": "poor"}))
+    assert selection.select(table, val, FALLING_THEN_FLAT).epoch == 8
 
 
 def test_nothing_to_select_is_said_not_raised():

@@ -47,6 +47,7 @@ LEVELS = {
     "overfit_signs": ["none", "slight", "present"],
 }
 CRITERIA = list(LEVELS)
+RESEMBLANCE_LEVELS = LEVELS["visual_fidelity"][:3]  # the identity's own level (resemblance), without the flags
 REVIEW_KEYS = CRITERIA + ["note", "reject"]
 
 # Thresholds (each a share or a ratio against epoch 0)
@@ -284,6 +285,27 @@ def faces_lost(e: Evidence, base: Evidence) -> bool:
     return base.face_share is not None and e.face_share < base.face_share
 
 
+def resemblance_grade(e: Evidence) -> int | None:
+    """The identity's own grade, 0 (excellent), 1 (good) or 2 (poor), None where it was not measured: the
+    share of faces that match the training faces (excellent only where faces were found in half the
+    samples or more), or on the demo's miniature base the share of her samples that show her trait (her
+    trait shown is the demo's match: the same shares make the levels)."""
+    if e.trait_share is not None:
+        return graded(e.trait_share, MATCH_EXCELLENT, MATCH_GOOD)
+    if e.match_share is None:
+        return None
+    if e.match_share >= MATCH_EXCELLENT and e.face_share >= FACES_EXCELLENT:
+        return 0
+    return 1 if e.match_share >= MATCH_GOOD else 2
+
+
+def resemblance(e: Evidence) -> str:
+    """The identity's own level (visual fidelity's excellent, good or poor; "n/a" where not measured). Visual
+    fidelity is the worst of it and the softness and faces-lost flags, so a flag can hide it: the selection
+    reads it to tell apart rows whose levels are the same (selection.Judge.standing)."""
+    return worst_level("visual_fidelity", resemblance_grade(e))
+
+
 def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
     """Over-sharpened or burned where flagged; else the worst of the identity's level and "poor" for samples
     softer than the training photos or for faces lost; "n/a" where none of these was measured or found
@@ -312,17 +334,7 @@ def visual_fidelity(e: Evidence, base: Evidence) -> tuple[str, str]:
         return "over-sharpened", text
     if flagged(e.blown_share, base.blown_share, e.blown_pairs):
         return "burned", text
-    grades = []
-    if e.trait_share is not None:  # a trait shown is the demo's match: the same shares make the levels
-        grades.append(graded(e.trait_share, MATCH_EXCELLENT, MATCH_GOOD))
-    elif e.match_share is not None:
-        grades.append(
-            0
-            if e.match_share >= MATCH_EXCELLENT and e.face_share >= FACES_EXCELLENT
-            else 1
-            if e.match_share >= MATCH_GOOD
-            else 2
-        )
+    grades = [resemblance_grade(e)]
     if flagged(e.softer_share, base.softer_share, e.sharpness_pairs, rising=False):
         grades.append(2)
         text += "; softer than the training photos" + (
@@ -500,6 +512,7 @@ class Row:
     val_per_timestep: dict[str, float] = field(default_factory=dict)
     train_loss_smoothed: float | None = None
     method: str = ""  # how adherence and identity were measured, or why they were not
+    resemblance: str = "n/a"  # the identity's own level (scorecard.resemblance), which a fidelity flag can hide
 
 
 def apply_review(row: Row, review: Review) -> None:
@@ -541,6 +554,7 @@ def score_rows(
             val_per_timestep={k: v for k, v in val_per_epoch.get(epoch, {}).items() if k != "mean"},
             train_loss_smoothed=train_smoothed.get(epoch),
             method=f"adherence: {scores[epoch].adherence_method}; identity: {scores[epoch].identity_method}",
+            resemblance=resemblance(e),
         )
         apply_review(row, reviews.get(epoch, Review()))
         rows.append(row)
@@ -559,6 +573,7 @@ COLUMNS = (
         "val_loss_per_timestep",
         "train_loss_smoothed",
         "method",
+        "resemblance",
     ]
 )
 
@@ -583,6 +598,7 @@ def write_scorecard(path: Path, rows: list[Row]) -> None:
                 " ".join(f"{k}:{v:.4g}" for k, v in r.val_per_timestep.items()),
                 number(r.train_loss_smoothed),
                 r.method,
+                r.resemblance,
             ]
             for r in rows
         ),
@@ -607,6 +623,7 @@ def read_scorecard(path: Path) -> list[Row]:
                     {k: float(v) for k, v in (p.split(":") for p in d["val_loss_per_timestep"].split())},
                     value("train_loss_smoothed"),
                     d.get("method", ""),
+                    d.get("resemblance", "n/a"),
                 )
             )
     return rows

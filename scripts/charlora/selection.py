@@ -24,7 +24,9 @@ step by step. Light imports only (rules/common.smk reads the selected epoch).
    an epoch stands no better than it, whatever its own levels say.
 3. **Rank** rows by their standing: the number of signs, their weight (the rank of the level behind
    each: slight or moderate 1, present, poor, low, burned 2), the sum of the four levels (0 for a
-   criterion's best level, 1 for the next, 2 for the rest; "n/a" counts 1); then by the smoothed
+   criterion's best level, 1 for the next, 2 for the rest; "n/a" counts 1), the resemblance (the
+   identity's own level, ranked as the fidelity's: of two rows "poor" for softer samples, the one
+   that looks like the character; the guide counts poor resemblance as undertraining); then by the smoothed
    validation loss above the lowest in whole noise units (within the noise counts as the lowest; on a
    flat curve with a knee every loss does), then by the distance from the start, then the earlier
    epoch. The guide's matrix (18: high, excellent, moderate, none; 20: high, good, high, none; 22:
@@ -51,7 +53,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from charlora import atomic, loss_trend
-from charlora.scorecard import CRITERIA, LEVELS, Row
+from charlora.scorecard import CRITERIA, LEVELS, RESEMBLANCE_LEVELS, Row
 
 REACH = 4  # the candidates' distance from the start, and the farthest step
 STEP = 2  # the nearest step the guide takes ("2-4 epochs")
@@ -210,17 +212,32 @@ class Judge:
             and level_rank(criterion, level) > best
         )
 
-    def standing(self, epoch: int) -> tuple[int, int, int]:
+    def standing(self, epoch: int) -> tuple[int, int, int, int]:
         """What a step compares: the number of signs, their weight (the level ranks behind them: slight 1,
-        present 2), then the sum of the four levels; no better than the standing of an epoch whose
-        overtraining it follows or whose undertraining it precedes (`sources`)."""
+        present 2), the sum of the four levels, then the resemblance; no better than the standing of an
+        epoch whose overtraining it follows or whose undertraining it precedes (`sources`)."""
         mine = self.plain_standing(epoch, self.signs(epoch))
         after, before = self.sources(epoch)
         return max([mine] + [self.plain_standing(r, self.own_signs(r)) for r in after + before])
 
-    def plain_standing(self, epoch: int, signs: list[Sign]) -> tuple[int, int, int]:
+    def plain_standing(self, epoch: int, signs: list[Sign]) -> tuple[int, int, int, int]:
         levels = self.rows[epoch].levels
-        return len(signs), sum(s.weight for s in signs), sum(level_rank(c, levels[c]) for c in CRITERIA)
+        return (
+            len(signs),
+            sum(s.weight for s in signs),
+            sum(level_rank(c, levels[c]) for c in CRITERIA),
+            level_rank("visual_fidelity", self.resemblance(epoch)),
+        )
+
+    def resemblance(self, epoch: int) -> str:
+        """The identity's own level (scorecard.resemblance), which a softness flag can hide in the fidelity's
+        "poor": of two rows that stand the same, the one more like the character is the better. Where the
+        review set the fidelity, the user's word is the whole of it: the level they set ("n/a" for a flag)."""
+        row = self.rows[epoch]
+        if "visual_fidelity" not in row.reviewed:
+            return row.resemblance
+        level = row.levels["visual_fidelity"]
+        return level if level in RESEMBLANCE_LEVELS else "n/a"
 
     def loss_key(self, epoch: int) -> float:
         """The smoothed validation loss above the lowest, in whole noise units (0: within the noise of
@@ -244,8 +261,13 @@ class Judge:
         )
 
     def describe(self, epoch: int) -> str:
+        """The row's signs, and its resemblance where the fidelity's level does not say it."""
         signs = self.signs(epoch)
-        return "; ".join(s.text for s in signs) if signs else "no signs"
+        words = "; ".join(s.text for s in signs) if signs else "no signs"
+        resemblance = self.resemblance(epoch)
+        if resemblance != "n/a" and resemblance != self.rows[epoch].levels["visual_fidelity"]:
+            words += f"; resemblance {resemblance}"
+        return words
 
 
 def away(epoch: int, direction: int, nearest: int = STEP) -> list[int]:
@@ -301,7 +323,7 @@ def select(
         {
             "epoch": chosen,
             "action": "best candidate",
-            "why": f"{opening[0]}; ranked by signs, then levels, then smoothed loss: {order}",
+            "why": f"{opening[0]}; ranked by signs, then levels, then resemblance, then smoothed loss: {order}",
         }
     )
     reasons.append(f"{opening[0]}; best ranked: epoch {chosen} ({judge.describe(chosen)})")
