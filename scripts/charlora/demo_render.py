@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -237,11 +238,17 @@ def backdrop_crop(
 ) -> Image.Image:
     """The backdrop alone as `render` frames and lights it (no figure, no blur or noise), at `size`:
     what pixel_probe holds a sample's backdrop against."""
+    canvas, cx = _backdrop_canvas(background, seed)
+    box = _crop_box(framing, size, cx, 180.0, shift)
+    return _apply_light(canvas.crop(box), light, box[0]).resize(size, Image.BOX)
+
+
+@lru_cache(maxsize=2)  # pixel_probe asks for both seeds of one backdrop in turn, every light and shift
+def _backdrop_canvas(background: str, seed: int) -> tuple[Image.Image, float]:
+    """The whole canvas of `background` at `seed`, and the centre of the figure it would hold."""
     rng = np.random.default_rng(seed)
     canvas = _background(background, rng)
-    cx, top = CANVAS[0] / 2 + rng.uniform(-40, 40), 180.0
-    box = _crop_box(framing, size, cx, top, shift)
-    return _apply_light(canvas.crop(box), light, box[0]).resize(size, Image.BOX)
+    return canvas, CANVAS[0] / 2 + rng.uniform(-40, 40)
 
 
 # --- writing the dataset ------------------------------------------------------------------------

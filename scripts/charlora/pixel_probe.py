@@ -113,17 +113,28 @@ def backdrop_references(framing: str, aspect: float) -> dict[str, list[tuple[np.
     return references
 
 
+@cache
+def reference_cells(framing: str, aspect: float) -> dict[str, np.ndarray]:
+    """Per backdrop, its references' outer cells stacked: (references, 2 * GRID, 3)."""
+    return {b: np.stack([c for c, _ in refs]) for b, refs in backdrop_references(framing, aspect).items()}
+
+
+def cell_distances(cells: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """The mean colour distance of the BEST_CELLS best-matching cells of `cells` (..., 2 * GRID, 3) to
+    each of `references` (the same shape), one per pair."""
+    return np.sort(np.linalg.norm(cells - references, axis=-1), axis=-1)[..., :BEST_CELLS].mean(axis=-1)
+
+
 def backdrop_distances(pixels: np.ndarray, framing: str) -> dict[str, tuple[float, np.ndarray]]:
     """Per backdrop: the distance of its nearest reference to the sample, and that reference's pixels."""
     cells = outer_cells(pixels)
+    aspect = round(pixels.shape[1] / REFERENCE_SIDE, 2)
+    references = backdrop_references(framing, aspect)
     out = {}
-    for backdrop, references in backdrop_references(framing, round(pixels.shape[1] / REFERENCE_SIDE, 2)).items():
-        best = (np.inf, references[0][1])
-        for ref_cells, ref_pixels in references:
-            distance = float(np.sort(np.linalg.norm(cells - ref_cells, axis=1))[:BEST_CELLS].mean())
-            if distance < best[0]:
-                best = (distance, ref_pixels)
-        out[backdrop] = best
+    for backdrop, stacked in reference_cells(framing, aspect).items():
+        distances = cell_distances(cells[None], stacked)
+        nearest = int(distances.argmin())  # the first of equals
+        out[backdrop] = (float(distances[nearest]), references[backdrop][nearest][1])
     return out
 
 
@@ -148,7 +159,11 @@ def figure_palette() -> tuple[np.ndarray, np.ndarray]:
             add(colour, "")
     for colour in FIGURE_COLOURS:
         add(colour, "")
-    return np.asarray(colours), np.asarray(names)
+    # each colour once, at its first place (the world's looks share their skins, hairs and eyes): the
+    # nearest colour, and its name, are those of the full list
+    _, first = np.unique(np.asarray(colours), axis=0, return_index=True)
+    keep = np.sort(first)
+    return np.asarray(colours)[keep], np.asarray(names)[keep]
 
 
 def at_shape(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -239,20 +254,11 @@ def trait_share(image: Image.Image, colour, framing: str = "mid_shot") -> float:
 def backdrop_classes(framing: str, aspect: float) -> dict[str, frozenset[str]]:
     """For each backdrop, the backdrops the renderer draws alike with it at `framing` (its own included):
     reading one of them as another there is not a mistake of the sample."""
-    references = backdrop_references(framing, aspect)
-    alike = {}
-    for a in references:
-        alike[a] = frozenset(
-            b
-            for b in references
-            if min(
-                float(np.sort(np.linalg.norm(ca - cb, axis=1))[:BEST_CELLS].mean())
-                for ca, _ in references[a]
-                for cb, _ in references[b]
-            )
-            <= SAME_BACKDROP
-        )
-    return alike
+    cells = reference_cells(framing, aspect)
+    return {
+        a: frozenset(b for b in cells if cell_distances(cells[a][:, None], cells[b][None]).min() <= SAME_BACKDROP)
+        for a in cells
+    }
 
 
 @dataclass(frozen=True)
