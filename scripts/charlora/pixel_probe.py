@@ -161,9 +161,9 @@ def figure_palette() -> tuple[np.ndarray, np.ndarray]:
         add(colour, "")
     # each colour once, at its first place (the world's looks share their skins, hairs and eyes): the
     # nearest colour, and its name, are those of the full list
-    _, first = np.unique(np.asarray(colours), axis=0, return_index=True)
-    keep = np.sort(first)
-    return np.asarray(colours)[keep], np.asarray(names)[keep]
+    colours, names = np.asarray(colours), np.asarray(names)
+    keep = np.sort(np.unique(colours, axis=0, return_index=True)[1])
+    return colours[keep], names[keep]
 
 
 def at_shape(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
